@@ -1,0 +1,246 @@
+"""The ``skyplug`` command. Every command has ``--help``; data output has ``--json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from skyplug.core import plugins
+from skyplug.core.config import get_config, load_config, set_config
+from skyplug.core.dataset import Dataset, fetch_partition
+from skyplug.core.errors import SkyplugError
+from skyplug.core.logs import redact, setup_logging
+
+
+def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    elif text is not None:
+        click.echo(text)
+
+
+class SkyplugGroup(click.Group):
+    """Turns skyplug errors into one line naming the object and the cause, and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SkyplugError as exc:
+            click.echo(f"skyplug: error: {redact(str(exc))}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("skyplug: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=SkyplugGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar=None,
+    help="Read this skyplug.toml instead of the usual lookup.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="skyplug")
+def cli(config_path: str | None, verbose: int) -> None:
+    """skyplug: remote, multi-site scientific data, partitioned on the fly, as if local.
+
+    URIs are plain paths, file://, s3://bucket/key (on --site or the default site) and
+    sky://bucket/key. Configuration: ./skyplug.toml, then $SKYPLUG_CONFIG, then the user
+    config folder.
+    """
+    setup_logging(verbose)
+    if config_path:
+        set_config(load_config(config_path))
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_cmd(as_json: bool) -> None:
+    """List the hook families, the plugins and what each registers."""
+    info = plugins.describe_plugins()
+    lines = ["hooks: " + ", ".join(info["hooks"]), ""]
+    for p in info["plugins"]:
+        origin = "built-in" if p["builtin"] else (p["distribution"] or "third-party")
+        lines.append(f"{p['name']}  ({origin})  {', '.join(p['hooks'])}")
+    for family, entries in info["families"].items():
+        lines.append(f"\n{family}: " + (", ".join(e["name"] for e in entries) or "none"))
+    for name, cause in info["failed"].items():
+        lines.append(f"\nfailed to load: {name}: {cause}")
+    _emit(info, as_json, "\n".join(lines))
+
+
+@cli.command("sites")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sites_cmd(as_json: bool) -> None:
+    """List the configured sites (never their credentials)."""
+    cfg = get_config()
+    data = {
+        "config": str(cfg.path) if cfg.path else None,
+        "default_site": cfg.default_site,
+        "client_site": cfg.client_site,
+        "sites": [s.public() for s in cfg.sites.values()],
+    }
+    lines = [f"config: {data['config'] or '(none)'}"]
+    for s in cfg.sites.values():
+        mark = "*" if s.name == cfg.default_site else " "
+        where = s.path if s.type == "local" else f"{s.endpoint or 'AWS'} ({s.region or 'us-east-1'})"
+        lines.append(f"{mark} {s.name:12} {s.type:6} {where}")
+    _emit(data, as_json, "\n".join(lines))
+
+
+def _dataset_options(f: Any) -> Any:
+    f = click.option("--format", "fmt", help="Format name (default: sniffed).")(f)
+    f = click.option("--site", help="Site of an s3:// URI (default: default_site).")(f)
+    return click.argument("uri")(f)
+
+
+@cli.command("index")
+@_dataset_options
+@click.option("--refresh", is_flag=True, help="Rebuild even if a cached index matches the version.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole index as JSON.")
+def index_cmd(uri: str, site: str | None, fmt: str | None, refresh: bool, as_json: bool) -> None:
+    """Index URI from its metadata only, and show its layout."""
+    ds = Dataset(uri, site=site, format=fmt)
+    index = ds.index(refresh=refresh)
+    if as_json:
+        _emit({"index": index, "stats": ds.index_stats}, True)
+        return
+    s = ds.index_stats
+    lines = [
+        f"{index['uri']}  format={index['format']}  version={index['version']}",
+        f"index: {s['bytes_read']} bytes read in {s['seconds']:.3f} s"
+        + (" (cached)" if s.get("cached") else ""),
+    ]
+    lines += _format_summary(ds.format.summary(index))
+    click.echo("\n".join(lines))
+
+
+def _format_summary(summary: dict[str, Any], indent: str = "") -> list[str]:
+    lines = []
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines += _format_summary(value, indent + "  ")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            lines.append(f"{indent}{key}:")
+            for item in value:
+                lines.append(indent + "  - " + ", ".join(f"{k}={v}" for k, v in item.items()))
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return lines
+
+
+@cli.command("partition")
+@_dataset_options
+@click.option("--by", required=True, help="Axis to partition along (time, rows, channel, ...).")
+@click.option("-n", "n", type=click.IntRange(min=1), required=True, help="Number of partitions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the partitions as JSON.")
+def partition_cmd(uri: str, site: str | None, fmt: str | None, by: str, n: int, as_json: bool) -> None:
+    """Plan N partitions of URI along an axis (prints the plan, fetches nothing)."""
+    ds = Dataset(uri, site=site, format=fmt)
+    parts = ds.plan(by, n)
+    if as_json:
+        _emit([p.to_dict() for p in parts], True)
+        return
+    for p in parts:
+        sel = ", ".join(f"{k}={v}" for k, v in p.selection.items())
+        click.echo(f"part {p.index:4d}  {sel:40}  {len(p.ranges)} ranges  {p.fetch_bytes} bytes")
+
+
+@cli.command("fetch")
+@_dataset_options
+@click.option("--by", required=True, help="Axis to partition along.")
+@click.option("-n", "n", type=click.IntRange(min=1), required=True, help="Number of partitions.")
+@click.option("--only", "only", type=int, multiple=True, help="Fetch only partition I (repeatable).")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option(
+    "--as",
+    "as_",
+    default="native",
+    show_default=True,
+    help="Output kind: native (the format's own), ms, fits, npz, npy ...",
+)
+@click.option("--engine", default="local", show_default=True, help="Engine plugin that runs the loads.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def fetch_cmd(
+    uri: str,
+    site: str | None,
+    fmt: str | None,
+    by: str,
+    n: int,
+    only: tuple[int, ...],
+    out: str,
+    as_: str,
+    engine: str,
+    as_json: bool,
+    progress: bool,
+) -> None:
+    """Fetch partitions of URI into OUT as DIR/part-NNNN.EXT, reading only their byte ranges."""
+    ds = Dataset(uri, site=site, format=fmt)
+    ds.index()
+    index_stats = dict(ds.index_stats)
+    parts = ds.plan(by, n)
+    if only:
+        bad = sorted(set(only) - {p.index for p in parts})
+        if bad:
+            raise click.BadParameter(f"no partition {bad} (there are {len(parts)})", param_hint="--only")
+        parts = [p for p in parts if p.index in set(only)]
+    runner = plugins.find("engines", engine)
+    t0 = time.perf_counter()
+    results = runner.map(
+        lambda p: fetch_partition(p, Path(out), as_),
+        parts,
+        progress=progress and not as_json and sys.stderr.isatty(),
+    )
+    report = {
+        "uri": str(ds.uri),
+        "format": ds.format.name,
+        "index": {
+            "bytes_read": index_stats["bytes_read"],
+            "seconds": index_stats["seconds"],
+            "cached": index_stats.get("cached", False),
+        },
+        "partitions": results,
+        "bytes_fetched": sum(r["bytes_fetched"] for r in results),
+        "seconds": round(time.perf_counter() - t0, 6),
+    }
+    lines = [
+        f"{r['index']:4d}  {r['bytes_fetched']:>12} bytes  {r['seconds']:.3f} s  " + ", ".join(r["outputs"])
+        for r in results
+    ]
+    lines.append(f"{len(results)} partitions, {report['bytes_fetched']} bytes in {report['seconds']:.3f} s")
+    _emit(report, as_json, "\n".join(lines))
+
+
+@cli.command("demo")
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False),
+    help="Work folder (default: a new temporary one, removed afterwards).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+def demo_cmd(workdir: str | None, as_json: bool) -> None:
+    """Run the main job on the embedded default: two local sites, datasets indexed and partitioned."""
+    from skyplug.demo import run_demo
+
+    report = run_demo(Path(workdir) if workdir else None, echo=None if as_json else click.echo)
+    if as_json:
+        _emit(report, True)
+
+
+def main() -> None:
+    """Entry point of the ``skyplug`` command."""
+    cli(prog_name="skyplug")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""The data's way through the code: URI -> locator -> target -> format index -> partitions -> load."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from skyplug.core import plugins
+from skyplug.core.config import Site, get_config
+from skyplug.core.errors import FormatError, PluginError
+from skyplug.core.format import Format
+from skyplug.core.index import IndexCache, cache_key
+from skyplug.core.partition import Partition
+from skyplug.core.source import Source, Target, Tree
+from skyplug.core.uri import URI, parse_uri
+from skyplug.core.zip import ZipTree
+
+
+def resolve_site(uri: URI, site: str | Site | None) -> Site | None:
+    """The site a URI lives on: none for local paths, the named or default one otherwise."""
+    if uri.scheme == "file":
+        return None
+    if isinstance(site, Site):
+        return site
+    return get_config().site(site)
+
+
+def open_target(uri: str | URI, site: str | Site | None = None, version: str | None = None) -> Target:
+    """Open a URI as a Source (one object) or a Tree (a folder, a prefix, a zip)."""
+    u = uri if isinstance(uri, URI) else parse_uri(uri)
+    where = resolve_site(u, site)
+    key = u.scheme if where is None or u.scheme == "sky" else where.type
+    locator = plugins.find("locators", key)
+    target = locator.open(u, where, version=version)
+    if isinstance(target, Source) and u.name.lower().endswith(".zip"):
+        target = ZipTree(target)
+    return target
+
+
+def bytes_read(target: Target) -> int:
+    """Bytes fetched so far through a target."""
+    return target.bytes_read if isinstance(target, Tree) else target.stats.bytes
+
+
+def sniff(target: Target, name: str) -> Format:
+    """The format that claims the target with the highest score."""
+    if isinstance(target, Tree):
+        head, members = b"", sorted(target.members())
+    else:
+        head, members = target.read(0, min(target.size, 2880)), None
+    best, score = None, 0.0
+    for fmt in plugins.all_loaded("formats"):
+        kind_ok = (fmt.kind == "tree") == isinstance(target, Tree)
+        s = fmt.sniff(name, head, members) if kind_ok else 0.0
+        if s > score:
+            best, score = fmt, s
+    if best is None:
+        raise FormatError(str(getattr(target, "uri", name)), "no format plugin recognises this object")
+    return best
+
+
+class Dataset:
+    """A remote or local dataset: index it once, plan partitions, describe it."""
+
+    def __init__(self, uri: str, site: str | Site | None = None, format: str | None = None) -> None:
+        self.uri = parse_uri(uri)
+        self.site = resolve_site(self.uri, site)
+        self._format_name = format
+        self._target: Target | None = None
+        self._format: Format | None = None
+        self._index: dict[str, Any] | None = None
+        self.index_stats: dict[str, Any] = {}
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = open_target(self.uri, self.site)
+        return self._target
+
+    @property
+    def format(self) -> Format:
+        if self._format is None:
+            if self._format_name:
+                self._format = plugins.find("formats", self._format_name)
+            else:
+                self._format = sniff(self.target, self.uri.name)
+        return self._format
+
+    def index(self, refresh: bool = False) -> dict[str, Any]:
+        """The index, from the cache when the object's version has not changed.
+
+        ``index_stats`` tells what building it cost, the format sniffing included.
+        """
+        if self._index is not None and not refresh:
+            return self._index
+        fmt, target = self.format, self.target
+        cache = IndexCache(get_config().cache_dir)
+        key = cache_key(str(self.uri), target.version, fmt.name, fmt.version)
+        cached = None if refresh else cache.get(key)
+        if cached is not None:
+            self.index_stats = {"bytes_read": 0, "seconds": 0.0, "cached": True}
+            self._index = cached
+            return cached
+        before, t0 = (bytes_read(target) if refresh else 0), time.perf_counter()
+        index = fmt.index(target)
+        index.update(
+            {
+                "schema": 1,
+                "format": fmt.name,
+                "format_version": fmt.version,
+                "uri": str(self.uri),
+                "version": target.version,
+            }
+        )
+        self.index_stats = {
+            "bytes_read": bytes_read(target) - before,
+            "seconds": round(time.perf_counter() - t0, 6),
+            "cached": False,
+        }
+        cache.put(key, index)
+        self._index = index
+        plugins.get_plugin_manager().hook.skyplug_index_built(
+            config=get_config(), uri=str(self.uri), index=index, stats=self.index_stats
+        )
+        return index
+
+    def plan(self, by: str, n: int, **opts: Any) -> list[Partition]:
+        """Partitions along ``by``; each carries the site's public description, never secrets."""
+        fmt = self.format
+        if fmt.axes and by not in fmt.axes and not by.startswith("axis:"):
+            raise PluginError(
+                f"{self.uri}: format {fmt.name} cannot partition by {by!r} "
+                f"(choose from {', '.join(fmt.axes)})"
+            )
+        if n < 1:
+            raise PluginError(f"{self.uri}: the number of partitions must be at least 1, not {n}")
+        parts = fmt.plan(self.index(), by, n, **opts)
+        site = self.site.public() if self.site else None
+        return [dataclasses.replace(p, site=site) for p in parts]
+
+    def describe(self) -> dict[str, Any]:
+        """ObsCore (+ radio) fields of the dataset."""
+        return self.format.describe(self.index())
+
+
+def open(uri: str, site: str | Site | None = None, format: str | None = None) -> Dataset:
+    """Open a dataset by URI (a path, ``file://``, ``s3://bucket/key``, ``sky://``)."""
+    return Dataset(uri, site=site, format=format)
+
+
+def _partition_target(p: Partition) -> Target:
+    site = (
+        Site.from_dict(p.site["name"], {k: v for k, v in p.site.items() if k != "name"}) if p.site else None
+    )
+    return open_target(p.uri, site, version=p.version)
+
+
+def load_partition(p: Partition, as_: str = "arrays", target: Target | None = None) -> Any:
+    """Fetch and decode a partition (on a worker, or locally)."""
+    target = target or _partition_target(p)
+    fmt = plugins.find("formats", p.format)
+    before, t0 = bytes_read(target), time.perf_counter()
+    result = fmt.load(p, target, as_=as_)
+    stats = {"bytes_fetched": bytes_read(target) - before, "seconds": time.perf_counter() - t0}
+    plugins.get_plugin_manager().hook.skyplug_partition_loaded(config=get_config(), partition=p, stats=stats)
+    return result
+
+
+def fetch_partition(p: Partition, out: Path, as_: str | None = None) -> dict[str, Any]:
+    """Write a partition as ``out/part-NNNN.EXT``; report bytes, seconds and paths."""
+    target = _partition_target(p)
+    fmt = plugins.find("formats", p.format)
+    as_ = as_ or fmt.outputs[0]
+    if as_ == "native":
+        as_ = fmt.outputs[0]
+    if as_ not in fmt.outputs:
+        raise PluginError(
+            f"{p.uri}: format {fmt.name} cannot write {as_!r} (choose from {', '.join(fmt.outputs)})"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    before, t0 = bytes_read(target), time.perf_counter()
+    paths = fmt.write(p, target, out / f"part-{p.index:04d}", as_)
+    seconds = time.perf_counter() - t0
+    hook = plugins.get_plugin_manager().hook
+    for path in paths:
+        hook.skyplug_object_written(config=get_config(), path=str(path), source=p, kind=as_)
+    return {
+        "index": p.index,
+        "selection": p.selection,
+        "bytes_fetched": bytes_read(target) - before,
+        "seconds": round(seconds, 6),
+        "outputs": [str(x) for x in paths],
+    }
+
+
+def write_partition(p: Partition, out: Path, as_: str | None = None) -> list[Path]:
+    """Write a partition; return the paths."""
+    return [Path(x) for x in fetch_partition(p, out, as_)["outputs"]]

@@ -1,0 +1,63 @@
+"""Hook specifications: one documented stub per hook.
+
+Every capability of skyplug (formats, locators, engines, publishers) is registered through these
+hooks, built-in ones exactly like third-party ones. ``skyplug_register_*`` hooks return a list;
+event hooks ``skyplug_<noun>_<past participle>`` observe what happened and return nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from skyplug.core.config import Config
+    from skyplug.core.partition import Partition
+
+hookspec = pluggy.HookspecMarker("skyplug")
+hookimpl = pluggy.HookimplMarker("skyplug")
+
+
+# --- capabilities ---------------------------------------------------------------------------
+
+
+@hookspec
+def skyplug_register_formats(config: Config) -> list[Any]:
+    """Return format specs (:class:`skyplug.core.registry.Spec`) or Format objects.
+
+    A Format offers ``sniff``, ``index``, ``plan``, ``load``, ``write`` and ``describe``.
+    """
+
+
+@hookspec
+def skyplug_register_locators(config: Config) -> list[Any]:
+    """Return locator specs or Locator objects, each serving one or more URI schemes / site types."""
+
+
+@hookspec
+def skyplug_register_engines(config: Config) -> list[Any]:
+    """Return engine specs or Engine objects offering ``map(fn, items, *, progress=True)``."""
+
+
+@hookspec
+def skyplug_register_publishers(config: Config) -> list[Any]:
+    """Return publisher specs or Publisher objects offering ``publish(records, provenance)``."""
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@hookspec
+def skyplug_index_built(config: Config, uri: str, index: dict[str, Any], stats: dict[str, Any]) -> None:
+    """Called after an index was built (not when it came from the cache)."""
+
+
+@hookspec
+def skyplug_partition_loaded(config: Config, partition: Partition, stats: dict[str, Any]) -> None:
+    """Called after a partition's bytes were fetched and decoded."""
+
+
+@hookspec
+def skyplug_object_written(config: Config, path: str, source: Partition | None, kind: str) -> None:
+    """Called after skyplug wrote a product (a partition as a file or MS, a replica, ...)."""

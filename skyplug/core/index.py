@@ -1,0 +1,42 @@
+"""The index cache: small JSON per object version, reused until the object changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+
+
+def cache_key(uri: str, version: str, fmt: str, fmt_version: int) -> str:
+    """The cache key of an index: object, version, format and both schemas."""
+    text = json.dumps([SCHEMA, uri, version, fmt, fmt_version])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class IndexCache:
+    """A folder of index JSON files, written atomically (never half-written)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "index"
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, index: dict[str, Any]) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(index, fh, separators=(",", ":"))
+        os.replace(tmp, path)

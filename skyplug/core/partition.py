@@ -1,0 +1,62 @@
+"""Partition: a small, frozen, picklable description of one piece of a dataset.
+
+It names the object and its version, the selection, the byte ranges to fetch and the non-secret
+site description a worker needs to reach the object with its own credentials.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+Request = tuple[str, int, int]  # (member or "", start, end)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition of a dataset; reads are conditional on ``version``."""
+
+    uri: str
+    version: str
+    format: str
+    index: int
+    count: int
+    selection: dict[str, Any]
+    ranges: tuple[Request, ...] = ()
+    expected_bytes: int = 0
+    site: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ranges", tuple((str(m), int(s), int(e)) for m, s, e in self.ranges))
+
+    @property
+    def fetch_bytes(self) -> int:
+        """Bytes this partition's planned ranges cover."""
+        return sum(e - s for _, s, e in self.ranges)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes | dict[str, Any]) -> Partition:
+        data = text if isinstance(text, dict) else json.loads(text)
+        data["ranges"] = tuple(tuple(r) for r in data.get("ranges", ()))
+        return cls(**data)
+
+    def load(self, as_: str = "arrays", **options: Any) -> Any:
+        """Fetch this partition's bytes and decode them (arrays, or what the format offers)."""
+        from skyplug.core.dataset import load_partition
+
+        return load_partition(self, as_=as_, **options)
+
+    def write(self, out: str | Path, as_: str | None = None) -> list[Path]:
+        """Write this partition as ``out/part-NNNN.EXT``; returns the paths written."""
+        from skyplug.core.dataset import write_partition
+
+        return write_partition(self, Path(out), as_=as_)

@@ -1,0 +1,188 @@
+"""The plugin manager: built-in plugins first, then third-party ones from entry points.
+
+Plugins register *specs* (a name and a dotted path) so that nothing heavy is imported at startup;
+the implementation is imported on first use and a missing dependency is reported with its extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from skyplug.core import hookspecs
+from skyplug.core.errors import PluginError, SkyplugWarning
+
+log = logging.getLogger("skyplug.plugins")
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "skyplug.plugins.formats.npy",
+    "skyplug.plugins.locators.local",
+    "skyplug.plugins.locators.s3",
+    "skyplug.plugins.engines.local",
+)
+
+FAMILIES: dict[str, str] = {
+    "formats": "skyplug_register_formats",
+    "locators": "skyplug_register_locators",
+    "engines": "skyplug_register_engines",
+    "publishers": "skyplug_register_publishers",
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A lazily imported implementation: ``target`` is ``"module:attr"``; ``err`` says how to install."""
+
+    name: str
+    target: str
+    err: str = ""
+    keys: tuple[str, ...] = ()  # URI schemes, site types or file extensions it serves
+    info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def load(self) -> Any:
+        module, _, attr = self.target.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            hint = f" ({self.err})" if self.err else ""
+            raise PluginError(f"plugin {self.name!r} needs a missing dependency: {exc}{hint}") from exc
+        return obj() if isinstance(obj, type) else obj
+
+
+def _make_manager() -> tuple[pluggy.PluginManager, dict[str, str], dict[str, str]]:
+    pm = pluggy.PluginManager("skyplug")
+    pm.add_hookspecs(hookspecs)
+    failed: dict[str, str] = {}
+    dists: dict[str, str] = {}
+    wanted = os.environ.get("SKYPLUG_LOAD_PLUGINS")
+    for name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(name), name)
+    if not os.environ.get("SKYPLUG_DISABLE_PLUGIN_AUTOLOAD"):
+        for ep in entry_points(group="skyplug"):
+            if wanted is not None and ep.name not in wanted.split(","):
+                continue
+            try:
+                plugin = ep.load()
+                pm.register(plugin, ep.name)
+                if ep.dist is not None:
+                    dists[ep.name] = f"{ep.dist.name} {ep.dist.version}"
+            except Exception as exc:  # a broken third-party plugin must not stop the others
+                if os.environ.get("SKYPLUG_STRICT_PLUGINS"):
+                    raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+                failed[ep.name] = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"skyplug: plugin {ep.name!r} ({ep.value}) failed to load and is skipped: "
+                    f"{type(exc).__name__}: {exc}",
+                    SkyplugWarning,
+                    stacklevel=2,
+                )
+    if os.environ.get("SKYPLUG_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
+        pm.enable_tracing()
+    pm.check_pending()
+    return pm, failed, dists
+
+
+@cache
+def _manager() -> tuple[pluggy.PluginManager, dict[str, str], dict[str, str]]:
+    return _make_manager()
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide manager (built once)."""
+    return _manager()[0]
+
+
+def reset() -> None:
+    """Forget the manager, e.g. after installing a plugin distribution (tests)."""
+    _manager.cache_clear()
+    registered.cache_clear()
+
+
+def failed_plugins() -> dict[str, str]:
+    """Third-party plugins that failed to load: name -> cause."""
+    return dict(_manager()[1])
+
+
+@cache
+def registered(family: str) -> tuple[Any, ...]:
+    """All specs or objects registered for a family, third-party ones first."""
+    from skyplug.core.config import get_config
+
+    hook = getattr(get_plugin_manager().hook, FAMILIES[family])
+    out: list[Any] = []
+    for result in hook(config=get_config()):
+        out.extend(result or ())
+    return tuple(out)
+
+
+def find(family: str, key: str) -> Any:
+    """The implementation named ``key`` (or serving it) in a family, imported on first use."""
+    for item in registered(family):
+        keys = (item.name, *getattr(item, "keys", ()))
+        if key in keys:
+            return _loaded(item)
+    known = ", ".join(sorted(i.name for i in registered(family)))
+    raise PluginError(f"no {family[:-1]} plugin for {key!r} (known: {known})")
+
+
+_LOADED: dict[int, Any] = {}
+
+
+def _loaded(item: Any) -> Any:
+    if not isinstance(item, Spec):
+        return item
+    if id(item) not in _LOADED:
+        _LOADED[id(item)] = item.load()
+    return _LOADED[id(item)]
+
+
+def all_loaded(family: str) -> list[Any]:
+    """Every implementation of a family that imports; ones with a missing dependency are skipped."""
+    out = []
+    for item in registered(family):
+        try:
+            out.append(_loaded(item))
+        except PluginError as exc:
+            log.debug("%s", exc)
+    return out
+
+
+def describe_plugins() -> dict[str, Any]:
+    """What ``skyplug plugins`` prints: hook families, plugins and what each registers."""
+    pm = get_plugin_manager()
+    plugins = []
+    for name, plugin in pm.list_name_plugin():
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or ())
+        plugins.append(
+            {
+                "name": name,
+                "builtin": name in DEFAULT_PLUGINS,
+                "hooks": hooks,
+                "distribution": _manager()[2].get(name),
+            }
+        )
+    families = {}
+    for family in FAMILIES:
+        entries = []
+        for item in registered(family):
+            entries.append(
+                {
+                    "name": item.name,
+                    "keys": list(getattr(item, "keys", ())),
+                    "target": getattr(item, "target", type(item).__module__),
+                    "install": getattr(item, "err", ""),
+                }
+            )
+        families[family] = entries
+    hook_names = sorted(n for n in dir(pm.hook) if n.startswith("skyplug_"))
+    return {"hooks": hook_names, "plugins": plugins, "families": families, "failed": failed_plugins()}

@@ -1,0 +1,314 @@
+"""Sources: objects with ranged, version-checked reads; trees: directory-like datasets.
+
+A backend (a locator plugin) implements only :meth:`Source._fetch` (one request for one range,
+conditional on the version) and :meth:`Source._head`. Planning (coalescing near ranges, splitting
+large ones), the bounded concurrent pool, retries with backoff and byte accounting live here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from skyplug.core.errors import FormatError, NotFound, SiteError, SkyplugError, StaleObjectError
+
+log = logging.getLogger("skyplug.source")
+
+Range = tuple[int, int]  # half-open [start, end)
+
+MAX_GAP = 256 * 1024  # coalesce ranges closer than this
+MAX_PART = 16 * 1024 * 1024  # split ranges larger than this
+MAX_WORKERS = 8
+RETRIES = 4
+BACKOFF = 0.2  # seconds, doubled at each retry, with jitter
+
+
+class TransientError(SiteError):
+    """A failure worth retrying: 5xx, connection reset, timeout."""
+
+
+@dataclass
+class ReadStats:
+    """Byte and request accounting of one Source (thread-safe increments)."""
+
+    requests: int = 0
+    bytes: int = 0
+    retries: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, nbytes: int, retries: int = 0) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes += nbytes
+            self.retries += retries
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "bytes": self.bytes, "retries": self.retries}
+
+
+def plan_ranges(ranges: Iterable[Range], max_gap: int = MAX_GAP, max_part: int = MAX_PART) -> list[Range]:
+    """Requests that cover ``ranges``: sorted, near ones merged, large ones split."""
+    merged: list[list[int]] = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if merged and start <= merged[-1][1] + max_gap:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out: list[Range] = []
+    for start, end in merged:
+        out.extend((s, min(s + max_part, end)) for s in range(start, end, max_part))
+    return out
+
+
+class Source(ABC):
+    """One object (file, S3 object, zip member) read by byte ranges.
+
+    ``version`` is the ETag (S3) or ``mtime_ns-size`` (local). When ``expected_version`` is given,
+    every read is conditional on it and a changed object raises :class:`StaleObjectError`.
+    """
+
+    max_gap = MAX_GAP
+    max_part = MAX_PART
+    max_workers = MAX_WORKERS
+    retries = RETRIES
+
+    def __init__(self, uri: str, *, expected_version: str | None = None) -> None:
+        self.uri = uri
+        self._expected = expected_version
+        self._size: int | None = None
+        self._version: str | None = expected_version
+        self._first = b""  # the first bytes read from offset 0 (headers), served again for free
+        self.stats = ReadStats()
+
+    # --- what a backend implements -------------------------------------------------------
+    @abstractmethod
+    def _head(self) -> tuple[int, str]:
+        """(size, version) of the object; :class:`NotFound` when absent."""
+
+    @abstractmethod
+    def _fetch(self, start: int, end: int, version: str) -> bytes:
+        """Bytes [start, end) of the object if it still has ``version`` (else StaleObjectError)."""
+
+    # --- the contract ----------------------------------------------------------------------
+    def _stat(self) -> None:
+        size, version = self._with_retries(self._head, "HEAD")
+        if self._expected is not None and version != self._expected:
+            raise StaleObjectError(
+                f"{self.uri}: object changed since it was indexed "
+                f"(version {self._expected} expected, {version} found)"
+            )
+        self._size, self._version = size, version
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            self._stat()
+        assert self._size is not None
+        return self._size
+
+    @property
+    def version(self) -> str:
+        if self._version is None:
+            self._stat()
+        assert self._version is not None
+        return self._version
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes [start, end)."""
+        return self.read_ranges([(start, end)])[0]
+
+    def read_ranges(self, ranges: Sequence[Range]) -> list[bytes]:
+        """The bytes of each range, fetched with as few, concurrent, conditional requests as fit."""
+        if not ranges:
+            return []
+        size, version = self.size, self.version
+        for start, end in ranges:
+            if not 0 <= start <= end <= size:
+                raise FormatError(
+                    self.uri, f"range [{start}, {end}) is outside the object ({size} bytes)", offset=start
+                )
+        first = self._first
+        cut = len(first)
+        todo = [(max(s, cut) if s < cut else s, e) for s, e in ranges if e > cut]
+        plan = plan_ranges(todo, self.max_gap, self.max_part)
+        fetched = self._fetch_all(plan, version) if plan else []
+        if plan and plan[0][0] == cut and cut < 1 << 20:
+            self._first = (first + fetched[0])[: 1 << 20]
+        return [
+            first[s:e] if e <= cut else first[s:cut] + _slice(plan, fetched, max(s, cut), e)
+            for s, e in ranges
+        ]
+
+    def _fetch_all(self, plan: list[Range], version: str) -> list[bytes]:
+        def one(rng: Range) -> bytes:
+            data = self._with_retries(
+                lambda: self._fetch(rng[0], rng[1], version), f"bytes {rng[0]}-{rng[1]}"
+            )
+            if len(data) != rng[1] - rng[0]:
+                raise FormatError(
+                    self.uri, f"short read: {len(data)} of {rng[1] - rng[0]} bytes", offset=rng[0]
+                )
+            return data
+
+        if len(plan) == 1:
+            return [one(plan[0])]
+        with ThreadPoolExecutor(min(self.max_workers, len(plan)), thread_name_prefix="skyplug-read") as pool:
+            return list(pool.map(one, plan))
+
+    def _with_retries(self, call, what: str):  # type: ignore[no-untyped-def]
+        delay = BACKOFF
+        for attempt in range(self.retries + 1):
+            try:
+                result = call()
+            except TransientError as exc:
+                if attempt == self.retries:
+                    raise SiteError(f"{self.uri}: {what} failed after {attempt + 1} attempts: {exc}") from exc
+                log.info("%s: %s: %s; retrying in %.2fs", self.uri, what, exc, delay)
+                time.sleep(delay * (0.5 + random.random()))
+                delay *= 2
+                continue
+            if isinstance(result, bytes):
+                self.stats.add(len(result), attempt)
+            return result
+        raise AssertionError("unreachable")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.uri}>"
+
+
+def _slice(plan: list[Range], fetched: list[bytes], start: int, end: int) -> bytes:
+    """Assemble [start, end) from the fetched requests (a range may span split parts)."""
+    if start == end:
+        return b""
+    parts = []
+    for (ps, pe), data in zip(plan, fetched, strict=True):
+        if pe <= start or ps >= end:
+            continue
+        parts.append(data[max(start, ps) - ps : min(end, pe) - ps])
+    return b"".join(parts)
+
+
+class WindowSource(Source):
+    """A window [offset, offset + length) of another source: a STORED zip member."""
+
+    def __init__(self, uri: str, parent: Source, offset: int, length: int) -> None:
+        super().__init__(uri)
+        self.parent, self.offset = parent, offset
+        self._size, self._version = length, parent.version
+        self.stats = parent.stats
+
+    def _head(self) -> tuple[int, str]:
+        return self.size, self.parent.version
+
+    def _fetch(self, start: int, end: int, version: str) -> bytes:
+        raise AssertionError("WindowSource reads through its parent")
+
+    def read_ranges(self, ranges: Sequence[Range]) -> list[bytes]:
+        for start, end in ranges:
+            if not 0 <= start <= end <= self.size:
+                raise FormatError(
+                    self.uri, f"range [{start}, {end}) is outside the member ({self.size} bytes)"
+                )
+        return self.parent.read_ranges([(s + self.offset, e + self.offset) for s, e in ranges])
+
+
+class BytesSource(Source):
+    """Bytes already in memory (an inflated DEFLATE member, a test fixture)."""
+
+    def __init__(self, uri: str, data: bytes, version: str) -> None:
+        super().__init__(uri)
+        self._data, self._size, self._version = data, len(data), version
+
+    def _head(self) -> tuple[int, str]:
+        return len(self._data), self.version
+
+    def _fetch(self, start: int, end: int, version: str) -> bytes:
+        return self._data[start:end]
+
+
+class Tree(ABC):
+    """A directory-like dataset (an MS directory, an S3 prefix, a zip): members read by range."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    @property
+    @abstractmethod
+    def version(self) -> str:
+        """One version for the whole tree; changes when any member changes."""
+
+    @abstractmethod
+    def members(self) -> dict[str, int]:
+        """Relative member path -> size in bytes (files only)."""
+
+    @abstractmethod
+    def source(self, member: str) -> Source:
+        """The member as a Source (:class:`NotFound` when absent)."""
+
+    def member_version(self, member: str) -> str:
+        """The version reads of a member are conditional on."""
+        return self.source(member).version
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes fetched so far through this tree."""
+        return sum(s.stats.bytes for s in self._sources())
+
+    def _sources(self) -> list[Source]:
+        return []
+
+    def read_ranges(self, requests: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        """Bytes of (member, start, end) requests, members fetched concurrently."""
+        by_member: dict[str, list[int]] = {}
+        for i, (member, _, _) in enumerate(requests):
+            by_member.setdefault(member, []).append(i)
+        out: list[bytes] = [b""] * len(requests)
+
+        def one(member: str) -> None:
+            idx = by_member[member]
+            datas = self.source(member).read_ranges([requests[i][1:] for i in idx])
+            for i, data in zip(idx, datas, strict=True):
+                out[i] = data
+
+        if len(by_member) == 1:
+            one(next(iter(by_member)))
+        else:
+            with ThreadPoolExecutor(min(MAX_WORKERS, len(by_member))) as pool:
+                list(pool.map(one, by_member))
+        return out
+
+    def read_member(self, member: str) -> bytes:
+        """A whole member."""
+        src = self.source(member)
+        return src.read(0, src.size)
+
+    def check_member(self, member: str) -> None:
+        if member not in self.members():
+            raise NotFound(f"{self.uri}: no member {member!r}")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.uri}>"
+
+
+Target = Source | Tree
+
+__all__ = [
+    "BytesSource",
+    "Range",
+    "ReadStats",
+    "SkyplugError",
+    "Source",
+    "Target",
+    "TransientError",
+    "Tree",
+    "WindowSource",
+    "plan_ranges",
+]

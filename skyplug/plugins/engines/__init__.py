@@ -1,0 +1,1 @@
+"""Engine plugins: one module per processing engine."""

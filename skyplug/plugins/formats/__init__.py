@@ -1,0 +1,1 @@
+"""Format plugins: one module (or package) per format."""

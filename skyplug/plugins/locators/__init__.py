@@ -1,0 +1,1 @@
+"""Locator plugins: one module per site type."""

@@ -1,0 +1,119 @@
+"""Local files and folders: plain paths, ``file://`` URIs and ``type = "local"`` sites."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from skyplug.core.config import Site
+from skyplug.core.errors import NotFound, SiteError, StaleObjectError
+from skyplug.core.hookspecs import hookimpl
+from skyplug.core.plugins import Spec
+from skyplug.core.source import Source, Tree
+from skyplug.core.uri import URI
+
+
+def file_version(st: os.stat_result) -> str:
+    """The version of a local file: modification time (ns) and size."""
+    return f"{st.st_mtime_ns}-{st.st_size}"
+
+
+class LocalSource(Source):
+    """A local file; a read checks that the file still has the indexed version."""
+
+    def __init__(self, path: str | Path, *, expected_version: str | None = None) -> None:
+        super().__init__(str(path), expected_version=expected_version)
+        self.path = Path(path)
+
+    def _head(self) -> tuple[int, str]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise NotFound(f"{self.uri}: no such file") from None
+        except OSError as exc:
+            raise SiteError(f"{self.uri}: {exc.strerror}") from exc
+        return st.st_size, file_version(st)
+
+    def _fetch(self, start: int, end: int, version: str) -> bytes:
+        try:
+            with self.path.open("rb") as fh:
+                if file_version(os.fstat(fh.fileno())) != version:
+                    raise StaleObjectError(f"{self.uri}: file changed since it was indexed")
+                data = os.pread(fh.fileno(), end - start, start)
+                if file_version(os.fstat(fh.fileno())) != version:
+                    raise StaleObjectError(f"{self.uri}: file changed while it was read")
+        except FileNotFoundError:
+            raise StaleObjectError(f"{self.uri}: file removed since it was indexed") from None
+        except OSError as exc:
+            raise SiteError(f"{self.uri}: {exc.strerror}") from exc
+        return data
+
+
+class LocalTree(Tree):
+    """A local folder (an MS directory)."""
+
+    def __init__(self, path: str | Path, *, expected_version: str | None = None) -> None:
+        super().__init__(str(path))
+        self.path = Path(path)
+        self._expected = expected_version
+        self._listing: dict[str, tuple[int, str]] | None = None
+        self._open: dict[str, LocalSource] = {}
+
+    def _list(self) -> dict[str, tuple[int, str]]:
+        if self._listing is None:
+            listing = {}
+            for root, _, files in os.walk(self.path):
+                for name in files:
+                    full = Path(root) / name
+                    st = full.stat()
+                    listing[full.relative_to(self.path).as_posix()] = (st.st_size, file_version(st))
+            self._listing = listing
+            if self._expected is not None and self.version != self._expected:
+                raise StaleObjectError(f"{self.uri}: folder changed since it was indexed")
+        return self._listing
+
+    @property
+    def version(self) -> str:
+        text = "\n".join(f"{k}\t{v[1]}" for k, v in sorted(self._list().items()))
+        return "tree-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def members(self) -> dict[str, int]:
+        return {k: v[0] for k, v in self._list().items()}
+
+    def source(self, member: str) -> Source:
+        if member not in self._open:
+            listing = self._list()
+            if member not in listing:
+                raise NotFound(f"{self.uri}: no member {member!r}")
+            self._open[member] = LocalSource(self.path / member, expected_version=listing[member][1])
+        return self._open[member]
+
+    def _sources(self) -> list[Source]:
+        return list(self._open.values())
+
+
+class LocalLocator:
+    """Opens local paths, and ``bucket/key`` under a local site's folder."""
+
+    name = "local"
+
+    def path_of(self, uri: URI, site: Site | None) -> Path:
+        if site is None or uri.scheme == "file":
+            return Path(uri.path)
+        assert site.path is not None
+        return Path(site.path).expanduser() / uri.path
+
+    def open(self, uri: URI, site: Site | None, *, version: str | None = None) -> Source | Tree:
+        path = self.path_of(uri, site)
+        if path.is_dir():
+            return LocalTree(path, expected_version=version)
+        if not path.exists():
+            where = f" on site {site.name!r}" if site else ""
+            raise NotFound(f"{uri}{where}: no such file or folder")
+        return LocalSource(path, expected_version=version)
+
+
+@hookimpl
+def skyplug_register_locators(config):
+    return [Spec("local", "skyplug.plugins.locators.local:LocalLocator", keys=("file", "local"))]

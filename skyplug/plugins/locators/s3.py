@@ -1,0 +1,230 @@
+"""S3 sites (``type = "s3"``) through boto3: ranged, conditional (If-Match) reads.
+
+Credentials come from the environment (``SKYPLUG_SITE_<NAME>_ACCESS_KEY_ID`` /
+``..._SECRET_ACCESS_KEY`` for one site, else the AWS variables) or the site's AWS ``profile``.
+They are never stored in a descriptor and never printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from typing import Any
+
+from skyplug.core.config import Site
+from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
+from skyplug.core.hookspecs import hookimpl
+from skyplug.core.plugins import Spec
+from skyplug.core.source import Source, TransientError, Tree
+from skyplug.core.uri import URI
+
+_AUTH_CODES = {
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "AuthorizationHeaderMalformed",
+    "RequestTimeTooSkewed",
+    "403",
+}
+_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _site_env(site: Site, what: str) -> str | None:
+    return os.environ.get(f"SKYPLUG_SITE_{site.name.upper().replace('-', '_')}_{what}")
+
+
+def client_for(site: Site) -> Any:
+    """A boto3 S3 client for a site (cached, thread-safe). skyplug does its own retries."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    key_id, secret = _site_env(site, "ACCESS_KEY_ID"), _site_env(site, "SECRET_ACCESS_KEY")
+    cache_key = (
+        site.name,
+        site.endpoint,
+        site.region,
+        site.addressing,
+        site.profile,
+        key_id,
+        hashlib.sha256((secret or "").encode()).hexdigest(),
+    )
+    with _clients_lock:
+        if cache_key not in _clients:
+            session = (
+                boto3.session.Session(profile_name=site.profile) if site.profile else boto3.session.Session()
+            )
+            cfg = BotoConfig(
+                region_name=site.region or "us-east-1",
+                s3={"addressing_style": site.addressing},
+                retries={"max_attempts": 1, "mode": "standard"},
+                connect_timeout=float(site.options.get("connect_timeout", 5)),
+                read_timeout=float(site.options.get("read_timeout", 30)),
+                max_pool_connections=int(site.options.get("max_pool_connections", 32)),
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+            kwargs: dict[str, Any] = {"endpoint_url": site.endpoint, "config": cfg}
+            if key_id and secret:
+                kwargs.update(aws_access_key_id=key_id, aws_secret_access_key=secret)
+            _clients[cache_key] = session.client("s3", **kwargs)
+        return _clients[cache_key]
+
+
+def translate(exc: Exception, what: str, site: Site) -> Exception:
+    """A boto/network exception as a skyplug error naming the object and the site, never secrets."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    where = f"{what} on site {site.name!r} ({site.endpoint or 'AWS'})"
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
+            return NotFound(f"{where}: no such object or bucket")
+        if status == 412 or code in ("PreconditionFailed", "412"):
+            return StaleObjectError(f"{where}: object changed since it was indexed (If-Match failed)")
+        if code in _AUTH_CODES or status == 403:
+            return SiteError(f"{where}: access refused ({code or status}); check the site's credentials")
+        if status >= 500 or code in _TRANSIENT_CODES:
+            return TransientError(f"{where}: server error {status} {code}")
+        return SiteError(f"{where}: {code or status}: {err.get('Message', '')}".rstrip(": "))
+    if isinstance(exc, BotoCoreError | ConnectionError | TimeoutError | OSError):
+        name = type(exc).__name__
+        if "Credential" in name:
+            return SiteError(f"{where}: no credentials found (set them in the environment or a profile)")
+        return TransientError(f"{where}: {name}")
+    return exc
+
+
+class S3Source(Source):
+    """One S3 object; every GET carries ``If-Match`` with the version read from the same site."""
+
+    def __init__(
+        self,
+        site: Site,
+        bucket: str,
+        key: str,
+        *,
+        expected_version: str | None = None,
+        size: int | None = None,
+    ) -> None:
+        super().__init__(f"s3://{bucket}/{key}", expected_version=expected_version)
+        self.site, self.bucket, self.key = site, bucket, key
+        self.client = client_for(site)
+        if size is not None:
+            self._size = size
+
+    def _head(self) -> tuple[int, str]:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key)
+        except Exception as exc:
+            raise translate(exc, self.uri, self.site) from None
+        return int(head["ContentLength"]), head["ETag"]
+
+    def _fetch(self, start: int, end: int, version: str) -> bytes:
+        try:
+            resp = self.client.get_object(
+                Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", IfMatch=version
+            )
+            with resp["Body"] as body:
+                return body.read()
+        except Exception as exc:
+            raise translate(exc, f"{self.uri} bytes {start}-{end}", self.site) from None
+
+
+class S3Tree(Tree):
+    """The objects under an S3 prefix (an MS uploaded as a folder)."""
+
+    def __init__(
+        self,
+        site: Site,
+        bucket: str,
+        prefix: str,
+        listing: dict[str, tuple[int, str]],
+        *,
+        expected_version: str | None = None,
+    ) -> None:
+        super().__init__(f"s3://{bucket}/{prefix}")
+        self.site, self.bucket, self.prefix = site, bucket, prefix.rstrip("/") + "/"
+        self._listing = listing
+        self._open: dict[str, S3Source] = {}
+        if expected_version is not None and self.version != expected_version:
+            raise StaleObjectError(f"{self.uri} on site {site.name!r}: objects changed since indexed")
+
+    @property
+    def version(self) -> str:
+        text = "\n".join(f"{k}\t{v[1]}\t{v[0]}" for k, v in sorted(self._listing.items()))
+        return "tree-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def members(self) -> dict[str, int]:
+        return {k: v[0] for k, v in self._listing.items()}
+
+    def source(self, member: str) -> Source:
+        if member not in self._open:
+            if member not in self._listing:
+                raise NotFound(f"{self.uri}: no member {member!r}")
+            size, etag = self._listing[member]
+            self._open[member] = S3Source(
+                self.site, self.bucket, self.prefix + member, expected_version=etag, size=size
+            )
+        return self._open[member]
+
+    def _sources(self) -> list[Source]:
+        return list(self._open.values())
+
+
+def list_prefix(site: Site, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
+    """Relative key -> (size, ETag) of every object under ``prefix/``."""
+    client = client_for(site)
+    prefix = prefix.rstrip("/") + "/"
+    out: dict[str, tuple[int, str]] = {}
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", ()):
+                out[obj["Key"][len(prefix) :]] = (int(obj["Size"]), obj["ETag"])
+    except Exception as exc:
+        raise translate(exc, f"s3://{bucket}/{prefix}", site) from None
+    return out
+
+
+class S3Locator:
+    """Opens ``s3://bucket/key`` on an S3 site: an object, or a prefix seen as a folder."""
+
+    name = "s3"
+
+    def open(self, uri: URI, site: Site | None, *, version: str | None = None) -> Source | Tree:
+        if site is None or site.type != "s3":
+            raise ConfigError(f"{uri}: needs an S3 site (--site NAME or default_site)")
+        if not uri.key:
+            raise NotFound(f"{uri}: no key after the bucket")
+        if version is None or not version.startswith("tree-"):
+            src = S3Source(site, uri.bucket, uri.key, expected_version=version)
+            try:
+                src.size  # noqa: B018 - HEAD: an object, or else maybe a prefix
+                return src
+            except NotFound:
+                if version is not None:
+                    raise StaleObjectError(
+                        f"{uri} on site {site.name!r}: object removed since indexed"
+                    ) from None
+        listing = list_prefix(site, uri.bucket, uri.key)
+        if not listing:
+            raise NotFound(f"{uri} on site {site.name!r}: no such object or prefix")
+        return S3Tree(site, uri.bucket, uri.key, listing, expected_version=version)
+
+
+@hookimpl
+def skyplug_register_locators(config):
+    return [
+        Spec(
+            "s3",
+            "skyplug.plugins.locators.s3:S3Locator",
+            err="pip install 'skyplug[s3]' (boto3)",
+            keys=("s3",),
+        )
+    ]

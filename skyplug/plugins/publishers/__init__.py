@@ -1,0 +1,1 @@
+"""Publisher plugins: one module per catalogue or store."""
