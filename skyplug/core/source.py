@@ -7,11 +7,13 @@ large ones), the bounded concurrent pool, retries with backoff and byte accounti
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -149,6 +151,7 @@ class Source(ABC):
 
     def _fetch_all(self, plan: list[Range], version: str) -> list[bytes]:
         def one(rng: Range) -> bytes:
+            log.debug("%s: GET bytes %d-%d", self.uri, rng[0], rng[1])
             data = self._with_retries(
                 lambda: self._fetch(rng[0], rng[1], version), f"bytes {rng[0]}-{rng[1]}"
             )
@@ -234,6 +237,63 @@ class BytesSource(Source):
         return self._data[start:end]
 
 
+class SourceFile(io.RawIOBase):
+    """A read-only, seekable file object over a Source, for libraries that want one (h5py).
+
+    Reads go through :meth:`Source.read_ranges` (conditional on the version, counted in
+    ``source.stats``) in aligned blocks kept in a small LRU cache: scattered metadata reads cost one
+    request per new block.
+    """
+
+    def __init__(self, source: Source, block: int = 64 * 1024, cache_blocks: int = 256) -> None:
+        super().__init__()
+        self.source, self.block, self.cache_blocks = source, block, cache_blocks
+        self._pos = 0
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.source.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"{self.source.uri}: negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+        view = memoryview(buffer).cast("B")
+        start = self._pos
+        end = min(start + len(view), self.source.size)
+        if end <= start:
+            return 0
+        first, last = start // self.block, (end - 1) // self.block
+        missing = [b for b in range(first, last + 1) if b not in self._blocks]
+        if missing:
+            size = self.source.size
+            datas = self.source.read_ranges(
+                [(b * self.block, min(size, (b + 1) * self.block)) for b in missing]
+            )
+            self._blocks.update(zip(missing, datas, strict=True))
+        pos = start
+        for b in range(first, last + 1):
+            self._blocks.move_to_end(b)
+            data = self._blocks[b]
+            lo, hi = pos - b * self.block, min(end - b * self.block, len(data))
+            view[pos - start : pos - start + hi - lo] = data[lo:hi]
+            pos += hi - lo
+        while len(self._blocks) > self.cache_blocks:
+            self._blocks.popitem(last=False)
+        self._pos = end
+        return end - start
+
+
 class Tree(ABC):
     """A directory-like dataset (an MS directory, an S3 prefix, a zip): members read by range."""
 
@@ -306,6 +366,7 @@ __all__ = [
     "ReadStats",
     "SkyplugError",
     "Source",
+    "SourceFile",
     "Target",
     "TransientError",
     "Tree",

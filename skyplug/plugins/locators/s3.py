@@ -61,7 +61,7 @@ def client_for(site: Site) -> Any:
             cfg = BotoConfig(
                 region_name=site.region or "us-east-1",
                 s3={"addressing_style": site.addressing},
-                retries={"max_attempts": 1, "mode": "standard"},
+                retries={"total_max_attempts": 1, "mode": "standard"},
                 connect_timeout=float(site.options.get("connect_timeout", 5)),
                 read_timeout=float(site.options.get("read_timeout", 30)),
                 max_pool_connections=int(site.options.get("max_pool_connections", 32)),
@@ -97,7 +97,9 @@ def translate(exc: Exception, what: str, site: Site) -> Exception:
         name = type(exc).__name__
         if "Credential" in name:
             return SiteError(f"{where}: no credentials found (set them in the environment or a profile)")
-        return TransientError(f"{where}: {name}")
+        if "Connect" in name:
+            return TransientError(f"{where}: cannot connect ({name})")
+        return TransientError(f"{where}: network error ({name})")
     return exc
 
 
