@@ -237,6 +237,9 @@ def demo_cmd(workdir: str | None, as_json: bool) -> None:
         _emit(report, True)
 
 
+plugins.get_plugin_manager().hook.skyplug_register_commands(cli=cli)
+
+
 def main() -> None:
     """Entry point of the ``skyplug`` command."""
     cli(prog_name="skyplug")

@@ -45,6 +45,11 @@ def skyplug_register_publishers(config: Config) -> list[Any]:
     """Return publisher specs or Publisher objects offering ``publish(records, provenance)``."""
 
 
+@hookspec
+def skyplug_register_commands(cli: Any) -> None:
+    """Add subcommands to the ``skyplug`` click group ``cli`` (``@cli.command()``)."""
+
+
 # --- events ---------------------------------------------------------------------------------
 
 
