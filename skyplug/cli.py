@@ -25,7 +25,25 @@ def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
 
 
 class SkyplugGroup(click.Group):
-    """Turns skyplug errors into one line naming the object and the cause, and exit code 1."""
+    """Turns skyplug errors into one line naming the object and the cause, and exit code 1.
+
+    Plugins add their subcommands through ``skyplug_register_commands`` on first use.
+    """
+
+    _plugins_loaded = False
+
+    def load_plugin_commands(self) -> None:
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            plugins.get_plugin_manager().hook.skyplug_register_commands(cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self.load_plugin_commands()
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -237,11 +255,13 @@ def demo_cmd(workdir: str | None, as_json: bool) -> None:
         _emit(report, True)
 
 
-plugins.get_plugin_manager().hook.skyplug_register_commands(cli=cli)
-
-
 def main() -> None:
     """Entry point of the ``skyplug`` command."""
+    try:
+        cli.load_plugin_commands()
+    except SkyplugError as exc:
+        click.echo(f"skyplug: error: {redact(str(exc))}", err=True)
+        sys.exit(1)
     cli(prog_name="skyplug")
 
 
