@@ -1,0 +1,263 @@
+"""Checks of the S3 test servers (tools/services.py) and the fault proxy (tools/faultproxy.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
+pytestmark = pytest.mark.s3
+
+MiB = 1024 * 1024
+
+
+def _status(err: ClientError) -> int:
+    return int(err.response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+def _location(region: str) -> dict[str, Any]:
+    if region == "us-east-1":
+        return {}
+    return {"CreateBucketConfiguration": {"LocationConstraint": region}}
+
+
+def _empty_and_delete(client: Any, bucket: str) -> None:
+    for up in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture
+def client(s3_site: Any, s3_client_factory: Callable[..., Any]) -> Any:
+    """boto3 client for the edge site (default retries)."""
+    return s3_client_factory(s3_site)
+
+
+@pytest.fixture
+def bucket(client: Any, s3_site: Any) -> Iterator[str]:
+    """A fresh bucket on the edge site, emptied and deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=name, **_location(s3_site.region))
+    yield name
+    try:
+        _empty_and_delete(client, name)
+    except ClientError as exc:  # already deleted by the test
+        if _status(exc) != 404:
+            raise
+
+
+def test_sites_started(s3_backend: str, s3_sites: dict[str, Any]) -> None:
+    assert set(s3_sites) == {"edge", "lake"}
+    assert s3_sites["edge"].region == "eu-west-1"
+    assert s3_sites["lake"].region == "us-east-1"
+    assert s3_sites["edge"].endpoint != s3_sites["lake"].endpoint
+    for svc in s3_sites.values():
+        assert svc.backend == s3_backend
+        assert svc.version.startswith(s3_backend + " ")
+        assert svc.alive()
+        assert type(svc).from_json(svc.to_json()) == svc
+
+
+def test_put_and_random_ranges(client: Any, bucket: str) -> None:
+    rng = random.Random(1234)
+    data = rng.randbytes(3 * MiB)
+    put = client.put_object(Bucket=bucket, Key="obj", Body=data)
+    head = client.head_object(Bucket=bucket, Key="obj")
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"] == put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    size = len(data)
+    for i in range(200):
+        kind = i % 4
+        if kind == 0:  # open-ended
+            start = rng.randrange(size)
+            rng_header, expected = f"bytes={start}-", data[start:]
+        elif kind == 1:  # suffix
+            n = rng.randrange(1, 100_000)
+            rng_header, expected = f"bytes=-{n}", data[-n:]
+        else:
+            start = rng.randrange(size)
+            end = min(size - 1, start + rng.randrange(1, 200_000))
+            rng_header, expected = f"bytes={start}-{end}", data[start : end + 1]
+        resp = client.get_object(Bucket=bucket, Key="obj", Range=rng_header)
+        assert resp["ResponseMetadata"]["HTTPStatusCode"] == 206, rng_header
+        assert resp["Body"].read() == expected, rng_header
+
+
+def test_if_match(client: Any, bucket: str) -> None:
+    etag = client.put_object(Bucket=bucket, Key="k", Body=b"hello")["ETag"]
+    assert client.get_object(Bucket=bucket, Key="k", IfMatch=etag)["Body"].read() == b"hello"
+    with pytest.raises(ClientError) as err:
+        client.get_object(Bucket=bucket, Key="k", IfMatch='"0123456789abcdef0123456789abcdef"')
+    assert _status(err.value) == 412
+    assert err.value.response["Error"]["Code"] == "PreconditionFailed"
+
+
+def test_multipart_upload(client: Any, bucket: str) -> None:
+    parts_data = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(MiB // 3)]
+    up = client.create_multipart_upload(Bucket=bucket, Key="mp")
+    parts = []
+    for n, chunk in enumerate(parts_data, start=1):
+        r = client.upload_part(Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=n, Body=chunk)
+        parts.append({"PartNumber": n, "ETag": r["ETag"]})
+    done = client.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=up["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    md5s = b"".join(hashlib.md5(c).digest() for c in parts_data)
+    assert done["ETag"].strip('"') == f"{hashlib.md5(md5s).hexdigest()}-3"
+    data = b"".join(parts_data)
+    got = client.get_object(Bucket=bucket, Key="mp")
+    assert got["ContentLength"] == len(data)
+    assert got["Body"].read() == data
+    a, b = 5 * MiB - 10, 5 * MiB + 9  # across the part boundary
+    cross = client.get_object(Bucket=bucket, Key="mp", Range=f"bytes={a}-{b}")["Body"].read()
+    assert cross == data[a : b + 1]
+
+
+def test_delete(client: Any, bucket: str) -> None:
+    client.put_object(Bucket=bucket, Key="gone", Body=b"x")
+    client.delete_object(Bucket=bucket, Key="gone")
+    with pytest.raises(ClientError) as err:
+        client.head_object(Bucket=bucket, Key="gone")
+    assert _status(err.value) == 404
+    client.delete_bucket(Bucket=bucket)
+    with pytest.raises(ClientError) as err:
+        client.head_bucket(Bucket=bucket)
+    assert _status(err.value) == 404
+
+
+def test_sites_are_separate(
+    s3_backend: str, s3_sites: dict[str, Any], s3_client_factory: Callable[..., Any]
+) -> None:
+    edge, lake = (s3_client_factory(s3_sites[s]) for s in ("edge", "lake"))
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    edge.create_bucket(Bucket=name, **_location("eu-west-1"))
+    try:
+        location = edge.get_bucket_location(Bucket=name)["LocationConstraint"]
+        # SeaweedFS accepts any LocationConstraint but reports none (docs/testing.md).
+        assert location == (None if s3_backend == "seaweedfs" else "eu-west-1")
+        assert name not in [b["Name"] for b in lake.list_buckets()["Buckets"]]
+    finally:
+        _empty_and_delete(edge, name)
+
+
+def test_wrong_secret_rejected(s3_backend: str, s3_site: Any, s3_client_factory: Callable[..., Any]) -> None:
+    if s3_backend == "moto":
+        pytest.skip("moto server checks no signatures by default (documented moto property)")
+    bad = s3_client_factory(s3_site, secret_key="not-the-secret")
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        bad.list_buckets()
+    assert _status(err.value) == 403
+    assert err.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert time.monotonic() - t0 < 5
+
+
+# ------------------------------------------------------------------ fault proxy
+
+
+@pytest.fixture
+def proxied(fault_proxy: Any, s3_site: Any, s3_client_factory: Callable[..., Any]) -> Callable[..., Any]:
+    """``make(**config)``: a client that goes through the fault proxy, retries disabled."""
+
+    def make(**config: Any) -> Any:
+        return s3_client_factory(s3_site, endpoint_url=fault_proxy.endpoint, max_attempts=1, **config)
+
+    return make
+
+
+def test_proxy_passthrough_keeps_signatures(
+    fault_proxy: Any, proxied: Callable[..., Any], bucket: str
+) -> None:
+    c = proxied()
+    data = os.urandom(3 * MiB)
+    c.put_object(Bucket=bucket, Key="via-proxy", Body=data)
+    assert c.get_object(Bucket=bucket, Key="via-proxy")["Body"].read() == data
+    assert c.get_object(Bucket=bucket, Key="via-proxy", Range="bytes=5-9")["Body"].read() == (data[5:10])
+    st = fault_proxy.stats()
+    assert st["requests"] == st["forwarded_requests"] == 3
+    # moto's werkzeug server closes each connection; swift and seaweedfs keep them alive.
+    assert 1 <= st["upstream_connections"] == st["connections"] <= 3
+
+
+def test_proxy_status_503(fault_proxy: Any, proxied: Callable[..., Any], bucket: str) -> None:
+    c = proxied()
+    c.put_object(Bucket=bucket, Key="k", Body=b"abc")
+    fault_proxy.set_fault("status", count=1)
+    with pytest.raises(ClientError) as err:
+        c.get_object(Bucket=bucket, Key="k")
+    assert _status(err.value) == 503
+    assert err.value.response["Error"]["Code"] == "SlowDown"
+    fault_proxy.set_fault("status", count=1)
+    with pytest.raises(ClientError) as err:
+        c.head_object(Bucket=bucket, Key="k")
+    assert _status(err.value) == 503
+    fault_proxy.set_fault("status", count=1)  # a PUT with a body (Expect: 100-continue)
+    with pytest.raises(ClientError) as err:
+        c.put_object(Bucket=bucket, Key="big", Body=os.urandom(2 * MiB))
+    assert _status(err.value) == 503
+    assert c.get_object(Bucket=bucket, Key="k")["Body"].read() == b"abc"  # fault used up
+    st = fault_proxy.stats()
+    assert st["faults_applied"]["status"] == 3
+    assert st["requests"] - st["forwarded_requests"] == 3
+
+
+def test_proxy_status_then_retry_succeeds(
+    fault_proxy: Any, s3_site: Any, s3_client_factory: Callable[..., Any], bucket: str
+) -> None:
+    c = s3_client_factory(s3_site, endpoint_url=fault_proxy.endpoint, max_attempts=3)
+    c.put_object(Bucket=bucket, Key="k", Body=b"abc")
+    fault_proxy.set_fault("status", count=2)
+    assert c.get_object(Bucket=bucket, Key="k")["Body"].read() == b"abc"
+    assert fault_proxy.stats()["faults_applied"]["status"] == 2
+
+
+def test_proxy_reset(fault_proxy: Any, proxied: Callable[..., Any], bucket: str) -> None:
+    c = proxied()
+    c.put_object(Bucket=bucket, Key="k", Body=b"abc")
+    fault_proxy.set_fault("reset", count=1)
+    with pytest.raises((ConnectionClosedError, EndpointConnectionError)):
+        c.get_object(Bucket=bucket, Key="k")
+    assert c.get_object(Bucket=bucket, Key="k")["Body"].read() == b"abc"
+    assert fault_proxy.stats()["faults_applied"]["reset"] == 1
+
+
+def test_proxy_cut(fault_proxy: Any, proxied: Callable[..., Any], bucket: str) -> None:
+    c = proxied()
+    data = os.urandom(256 * 1024)
+    c.put_object(Bucket=bucket, Key="k", Body=data)
+    fault_proxy.set_fault("cut", count=1, cut_after=4096)
+    resp = c.get_object(Bucket=bucket, Key="k")
+    with pytest.raises((IncompleteReadError, ResponseStreamingError)):
+        resp["Body"].read()
+    assert c.get_object(Bucket=bucket, Key="k")["Body"].read() == data
+
+
+def test_proxy_stall(fault_proxy: Any, proxied: Callable[..., Any], bucket: str) -> None:
+    c = proxied()
+    c.put_object(Bucket=bucket, Key="k", Body=b"abc")
+    fault_proxy.set_fault("stall", count=1, seconds=0.5)
+    t0 = time.monotonic()
+    assert c.get_object(Bucket=bucket, Key="k")["Body"].read() == b"abc"
+    assert time.monotonic() - t0 >= 0.5
+    impatient = proxied(read_timeout=0.5)
+    fault_proxy.set_fault("stall", count=1, seconds=3)
+    with pytest.raises(ReadTimeoutError):
+        impatient.get_object(Bucket=bucket, Key="k")
+    assert fault_proxy.stats()["faults_applied"]["stall"] == 2

