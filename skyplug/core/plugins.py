@@ -135,15 +135,16 @@ def find(family: str, key: str) -> Any:
     raise PluginError(f"no {family[:-1]} plugin for {key!r} (known: {known})")
 
 
-_LOADED: dict[int, Any] = {}
+_LOADED: dict[Spec, Any] = {}
 
 
 def _loaded(item: Any) -> Any:
+    """A spec's implementation, imported once per process."""
     if not isinstance(item, Spec):
         return item
-    if id(item) not in _LOADED:
-        _LOADED[id(item)] = item.load()
-    return _LOADED[id(item)]
+    if item not in _LOADED:
+        _LOADED[item] = item.load()
+    return _LOADED[item]
 
 
 def all_loaded(family: str) -> list[Any]:
