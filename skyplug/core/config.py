@@ -45,7 +45,7 @@ class Site:
 
     @classmethod
     def from_dict(cls, name: str, raw: dict[str, Any]) -> Site:
-        raw = dict(raw)
+        raw = {k: v for k, v in raw.items() if k != "name"}
         bad = _SECRET_KEYS & set(raw) | _SECRET_KEYS & set(raw.get("options", {}))
         if bad:
             raise ConfigError(

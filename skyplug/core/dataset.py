@@ -151,9 +151,7 @@ def open(uri: str, site: str | Site | None = None, format: str | None = None) ->
 
 
 def _partition_target(p: Partition) -> Target:
-    site = (
-        Site.from_dict(p.site["name"], {k: v for k, v in p.site.items() if k != "name"}) if p.site else None
-    )
+    site = Site.from_dict(p.site["name"], p.site) if p.site else None
     return open_target(p.uri, site, version=p.version)
 
 
