@@ -86,3 +86,17 @@ def test_missing_member_is_not_found() -> None:
     tree = ZipTree(BytesSource("a.zip", _zip({"a": b"1"}), "v1"))
     with pytest.raises(NotFound, match="no member 'b'"):
         tree.source("b")
+
+
+def test_packed_members_spare_the_central_directory(tmp_path: Path) -> None:
+    """A worker given a partition's members reads only its ranges, yet can still ask for others."""
+    from skyplug.plugins.locators.local import LocalSource
+
+    path = tmp_path / "SB.ms.zip"
+    path.write_bytes(_zip({"SB.ms/table.dat": b"t" * 300, "SB.ms/table.f2_TSM0": bytes(range(256)) * 40}))
+    packed = ZipTree(LocalSource(path)).packed(["SB.ms/table.f2_TSM0"])
+    worker = ZipTree.from_packed(LocalSource(path), packed)
+    assert worker.read_ranges([("SB.ms/table.f2_TSM0", 256, 260)]) == [bytes(range(4))]
+    assert worker.zip.stats.requests == 1 and worker.zip.stats.bytes == 4
+    assert worker.read_member("SB.ms/table.dat") == b"t" * 300  # reads the directory on demand
+    assert set(worker.members()) == {"SB.ms/table.dat", "SB.ms/table.f2_TSM0"}

@@ -27,15 +27,31 @@ def resolve_site(uri: URI, site: str | Site | None) -> Site | None:
     return get_config().site(site)
 
 
-def open_target(uri: str | URI, site: str | Site | None = None, version: str | None = None) -> Target:
-    """Open a URI as a Source (one object) or a Tree (a folder, a prefix, a zip)."""
+def open_target(
+    uri: str | URI,
+    site: str | Site | None = None,
+    version: str | None = None,
+    *,
+    size: int | None = None,
+    container: dict[str, Any] | None = None,
+) -> Target:
+    """Open a URI as a Source (one object) or a Tree (a folder, a prefix, a zip).
+
+    With ``version`` every read is conditional on it; ``size`` and ``container`` (from a
+    partition) spare the HEAD and the zip's central directory.
+    """
     u = uri if isinstance(uri, URI) else parse_uri(uri)
     where = resolve_site(u, site)
     key = u.scheme if where is None or u.scheme == "sky" else where.type
     locator = plugins.find("locators", key)
     target = locator.open(u, where, version=version)
-    if isinstance(target, Source) and u.name.lower().endswith(".zip"):
-        target = ZipTree(target)
+    if isinstance(target, Source):
+        if size is not None:
+            target.assume_size(size)
+        if container and "zip" in container:
+            target = ZipTree.from_packed(target, container["zip"])
+        elif u.name.lower().endswith(".zip"):
+            target = ZipTree(target)
     return target
 
 
@@ -138,7 +154,19 @@ class Dataset:
             raise PluginError(f"{self.uri}: the number of partitions must be at least 1, not {n}")
         parts = fmt.plan(self.index(), by, n, **opts)
         site = self.site.public() if self.site else None
-        return [dataclasses.replace(p, site=site) for p in parts]
+        target = self.target
+        if isinstance(target, ZipTree):
+            return [
+                dataclasses.replace(
+                    p,
+                    site=site,
+                    size=target.zip.size,
+                    container={"zip": target.packed(sorted({m for m, _, _ in p.ranges if m}))},
+                )
+                for p in parts
+            ]
+        size = target.size if isinstance(target, Source) else None
+        return [dataclasses.replace(p, site=site, size=size) for p in parts]
 
     def describe(self) -> dict[str, Any]:
         """ObsCore (+ radio) fields of the dataset."""
@@ -152,7 +180,7 @@ def open(uri: str, site: str | Site | None = None, format: str | None = None) ->
 
 def _partition_target(p: Partition) -> Target:
     site = Site.from_dict(p.site["name"], p.site) if p.site else None
-    return open_target(p.uri, site, version=p.version)
+    return open_target(p.uri, site, version=p.version, size=p.size, container=p.container)
 
 
 def load_partition(p: Partition, as_: str = "arrays", target: Target | None = None) -> Any:

@@ -16,7 +16,11 @@ Request = tuple[str, int, int]  # (member or "", start, end)
 
 @dataclass(frozen=True)
 class Partition:
-    """One partition of a dataset; reads are conditional on ``version``."""
+    """One partition of a dataset; reads are conditional on ``version``.
+
+    ``size`` and ``container`` (where the partition's zip members lie) let a worker read its ranges
+    straight away: no HEAD, no second pass over the zip's central directory.
+    """
 
     uri: str
     version: str
@@ -28,6 +32,8 @@ class Partition:
     expected_bytes: int = 0
     site: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    size: int | None = None  # of the object: a worker then needs no HEAD
+    container: dict[str, Any] | None = None  # {"zip": {member: [method, offset, csize, size, crc]}}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ranges", tuple((str(m), int(s), int(e)) for m, s, e in self.ranges))

@@ -139,21 +139,46 @@ def _with_data_offsets(src: Source, members: list[Member]) -> list[Member]:
 class ZipTree(Tree):
     """A zip object seen as a tree of members, read in place."""
 
-    def __init__(self, src: Source, members: Sequence[Member] | None = None) -> None:
+    def __init__(self, src: Source, members: Sequence[Member] | None = None, complete: bool = True) -> None:
+        """``members`` known in advance (a partition's) spare the central directory read until a
+        member outside them is asked for, unless ``complete``."""
         super().__init__(src.uri)
         self.zip = src
         listed = members if members is not None else read_central_directory(src)
         self._members = {m.name: m for m in listed if not m.name.endswith("/")}
+        self._complete = complete or members is None
         self._inflated: dict[str, BytesSource] = {}
+
+    def _read_all(self) -> None:
+        if not self._complete:
+            self._members = {m.name: m for m in read_central_directory(self.zip) if not m.name.endswith("/")}
+            self._complete = True
+
+    def packed(self, names: Sequence[str]) -> dict[str, list[int]]:
+        """Where the named members lie, small enough for a partition descriptor."""
+        out = {}
+        for name in names:
+            m = self.member(name)
+            out[name] = [m.method, m.data_offset, m.compressed_size, m.size, m.crc]
+        return out
+
+    @classmethod
+    def from_packed(cls, src: Source, packed: dict[str, list[int]]) -> ZipTree:
+        """A tree over ``src`` that knows the packed members and reads the rest on demand."""
+        members = [Member(n, m, c, s, -1, crc, off) for n, (m, off, c, s, crc) in packed.items()]
+        return cls(src, members, complete=False)
 
     @property
     def version(self) -> str:
         return self.zip.version
 
     def members(self) -> dict[str, int]:
+        self._read_all()
         return {name: m.size for name, m in self._members.items()}
 
     def member(self, name: str) -> Member:
+        if name not in self._members:
+            self._read_all()
         try:
             return self._members[name]
         except KeyError:

@@ -7,6 +7,7 @@ They are never stored in a descriptor and never printed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -204,16 +205,13 @@ class S3Locator:
             raise ConfigError(f"{uri}: needs an S3 site (--site NAME or default_site)")
         if not uri.key:
             raise NotFound(f"{uri}: no key after the bucket")
-        if version is None or not version.startswith("tree-"):
-            src = S3Source(site, uri.bucket, uri.key, expected_version=version)
-            try:
-                src.size  # noqa: B018 - HEAD: an object, or else maybe a prefix
+        if version is not None and not version.startswith("tree-"):
+            return S3Source(site, uri.bucket, uri.key, expected_version=version)  # no HEAD needed
+        if version is None:
+            src = S3Source(site, uri.bucket, uri.key)
+            with contextlib.suppress(NotFound):  # else maybe a prefix
+                src.size  # noqa: B018 - HEAD
                 return src
-            except NotFound:
-                if version is not None:
-                    raise StaleObjectError(
-                        f"{uri} on site {site.name!r}: object removed since indexed"
-                    ) from None
         listing = list_prefix(site, uri.bucket, uri.key)
         if not listing:
             raise NotFound(f"{uri} on site {site.name!r}: no such object or prefix")
