@@ -109,6 +109,11 @@ class Source(ABC):
             )
         self._size, self._version = size, version
 
+    def assume_size(self, size: int) -> None:
+        """Take the size from a partition: the first read then needs no HEAD (If-Match still applies)."""
+        if self._size is None:
+            self._size = size
+
     @property
     def size(self) -> int:
         if self._size is None:
@@ -127,8 +132,11 @@ class Source(ABC):
         """Bytes [start, end)."""
         return self.read_ranges([(start, end)])[0]
 
-    def read_ranges(self, ranges: Sequence[Range]) -> list[bytes]:
-        """The bytes of each range, fetched with as few, concurrent, conditional requests as fit."""
+    def read_ranges(self, ranges: Sequence[Range], max_gap: int | None = None) -> list[bytes]:
+        """The bytes of each range, fetched with as few, concurrent, conditional requests as fit.
+
+        ``max_gap`` (default ``self.max_gap``) bounds the gap bytes fetched to merge two ranges.
+        """
         if not ranges:
             return []
         size, version = self.size, self.version
@@ -140,7 +148,7 @@ class Source(ABC):
         first = self._first
         cut = len(first)
         todo = [(max(s, cut) if s < cut else s, e) for s, e in ranges if e > cut]
-        plan = plan_ranges(todo, self.max_gap, self.max_part)
+        plan = plan_ranges(todo, self.max_gap if max_gap is None else max_gap, self.max_part)
         fetched = self._fetch_all(plan, version) if plan else []
         if plan and plan[0][0] == cut and cut < 1 << 20:
             self._first = (first + fetched[0])[: 1 << 20]
@@ -214,13 +222,13 @@ class WindowSource(Source):
     def _fetch(self, start: int, end: int, version: str) -> bytes:
         raise AssertionError("WindowSource reads through its parent")
 
-    def read_ranges(self, ranges: Sequence[Range]) -> list[bytes]:
+    def read_ranges(self, ranges: Sequence[Range], max_gap: int | None = None) -> list[bytes]:
         for start, end in ranges:
             if not 0 <= start <= end <= self.size:
                 raise FormatError(
                     self.uri, f"range [{start}, {end}) is outside the member ({self.size} bytes)"
                 )
-        return self.parent.read_ranges([(s + self.offset, e + self.offset) for s, e in ranges])
+        return self.parent.read_ranges([(s + self.offset, e + self.offset) for s, e in ranges], max_gap)
 
 
 class BytesSource(Source):
