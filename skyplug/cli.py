@@ -160,10 +160,17 @@ def _format_summary(summary: dict[str, Any], indent: str = "") -> list[str]:
 @click.option("--by", required=True, help="Axis to partition along (time, rows, channel, ...).")
 @click.option("-n", "n", type=click.IntRange(min=1), required=True, help="Number of partitions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the partitions as JSON.")
-def partition_cmd(uri: str, site: str | None, fmt: str | None, by: str, n: int, as_json: bool) -> None:
+@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the byte ranges of each partition (PNG).")
+def partition_cmd(
+    uri: str, site: str | None, fmt: str | None, by: str, n: int, as_json: bool, plot: str | None
+) -> None:
     """Plan N partitions of URI along an axis (prints the plan, fetches nothing)."""
     ds = Dataset(uri, site=site, format=fmt)
     parts = ds.plan(by, n)
+    if plot:
+        from skyplug.core.plot import plot_partitions
+
+        plot_partitions(parts, plot, f"{uri}: {len(parts)} partitions by {by}")
     if as_json:
         _emit([p.to_dict() for p in parts], True)
         return

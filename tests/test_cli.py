@@ -49,6 +49,14 @@ def test_partition_json(cube: tuple[Path, np.ndarray]) -> None:
     assert all(p["expected_bytes"] == 24 * 16 * 4 * 8 for p in parts)
 
 
+def test_partition_plot(cube: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    code, _, err = run(
+        "partition", str(cube[0]), "--by", "rows", "-n", "3", "--plot", str(tmp_path / "p.png")
+    )
+    assert code == 0, err
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_fetch_json_report_and_outputs(cube: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     code, out, err = run(
