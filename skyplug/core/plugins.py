@@ -25,6 +25,8 @@ log = logging.getLogger("skyplug.plugins")
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.formats.npy",
+    "skyplug.plugins.formats.fits",
+    "skyplug.plugins.formats.hdf5",
     "skyplug.plugins.locators.local",
     "skyplug.plugins.locators.s3",
     "skyplug.plugins.engines.local",

@@ -1,0 +1,588 @@
+"""HDF5 and h5parm: h5py reads only the metadata, through a ranged-read file object; partitions read
+contiguous slices by range and chunked ones by the chunks that intersect, decoding their filters here.
+
+h5parm (DP3 / losoto calibration solutions): ``/solXXX/<soltab>/{val,weight}`` carry an ``AXES``
+attribute naming their axes in stored order; a partition slices val and weight along one named axis
+and carries the axis values and the solset's antenna and source tables. Generic HDF5 datasets are
+partitioned along their first dimension (or ``axis:N``, 0-based).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skyplug.core.errors import FormatError, PluginError
+from skyplug.core.format import Format, atomic_npz, make_partition, split_even
+from skyplug.core.hookspecs import hookimpl
+from skyplug.core.partition import Partition
+from skyplug.core.plugins import Spec
+from skyplug.core.source import Source, SourceFile, Tree
+
+MAGIC = b"\x89HDF\r\n\x1a\n"
+DEFLATE, SHUFFLE, FLETCHER32, LZF = 1, 2, 3, 32000
+SUPPORTED = {DEFLATE, SHUFFLE, FLETCHER32, LZF}
+MAX_GAP = 4096  # gap bytes worth fetching to save a request between two ranges
+MAX_RANGES = 32  # list ranges in a partition only up to this count (they are recomputed anyway)
+H5PARM_AXES = ("time", "freq", "ant", "dir", "pol")
+C = 299_792_458.0
+
+
+# --- dtypes in JSON -----------------------------------------------------------------------------
+def dtype_to_json(dt: np.dtype) -> Any:
+    import warnings
+
+    with warnings.catch_warnings():  # h5py's string metadata is not needed to decode bytes
+        warnings.simplefilter("ignore", UserWarning)
+        return _lists(np.lib.format.dtype_to_descr(dt))
+
+
+def _lists(x: Any) -> Any:
+    """JSON's view of a dtype description (tuples become lists), so it round-trips unchanged."""
+    return [_lists(v) for v in x] if isinstance(x, list | tuple) else x
+
+
+def _tuples(x: Any) -> Any:
+    return tuple(_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def dtype_from_json(descr: Any) -> np.dtype:
+    if isinstance(descr, str):
+        return np.dtype(descr)
+    return np.lib.format.descr_to_dtype([_tuples(f) for f in descr])
+
+
+# --- filters ------------------------------------------------------------------------------------
+def lzf_decompress(data: bytes, size: int) -> bytes:
+    """LZF (liblzf, as h5py's filter writes it) in pure Python."""
+    out = bytearray()
+    i, n = 0, len(data)
+    while i < n:
+        ctrl = data[i]
+        i += 1
+        if ctrl < 32:
+            length = ctrl + 1
+            if i + length > n:
+                raise ValueError("LZF literal run past the end of the chunk")
+            out += data[i : i + length]
+            i += length
+        else:
+            length = ctrl >> 5
+            if length == 7:
+                if i >= n:
+                    raise ValueError("LZF back-reference truncated")
+                length += data[i]
+                i += 1
+            if i >= n:
+                raise ValueError("LZF back-reference truncated")
+            ref = len(out) - ((ctrl & 0x1F) << 8) - 1 - data[i]
+            i += 1
+            length += 2
+            if ref < 0:
+                raise ValueError("LZF back-reference before the start of the chunk")
+            if ref + length <= len(out):
+                out += out[ref : ref + length]
+            else:
+                for k in range(length):
+                    out.append(out[ref + k])
+        if len(out) > size:
+            raise ValueError(f"LZF output exceeds the chunk size {size}")
+    return bytes(out)
+
+
+def fletcher32(data: bytes) -> int:
+    """HDF5's Fletcher-32 (H5_checksum_fletcher32) of ``data``."""
+    buf = np.frombuffer(data + (b"\0" if len(data) % 2 else b""), dtype=">u2").astype(np.uint64)
+    n = len(buf)
+    if n == 0:
+        return 0
+    s1 = int(buf.sum())
+    weights = (np.arange(n, 0, -1, dtype=np.uint64) % np.uint64(65535)) * buf
+    s2 = int(weights.sum() % np.uint64(65535))
+
+    def fold(x: int, total: int) -> int:
+        return 0 if total == 0 else (x - 1) % 65535 + 1
+
+    return (fold(s2, s1) << 16) | fold(s1 % 65535, s1)
+
+
+def unshuffle(data: bytes, itemsize: int) -> bytes:
+    """Undo the byte shuffle filter (bytes of each significance were stored together)."""
+    count = len(data) // itemsize
+    if itemsize <= 1 or count <= 1:
+        return data
+    body = np.frombuffer(data, np.uint8, count * itemsize).reshape(itemsize, count).T.tobytes()
+    return body + data[count * itemsize :]
+
+
+def decode_chunk(raw: bytes, filters: Sequence[Sequence[Any]], mask: int, size: int, itemsize: int) -> bytes:
+    """Undo a chunk's filter pipeline (in reverse order, skipping filters masked off)."""
+    data = raw
+    for i in range(len(filters) - 1, -1, -1):
+        if mask & (1 << i):
+            continue
+        code, values = filters[i][0], filters[i][1]
+        if code == DEFLATE:
+            data = zlib.decompress(data)
+        elif code == SHUFFLE:
+            data = unshuffle(data, int(values[0]) if values else itemsize)
+        elif code == FLETCHER32:
+            if len(data) < 4:
+                raise ValueError("chunk too short for its Fletcher-32 checksum")
+            body, stored = data[:-4], data[-4:]
+            want = fletcher32(body)
+            if want not in (int.from_bytes(stored, "little"), int.from_bytes(stored, "big")):
+                raise ValueError("Fletcher-32 checksum mismatch")
+            data = body
+        elif code == LZF:
+            data = lzf_decompress(data, size)
+        else:
+            raise ValueError(f"unsupported HDF5 filter {code}")
+    if len(data) != size:
+        raise ValueError(f"decoded chunk holds {len(data)} bytes, {size} expected")
+    return data
+
+
+# --- index ---------------------------------------------------------------------------------------
+def _open(source: Source):  # type: ignore[no-untyped-def]
+    import h5py
+
+    fobj = SourceFile(source)
+    return h5py.File(fobj, "r"), fobj
+
+
+def _dataset_entry(ds: Any) -> dict[str, Any]:
+    """Layout, offsets, filters and chunk list of one dataset (metadata only)."""
+    import h5py
+
+    entry: dict[str, Any] = {"shape": list(ds.shape), "dtype": None, "layout": "other"}
+    dt = ds.dtype
+    if dt.hasobject or h5py.check_dtype(vlen=dt) is not None or h5py.check_dtype(ref=dt) is not None:
+        entry["h5py"] = True  # variable-length or reference data: read through h5py
+    else:
+        entry["dtype"] = dtype_to_json(dt)
+    dcpl = ds.id.get_create_plist()
+    layout = dcpl.get_layout()
+    filters = [
+        [int(code), [int(v) for v in values]]
+        for code, _, values, _ in (dcpl.get_filter(i) for i in range(dcpl.get_nfilters()))
+    ]
+    if layout == h5py.h5d.CONTIGUOUS:
+        entry["layout"] = "contiguous"
+        offset = ds.id.get_offset()
+        if offset is None:
+            entry["h5py"] = True  # never written: fill value
+        else:
+            entry["offset"] = int(offset)
+    elif layout == h5py.h5d.CHUNKED:
+        entry.update({"layout": "chunked", "chunks": list(ds.chunks), "filters": filters})
+        chunks: list[list[int]] = []
+        ds.id.chunk_iter(lambda c: chunks.append([*c.chunk_offset, c.filter_mask, c.byte_offset, c.size]))
+        entry["chunk_list"] = sorted(chunks)
+        expected = math.prod(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
+        if len(chunks) != expected or any(f[0] not in SUPPORTED for f in filters):
+            entry["h5py"] = True  # missing chunks (fill value) or a filter we do not decode
+    elif layout == h5py.h5d.COMPACT:
+        entry["layout"] = "compact"
+        entry["h5py"] = True  # the bytes live in the object header
+    else:
+        entry["h5py"] = True
+    for key in ("AXES", "TITLE"):
+        if key in ds.attrs:
+            value = ds.attrs[key]
+            entry[key] = value.decode() if isinstance(value, bytes) else str(value)
+    return entry
+
+
+def _h5parm(f: Any, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Solsets and soltabs of an h5parm, with axis lengths and time/freq bounds."""
+    solsets: dict[str, Any] = {}
+    soltabs: dict[str, Any] = {}
+    for path, entry in datasets.items():
+        parts = path.split("/")
+        if len(parts) != 3 or parts[2] != "val" or "AXES" not in entry:
+            continue
+        solset, tab = parts[0], "/".join(parts[:2])
+        axes = entry["AXES"].split(",")
+        if len(axes) != len(entry["shape"]):
+            continue
+        title = f[tab].attrs.get("TITLE", b"")
+        info: dict[str, Any] = {
+            "axes": axes,
+            "shape": entry["shape"],
+            "type": title.decode() if isinstance(title, bytes) else str(title),
+            "arrays": [f"{tab}/{n}" for n in ("val", "weight") if f"{tab}/{n}" in datasets],
+            "axis_paths": {a: f"{tab}/{a}" for a in axes if f"{tab}/{a}" in datasets},
+        }
+        for axis in ("time", "freq"):
+            p = f"{tab}/{axis}"
+            if p in datasets and datasets[p]["shape"] and datasets[p].get("dtype"):
+                values = np.asarray(f[p][()], dtype=np.float64)
+                if values.size:
+                    info[f"{axis}_range"] = [float(values.min()), float(values.max())]
+        soltabs[tab] = info
+        solsets.setdefault(
+            solset, {"tables": [t for t in (f"{solset}/antenna", f"{solset}/source") if t in datasets]}
+        )
+    return {"solsets": solsets, "soltabs": soltabs} if soltabs else {}
+
+
+# --- reads ----------------------------------------------------------------------------------------
+def contiguous_ranges(
+    offset: int, shape: Sequence[int], itemsize: int, axis: int, a: int, b: int
+) -> list[tuple[int, int]]:
+    """Byte ranges of [a, b) along ``axis`` (0-based, C order) of a contiguous array."""
+    inner = itemsize * math.prod(shape[axis + 1 :])
+    outer = math.prod(shape[:axis])
+    step = inner * shape[axis]
+    return [(offset + o * step + a * inner, offset + o * step + b * inner) for o in range(outer)]
+
+
+def chunk_grid(shape: Sequence[int], chunks: Sequence[int]) -> list[int]:
+    """Number of chunks along each dimension."""
+    return [-(-n // c) for n, c in zip(shape, chunks, strict=True)]
+
+
+def chunk_coords(read: dict[str, Any]) -> list[tuple[int, ...]]:
+    """Element offsets of the chunks a read selects, in C order (the order of ``k``)."""
+    grid = chunk_grid(read["s"], read["c"])
+    lo = [0] * len(grid)
+    if "g" in read:
+        lo[read["ax"]], grid[read["ax"]] = read["g"][0], read["g"][1] - read["g"][0]
+    return [
+        tuple((i + j) * c for i, j, c in zip(idx, lo, read["c"], strict=True)) for idx in np.ndindex(*grid)
+    ]
+
+
+def make_read(path: str, entry: dict[str, Any], axis: int | None, a: int, b: int) -> dict[str, Any]:
+    """The small description of one dataset slice a partition carries."""
+    read: dict[str, Any] = {"p": path, "s": entry["shape"]}
+    if axis is not None:
+        read.update({"ax": axis, "r": [a, b]})
+    if entry.get("h5py"):
+        read["h5py"] = True
+        return read
+    read["t"] = entry["dtype"]
+    if entry["layout"] == "contiguous":
+        read["o"] = entry["offset"]
+        return read
+    read.update({"c": entry["chunks"], "f": entry["filters"]})
+    grid = chunk_grid(entry["shape"], entry["chunks"])
+    if axis is not None:
+        c = entry["chunks"][axis]
+        read["g"] = [a // c, -(-b // c)] if b > a else [0, 0]
+    by_coords = {tuple(k[: len(grid)]): k for k in entry["chunk_list"]}
+    chosen = [by_coords[c] for c in chunk_coords(read)]
+    read["k"] = [v for k in chosen for v in k[-2:]]
+    if any(k[len(grid)] for k in chosen):
+        read["m"] = [k[len(grid)] for k in chosen]
+    return read
+
+
+def read_ranges_of(read: dict[str, Any]) -> list[tuple[int, int]]:
+    """The byte ranges one read fetches."""
+    if read.get("h5py"):
+        return []
+    if "o" in read:
+        shape = read["s"]
+        axis, (a, b) = read.get("ax", 0), read.get("r", [0, shape[0] if shape else 1])
+        if not shape:
+            return [(read["o"], read["o"] + dtype_from_json(read["t"]).itemsize)]
+        return contiguous_ranges(read["o"], shape, dtype_from_json(read["t"]).itemsize, axis, a, b)
+    k = read["k"]
+    return [(k[i], k[i] + k[i + 1]) for i in range(0, len(k), 2)]
+
+
+def _selection_shape(read: dict[str, Any]) -> list[int]:
+    shape = list(read["s"])
+    if "ax" in read:
+        a, b = read["r"]
+        shape[read["ax"]] = b - a
+    return shape
+
+
+def assemble(read: dict[str, Any], datas: list[bytes], uri: str) -> np.ndarray:
+    """The array of one read from its fetched bytes (decoding chunks)."""
+    dt = dtype_from_json(read["t"])
+    shape = _selection_shape(read)
+    if "o" in read:
+        return np.frombuffer(b"".join(datas), dtype=dt).reshape(shape)
+    chunk = read["c"]
+    out = np.zeros(shape, dtype=dt)
+    lo = [0] * len(shape)
+    if "ax" in read:
+        lo[read["ax"]] = read["r"][0]
+    size = math.prod(chunk) * dt.itemsize
+    masks = read.get("m") or [0] * len(datas)
+    for coords, mask, offset, raw in zip(chunk_coords(read), masks, read["k"][::2], datas, strict=True):
+        try:
+            data = decode_chunk(raw, read["f"], mask, size, dt.itemsize)
+        except (ValueError, zlib.error) as exc:
+            raise FormatError(
+                uri, f"{read['p']}: chunk at {list(coords)} cannot be decoded: {exc}", offset=offset
+            ) from None
+        block = np.frombuffer(data, dtype=dt).reshape(chunk)
+        src, dst = [], []
+        for d, (c0, n, l0, m) in enumerate(zip(coords, chunk, lo, shape, strict=True)):
+            s0, s1 = max(c0, l0), min(c0 + n, l0 + m, read["s"][d])
+            if s1 <= s0:
+                break
+            src.append(slice(s0 - c0, s1 - c0))
+            dst.append(slice(s0 - l0, s1 - l0))
+        else:
+            out[tuple(dst)] = block[tuple(src)]
+    return out
+
+
+class Hdf5Format(Format):
+    """HDF5 files and h5parm calibration solutions, partitioned along a named or numbered axis."""
+
+    name = "hdf5"
+    kind = "object"
+    version = 1
+    extensions = (".h5", ".hdf5", ".h5parm", ".he5")
+    axes = (*H5PARM_AXES, "rows")
+    outputs = ("npz",)
+
+    def sniff(self, name: str, head: bytes, members: Sequence[str] | None = None) -> float:
+        if any(head[o : o + 8] == MAGIC for o in (0, 512, 1024, 2048)):  # superblock offsets
+            return 0.95
+        return 0.3 if name.lower().endswith(self.extensions) else 0.0
+
+    def index(self, target: Source | Tree) -> dict[str, Any]:
+        if not isinstance(target, Source):
+            raise FormatError(target.uri, "an HDF5 file is one object, not a folder")
+        fobj: SourceFile | None = None
+        before = target.stats.bytes
+        try:
+            f, fobj = _open(target)
+            with f:
+                datasets: dict[str, dict[str, Any]] = {}
+
+                def visit(name: str, obj: Any) -> None:
+                    if hasattr(obj, "dtype") and hasattr(obj, "shape"):
+                        datasets[name] = _dataset_entry(obj)
+
+                f.visititems(visit)
+                index: dict[str, Any] = {"datasets": datasets}
+                index.update(_h5parm(f, datasets))
+        except FormatError:
+            raise
+        except Exception as exc:  # h5py raises OSError, KeyError, ValueError, RuntimeError on bad files
+            where = fobj.tell() if fobj is not None else 0
+            raise FormatError(
+                target.uri, f"unreadable HDF5 metadata: {type(exc).__name__}: {exc}", offset=where
+            ) from None
+        index["metadata_bytes"] = target.stats.bytes - before
+        return index
+
+    # --- planning ---------------------------------------------------------------------------
+    def plan(self, index: dict[str, Any], by: str, n: int, **opts: Any) -> list[Partition]:
+        datasets = index["datasets"]
+        soltabs = index.get("soltabs", {})
+        if opts.get("dataset") is None and soltabs:
+            return self._plan_soltab(index, by, n, opts.get("soltab"))
+        path = opts.get("dataset")
+        if path is None:
+            candidates = [p for p, e in datasets.items() if e["shape"]]
+            if not candidates:
+                raise PluginError(f"{index['uri']}: no dataset with at least one dimension")
+            path = max(candidates, key=lambda p: math.prod(datasets[p]["shape"]))
+        path = str(path).strip("/")
+        if path not in datasets:
+            raise PluginError(f"{index['uri']}: no dataset {path!r}")
+        entry = datasets[path]
+        names = entry["AXES"].split(",") if "AXES" in entry else []
+        axis = self._axis(index, by, names, len(entry["shape"]))
+        blocks = split_even(entry["shape"][axis], n)
+        return [
+            self._partition(
+                index,
+                i,
+                len(blocks),
+                {"dataset": path, "by": by, "axis": axis, "range": [a, b]},
+                [make_read(path, entry, axis, a, b)],
+            )
+            for i, (a, b) in enumerate(blocks)
+        ]
+
+    def _axis(self, index: dict[str, Any], by: str, names: Sequence[str], ndim: int) -> int:
+        if ndim == 0:
+            raise PluginError(f"{index['uri']}: a scalar dataset cannot be partitioned")
+        if by == "rows":
+            return 0
+        if by.startswith("axis:") and by[5:].isdigit() and int(by[5:]) < ndim:
+            return int(by[5:])
+        if by in names:
+            return list(names).index(by)
+        raise PluginError(
+            f"{index['uri']}: no axis {by!r} here (axes: {', '.join(names) or 'unnamed'}; "
+            f"use rows or axis:N with N < {ndim})"
+        )
+
+    def _plan_soltab(self, index: dict[str, Any], by: str, n: int, soltab: str | None) -> list[Partition]:
+        soltabs, datasets = index["soltabs"], index["datasets"]
+        tab = (soltab or next(iter(soltabs))).strip("/")
+        if tab not in soltabs:
+            raise PluginError(f"{index['uri']}: no soltab {tab!r} (known: {', '.join(soltabs)})")
+        info = soltabs[tab]
+        axis = self._axis(index, by, info["axes"], len(info["axes"]))
+        name = info["axes"][axis]
+        solset = tab.split("/")[0]
+        blocks = split_even(info["shape"][axis], n)
+        parts = []
+        for i, (a, b) in enumerate(blocks):
+            reads = []
+            for path in info["arrays"]:
+                entry = datasets[path]
+                names = entry.get("AXES", ",".join(info["axes"])).split(",")
+                if name not in names:
+                    raise FormatError(index["uri"], f"{path} has no axis {name!r} (AXES={entry.get('AXES')})")
+                reads.append(make_read(path, entry, names.index(name), a, b))
+            for axis_name, path in info["axis_paths"].items():
+                sliced = axis_name == name and datasets[path]["shape"]
+                reads.append(make_read(path, datasets[path], 0 if sliced else None, a, b))
+            reads += [make_read(t, datasets[t], None, 0, 0) for t in index["solsets"][solset]["tables"]]
+            selection = {"soltab": tab, "by": by, "axis": name, "range": [a, b]}
+            parts.append(
+                self._partition(
+                    index,
+                    i,
+                    len(blocks),
+                    selection,
+                    reads,
+                    axes={p: datasets[p].get("AXES", ",".join(info["axes"])) for p in info["arrays"]},
+                )
+            )
+        return parts
+
+    def _partition(
+        self,
+        index: dict[str, Any],
+        i: int,
+        count: int,
+        selection: dict[str, Any],
+        reads: list[dict[str, Any]],
+        **meta: Any,
+    ) -> Partition:
+        ranges = [r for read in reads for r in read_ranges_of(read)]
+        return make_partition(
+            index,
+            i,
+            count,
+            selection,
+            [("", s, e) for s, e in ranges] if len(ranges) <= MAX_RANGES else (),
+            expected_bytes=sum(e - s for s, e in ranges),
+            reads=reads,
+            **meta,
+        )
+
+    # --- loading ------------------------------------------------------------------------------
+    def load(self, partition: Partition, target: Source | Tree, as_: str = "arrays") -> Any:
+        """{HDF5 path: array} for every dataset of the partition, plus ``path@AXES`` names."""
+        if not isinstance(target, Source):
+            raise FormatError(target.uri, "an HDF5 file is one object, not a folder")
+        if as_ != "arrays":
+            raise PluginError(f"{partition.uri}: HDF5 loads as 'arrays', not {as_!r}")
+        reads = partition.meta["reads"]
+        wanted = [read_ranges_of(r) for r in reads]
+        flat = [r for rs in wanted for r in rs]
+        datas = target.read_ranges(flat, max_gap=MAX_GAP) if flat else []
+        out: dict[str, Any] = {}
+        pos = 0
+        fallback = [r for r in reads if r.get("h5py")]
+        for read, rs in zip(reads, wanted, strict=True):
+            if not read.get("h5py"):
+                out[read["p"]] = assemble(read, datas[pos : pos + len(rs)], target.uri)
+            pos += len(rs)
+        if fallback:
+            out.update(self._h5py_reads(fallback, target))
+        for path, names in partition.meta.get("axes", {}).items():
+            out[f"{path}@AXES"] = np.array(names)
+        return {r["p"]: out[r["p"]] for r in reads} | {k: v for k, v in out.items() if "@" in k}
+
+    @staticmethod
+    def _h5py_reads(reads: list[dict[str, Any]], source: Source) -> dict[str, np.ndarray]:
+        """Compact, variable-length or fill-value datasets, read with h5py over ranged reads."""
+        out = {}
+        try:
+            f, _ = _open(source)
+            with f:
+                for read in reads:
+                    ds = f[read["p"]]
+                    if "ax" in read:
+                        index = [slice(None)] * len(read["s"])
+                        index[read["ax"]] = slice(*read["r"])
+                        out[read["p"]] = np.asarray(ds[tuple(index)])
+                    else:
+                        out[read["p"]] = np.asarray(ds[()])
+        except Exception as exc:
+            raise FormatError(
+                source.uri, f"HDF5 read failed: {type(exc).__name__}: {exc}", offset=0
+            ) from None
+        return out
+
+    def write(self, partition: Partition, target: Source | Tree, out: Path, as_: str) -> list[Path]:
+        if as_ != "npz":
+            raise PluginError(f"{partition.uri}: HDF5 writes 'npz', not {as_!r}")
+        path = out.with_suffix(".npz")
+        atomic_npz(path, self.load(partition, target))
+        return [path]
+
+    # --- catalogue ---------------------------------------------------------------------------
+    def describe(self, index: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"access_format": "application/x-hdf5"}
+        soltabs = index.get("soltabs", {})
+        if not soltabs:
+            return out
+        out["dataproduct_type"] = "measurements"
+        out["dataproduct_subtype"] = "h5parm"
+        times = [t["time_range"] for t in soltabs.values() if "time_range" in t]
+        freqs = [t["freq_range"] for t in soltabs.values() if "freq_range" in t]
+        if times:
+            out["t_min"] = min(t[0] for t in times) / 86400.0
+            out["t_max"] = max(t[1] for t in times) / 86400.0
+        if freqs and min(f[0] for f in freqs) > 0:
+            out["em_min"] = C / max(f[1] for f in freqs)
+            out["em_max"] = C / min(f[0] for f in freqs)
+        lengths = {a: n for t in soltabs.values() for a, n in zip(t["axes"], t["shape"], strict=True)}
+        if "time" in lengths:
+            out["t_xel"] = lengths["time"]
+        if "freq" in lengths:
+            out["em_xel"] = lengths["freq"]
+        if "ant" in lengths:
+            out["instr_tel_number"] = lengths["ant"]
+        return out
+
+    def summary(self, index: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "datasets": {
+                p: {
+                    "shape": e["shape"],
+                    "layout": e["layout"],
+                    "filters": [f[0] for f in e.get("filters", [])],
+                }
+                for p, e in index["datasets"].items()
+            },
+            "soltabs": {
+                t: {"axes": s["axes"], "shape": s["shape"]} for t, s in index.get("soltabs", {}).items()
+            },
+            "metadata_bytes": index.get("metadata_bytes"),
+        }
+
+
+@hookimpl
+def skyplug_register_formats(config):
+    return [
+        Spec(
+            "hdf5",
+            "skyplug.plugins.formats.hdf5:Hdf5Format",
+            err="pip install skyplug[hdf5]",
+            keys=(".h5", ".hdf5", ".h5parm"),
+        )
+    ]

@@ -1,0 +1,103 @@
+"""Generate h5parm test files with h5py: a DP3-style one (contiguous, uncompressed) and a chunked one
+(gzip + shuffle, weight with Fletcher-32), plus generic datasets (lzf, compact, scalar, strings).
+
+Run ``python tests/data/make_h5parm.py DIR`` or call :func:`make_all`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SHAPE = {"time": 120, "freq": 16, "ant": 10, "dir": 3, "pol": 2}
+ANTENNA = np.dtype([("name", "S16"), ("position", "<f4", (3,))])
+SOURCE = np.dtype([("name", "S128"), ("dir", "<f4", (2,))])
+
+
+def _axes(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {
+        "time": 4.9e9 + np.arange(SHAPE["time"]) * 10.0,
+        "freq": 44e6 + np.arange(SHAPE["freq"]) * 195312.5,
+        "ant": np.array([f"CS{i:03d}HBA0".encode() for i in range(SHAPE["ant"])], dtype="S16"),
+        "dir": np.array([f"[Patch_{i}]".encode() for i in range(SHAPE["dir"])], dtype="S128"),
+        "pol": np.array([b"XX", b"YY"], dtype="S2"),
+    }
+
+
+def _solset(f: Any, rng: np.random.Generator, chunked: bool) -> None:
+    import h5py
+
+    sol = f.create_group("sol000")
+    sol.attrs["h5parm_version"] = "1.0"
+    ant = np.zeros(SHAPE["ant"], ANTENNA)
+    ant["name"] = _axes(rng)["ant"]
+    ant["position"] = rng.standard_normal((SHAPE["ant"], 3)) * 1000
+    sol.create_dataset("antenna", data=ant)
+    src = np.zeros(SHAPE["dir"], SOURCE)
+    src["name"] = _axes(rng)["dir"]
+    src["dir"] = rng.standard_normal((SHAPE["dir"], 2))
+    sol.create_dataset("source", data=src)
+    axes = _axes(rng)
+    for tab, order, title in (
+        ("phase000", ("time", "freq", "ant", "dir", "pol"), "phase"),
+        ("amplitude000", ("freq", "ant", "time", "pol", "dir"), "amplitude"),
+    ):
+        grp = sol.create_group(tab)
+        grp.attrs["TITLE"] = np.bytes_(title)
+        for name in order:
+            grp.create_dataset(name, data=axes[name])
+        shape = tuple(SHAPE[a] for a in order)
+        val = rng.standard_normal(shape)
+        weight = rng.random(shape).astype(np.float32)
+        opts: dict = {}
+        if chunked:
+            chunks = tuple(max(1, n // d) for n, d in zip(shape, (7, 2, 1, 1, 1), strict=True))
+            opts = {"chunks": chunks, "compression": "gzip", "compression_opts": 4, "shuffle": True}
+        v = grp.create_dataset("val", data=val, **opts)
+        w = grp.create_dataset("weight", data=weight, fletcher32=chunked, **opts)
+        for ds in (v, w):
+            ds.attrs["AXES"] = np.bytes_(",".join(order))
+    if chunked:
+        extra = f.create_group("extra")
+        extra.create_dataset(
+            "lzf", data=rng.integers(0, 50, (300, 7), dtype=np.int32), chunks=(64, 7), compression="lzf"
+        )
+        extra.create_dataset(
+            "lzf_shuffle_f64",
+            data=np.cumsum(rng.random((97, 5)), 0),
+            chunks=(10, 2),
+            compression="lzf",
+            shuffle=True,
+        )
+        extra.create_dataset("fletcher_only", data=rng.random((50, 3)), chunks=(8, 3), fletcher32=True)
+        extra.create_dataset(
+            "big_endian", data=np.arange(40, dtype=">i8").reshape(20, 2), chunks=(6, 2), compression="gzip"
+        )
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_layout(h5py.h5d.COMPACT)
+        space = h5py.h5s.create_simple((12, 4))
+        dsid = h5py.h5d.create(extra.id, b"compact", h5py.h5t.NATIVE_INT16, space, dcpl=dcpl)
+        h5py.Dataset(dsid)[...] = np.arange(48, dtype=np.int16).reshape(12, 4)
+        extra.create_dataset("names", data=["alpha", "beta", "gamma"], dtype=h5py.string_dtype())
+        extra.create_dataset("scalar", data=3.5)
+
+
+def make_all(root: Path) -> dict[str, Path]:
+    """``dp3`` (contiguous) and ``chunked`` (gzip/shuffle/fletcher32, lzf, compact) h5parm files."""
+    import h5py
+
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, chunked in (("dp3", False), ("chunked", True)):
+        out[name] = root / f"{name}.h5"
+        with h5py.File(out[name], "w") as f:
+            _solset(f, np.random.default_rng(5), chunked)
+    return out
+
+
+if __name__ == "__main__":
+    for name, path in make_all(Path(sys.argv[1] if len(sys.argv) > 1 else "h5-data")).items():
+        print(name, path)
