@@ -25,6 +25,7 @@ log = logging.getLogger("skyplug.plugins")
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.formats.npy",
+    "skyplug.plugins.formats.ms",
     "skyplug.plugins.formats.fits",
     "skyplug.plugins.formats.hdf5",
     "skyplug.plugins.locators.local",

@@ -1,0 +1,90 @@
+"""The CASA Measurement Set format: plain folders, S3 prefixes and ``.ms.zip`` objects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from skyplug.core.errors import FormatError
+from skyplug.core.format import Format
+from skyplug.core.partition import Partition
+from skyplug.core.source import Source, Tree
+from skyplug.plugins.formats.ms import describe as describe_mod
+from skyplug.plugins.formats.ms import index as index_mod
+from skyplug.plugins.formats.ms import load as load_mod
+from skyplug.plugins.formats.ms import plan as plan_mod
+
+
+class MsFormat(Format):
+    """Index from the small files, partition by time/rows/spw/chan, load as arrays or a valid MS."""
+
+    name = "ms"
+    kind = "tree"
+    version = 1
+    extensions = (".ms", ".ms.zip")
+    axes = plan_mod.AXES
+    outputs = ("ms", "npz")
+
+    def sniff(self, name: str, head: bytes, members: Sequence[str] | None = None) -> float:
+        if not members:
+            return 0.0
+        names = set(members)
+        if "table.dat" in names or any(m.lower().endswith(".ms/table.dat") for m in names):
+            return 0.9
+        return 0.0
+
+    def index(self, target: Source | Tree) -> dict[str, Any]:
+        return index_mod.build_index(_tree(target))
+
+    def plan(self, index: dict[str, Any], by: str, n: int, **opts: Any) -> list[Partition]:
+        return plan_mod.plan(index, by, n, **opts)
+
+    def load(self, partition: Partition, target: Source | Tree, as_: str = "arrays") -> Any:
+        arrays = load_mod.arrays(partition, _tree(target))
+        if as_ == "xarray":
+            return load_mod.to_xarray(arrays)
+        if as_ != "arrays":
+            raise ValueError(f"ms: load gives 'arrays' or 'xarray', not {as_!r} (use write for 'ms')")
+        return arrays
+
+    def write(self, partition: Partition, target: Source | Tree, out: Path, as_: str) -> list[Path]:
+        if as_ == "ms":
+            return [load_mod.write_ms(partition, _tree(target), out.with_suffix(".ms"))]
+        return super().write(partition, target, out, as_)
+
+    def describe(self, index: dict[str, Any]) -> dict[str, Any]:
+        return describe_mod.describe(index)
+
+    def summary(self, index: dict[str, Any]) -> dict[str, Any]:
+        layouts = {}
+        for dm in index["managers"]:
+            entry: dict[str, Any] = {"manager": dm["type"], "columns": ", ".join(dm["columns"])}
+            if "cubes" in dm:
+                entry["hypercubes"] = [f"{c['file']}: cube {c['cube']}, tile {c['tile']}, "
+                                       f"{c['bucket']} B/tile" for c in dm["cubes"]]
+            if dm["type"] == "DyscoStMan":
+                entry.update(rows_per_block=dm["rows_per_block"], block_bytes=dm["block_size"])
+            layouts[dm["name"]] = entry
+        spws = [{"nchan": len(s["freqs"]), "first_hz": s["freqs"][0] if s["freqs"] else None}
+                for s in index.get("spws", [])]
+        groups = index["groups"]
+        return {
+            "rows": index["nrow"],
+            "timestamps": len(index["times"]),
+            "rows_per_timestamp": (sorted({g[1] - g[0] for g in groups})
+                                   if index.get("sorted_by_time") else None),
+            "spectral_windows": spws,
+            "antennas": len(index.get("antennas", {}).get("names", [])),
+            "managers": layouts,
+            "ms_bytes": index["ms_bytes"],
+            "small_bytes": index["small_bytes"],
+            "missing_subtables": index.get("missing_subtables", []),
+        }
+
+
+def _tree(target: Source | Tree) -> Tree:
+    if not isinstance(target, Tree):
+        raise FormatError(target.uri, "a Measurement Set is a folder, a prefix or a .zip, "
+                                      "not a single object")
+    return target

@@ -1,0 +1,209 @@
+"""Index an MS from its small files only: layouts, row groups, spectral windows, antennas, fields.
+
+One round reads ``table.dat``; a second reads every small file whole (SSM, ISM, tiled-storage
+headers, subtables) and the Dysco header. Bulk files (tiles, Dysco blocks) are never read: the
+index opens a sparse mirror with python-casacore, where they are holes of their true size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from skyplug.core.errors import FormatError
+from skyplug.core.source import Tree
+from skyplug.plugins.formats.ms import dysco, mirror, tsm
+from skyplug.plugins.formats.ms import layout as lay
+from skyplug.plugins.formats.ms.tabledat import Truncated, parse_table_dat
+
+SUBTABLES = ("ANTENNA", "SPECTRAL_WINDOW", "POLARIZATION", "DATA_DESCRIPTION", "FIELD", "OBSERVATION")
+
+
+def build_index(tree: Tree) -> dict[str, Any]:
+    """The JSON index of the MS in ``tree`` (a folder, an S3 prefix or a zip)."""
+    uri, members = tree.uri, tree.members()
+    try:
+        root = lay.find_root(members)
+    except ValueError as exc:
+        raise FormatError(uri, str(exc)) from exc
+    raw = tree.read_member(root + "table.dat")
+    tdat = parse_main_table_dat(raw, f"{uri}/{root}table.dat")
+    big = lay.big_files(root, members, tdat.managers)
+    dysco_files = [name for name, seq in big.items() if tdat.managers[seq] == "DyscoStMan"]
+    small = [m for m in mirror.small_members(members, root, list(big)) if m != root + "table.dat"]
+    requests = [(m, 0, members[m]) for m in small]
+    requests += [(root + name, 0, min(members[root + name], dysco.HEAD_READ)) for name in dysco_files]
+    datas = tree.read_ranges(requests)
+    files = {root + "table.dat": raw, **dict(zip(small, datas[: len(small)], strict=True))}
+    small_dir = mirror.cache_dir(uri, tree.version)
+    if not small_dir.is_dir():
+        mirror.store(small_dir, root, files, {name: members[root + name] for name in big})
+    heads = dict(zip(dysco_files, datas[len(small):], strict=True))
+    sizes = {name: members[root + name] for name in big}
+    pieces = [(name, 0, head) for name, head in heads.items()]
+    with mirror.sparse_mirror(small_dir, sizes, pieces) as ms:
+        tab = mirror.open_table(ms, uri)
+        try:
+            index = _read_main(tab, uri, root, tdat, heads, sizes)
+        finally:
+            tab.close()
+        index.update(_read_subtables(ms))
+    index.update({
+        "root": root,
+        "big": sorted(big),
+        "ms_bytes": sum(s for m, s in members.items() if m.startswith(root)),
+        "small_bytes": sum(map(len, files.values())),
+    })
+    return index
+
+
+def parse_main_table_dat(raw: bytes, obj: str) -> Any:
+    """The main ``table.dat`` (object ``obj``), every column's manager checked to be supported."""
+    try:
+        tdat = parse_table_dat(raw)
+    except Truncated as exc:
+        raise FormatError(obj, f"corrupt or truncated table.dat: {exc}", offset=exc.offset) from exc
+    except ValueError as exc:
+        raise FormatError(obj, f"corrupt table.dat: {exc}") from exc
+    for col, seq in tdat.columns.items():
+        kind = tdat.managers.get(seq, f"<no data manager {seq}>")
+        if kind not in lay.SUPPORTED:
+            raise FormatError(obj, f"column {col} is stored by {kind}, which skyplug cannot read "
+                                   f"(supported: {', '.join(lay.SUPPORTED)})")
+    for col in lay.INDEX_COLUMNS:
+        kind = tdat.managers.get(tdat.columns.get(col, -1), "")
+        if col in tdat.columns and kind not in ("StandardStMan", "IncrementalStMan"):
+            raise FormatError(obj, f"column {col} is stored by {kind}; skyplug indexes it only from "
+                                   "StandardStMan or IncrementalStMan")
+    return tdat
+
+
+def _read_main(tab: Any, uri: str, root: str, tdat: Any, heads: dict[str, bytes],
+               sizes: dict[str, int]) -> dict[str, Any]:
+    nrow = tab.nrows()
+    dminfo = {int(v["SEQNR"]): v for v in tab.getdminfo().values()}
+    columns = {}
+    for col in tab.colnames():
+        desc = tab.getcoldesc(col)
+        dm = dminfo.get(tdat.columns.get(col, -1), {})
+        columns[col] = {"dtype": desc.get("valueType"), "ndim": int(desc.get("ndim", 0)),
+                        "shape": [int(x) for x in desc.get("shape", [])],
+                        "dm": dm.get("TYPE", "?"), "dm_name": dm.get("NAME", "")}
+    managers = []
+    for seq, info in sorted(dminfo.items()):
+        kind, cols = info["TYPE"], list(info.get("COLUMNS", []))
+        entry: dict[str, Any] = {"type": kind, "name": info.get("NAME", ""), "seqnr": seq, "columns": cols,
+                                 "dtype": columns[cols[0]]["dtype"] if cols else None}
+        if kind in lay.TILED:
+            entry["cubes"] = _cubes(tab, uri, root, seq, kind, info, cols, sizes)
+            entry["numpy"] = tsm.decodable(cols, entry["dtype"], entry["cubes"])
+        elif kind == "DyscoStMan":
+            entry.update(_dysco(uri, root, seq, cols, heads, sizes, nrow))
+        managers.append(entry)
+    cols = {c: tab.getcol(c) if c in columns else None for c in lay.INDEX_COLUMNS}
+    time = np.asarray(cols["TIME"], dtype=np.float64)
+    ddid = np.zeros(nrow, np.int64) if cols["DATA_DESC_ID"] is None else np.asarray(cols["DATA_DESC_ID"])
+    times = np.unique(time)
+    tidx = np.searchsorted(times, time)
+    change = np.flatnonzero((np.diff(tidx) != 0) | (np.diff(ddid) != 0)) + 1
+    starts = np.concatenate([[0], change]).astype(int)
+    stops = np.concatenate([change, [nrow]]).astype(int)
+    groups = [[int(a), int(b), int(tidx[a]), int(ddid[a])] for a, b in zip(starts, stops, strict=True)]
+    a1, a2 = np.asarray(cols["ANTENNA1"]), np.asarray(cols["ANTENNA2"])
+    interval = float(tab.getcell("INTERVAL", 0)) if "INTERVAL" in columns and nrow else 0.0
+    exposure = float(tab.getcell("EXPOSURE", 0)) if "EXPOSURE" in columns and nrow else interval
+    return {
+        "nrow": nrow,
+        "endian": tab.endianformat(),
+        "columns": columns,
+        "managers": managers,
+        "times": [float(t) for t in times],
+        "groups": groups,
+        "ddids_used": sorted({int(x) for x in np.unique(ddid)}),
+        "baselines": len(np.unique(a1.astype(np.int64) * 100000 + a2)) if nrow else 0,
+        "has_autocorrelations": bool(np.any(a1 == a2)) if nrow else False,
+        "interval": interval,
+        "exposure": exposure,
+        "sorted_by_time": bool(np.all(np.diff(time) >= 0)),
+    }
+
+
+def _cubes(tab: Any, uri: str, root: str, seq: int, kind: str, info: dict[str, Any], cols: list[str],
+           sizes: dict[str, int]) -> list[dict[str, Any]]:
+    """Hypercubes of a tiled manager, each tile file checked to exist and to be long enough."""
+    try:
+        found = tsm.cubes(tab, seq, kind, info, cols)
+    except tsm.GeometryError as exc:
+        raise FormatError(f"{uri}/{root}table.f{seq}", str(exc)) from exc
+    for cube in found:
+        need = tsm.tile_grid(cube)[1] * cube["bucket"]
+        size = sizes.get(cube["file"])
+        where = f"{uri}/{root}{cube['file']}"
+        if size is None:
+            raise FormatError(where, f"tile file of column {', '.join(cols)} ({kind}) is missing")
+        if size < need:
+            raise FormatError(where, f"tile file of column {', '.join(cols)} ({kind}) is {size} bytes, "
+                                     f"its layout needs {need}", offset=size)
+    return found
+
+
+def _dysco(uri: str, root: str, seq: int, cols: list[str], heads: dict[str, bytes],
+           sizes: dict[str, int], nrow: int) -> dict[str, Any]:
+    name = f"table.f{seq}"
+    where = f"{uri}/{root}{name}"
+    if name not in heads:
+        raise FormatError(where, f"file of column {', '.join(cols)} (DyscoStMan) is missing")
+    try:
+        head = dysco.header(heads[name])
+    except ValueError as exc:
+        raise FormatError(where, f"column {', '.join(cols)} (DyscoStMan): {exc}") from exc
+    need = head["header_size"] + math.ceil(nrow / head["rows_per_block"]) * head["block_size"]
+    if sizes[name] < need:
+        raise FormatError(where, f"file of column {', '.join(cols)} (DyscoStMan) is {sizes[name]} bytes, "
+                                 f"its layout needs {need}", offset=sizes[name])
+    return {"file": name, **head}
+
+
+def _read_subtables(ms: Any) -> dict[str, Any]:
+    """Spectral windows, polarisations, data descriptions, antennas, fields, observation."""
+    from casacore import tables
+
+    out: dict[str, Any] = {"missing_subtables": []}
+
+    def read(name: str) -> Any:
+        try:
+            return tables.table(str(ms / name), readonly=True, ack=False)
+        except RuntimeError:
+            out["missing_subtables"].append(name)
+            return None
+
+    def col(t: Any, name: str, default: Any = None) -> Any:
+        return [t.getcell(name, i) for i in range(t.nrows())] if name in t.colnames() else default
+
+    if (t := read("SPECTRAL_WINDOW")) is not None:
+        freqs, widths = col(t, "CHAN_FREQ", []), col(t, "CHAN_WIDTH", [])
+        out["spws"] = [{"freqs": [float(x) for x in f], "widths": [float(x) for x in w]}
+                       for f, w in zip(freqs, widths, strict=False)]
+        t.close()
+    if (t := read("POLARIZATION")) is not None:
+        out["pols"] = [[int(x) for x in c] for c in col(t, "CORR_TYPE", [])]
+        t.close()
+    if (t := read("DATA_DESCRIPTION")) is not None:
+        out["ddids"] = [[int(s), int(p)] for s, p in zip(col(t, "SPECTRAL_WINDOW_ID", []),
+                                                         col(t, "POLARIZATION_ID", []), strict=False)]
+        t.close()
+    if (t := read("ANTENNA")) is not None:
+        out["antennas"] = {"names": [str(x) for x in col(t, "NAME", [])],
+                           "positions": [[float(v) for v in p] for p in col(t, "POSITION", [])]}
+        t.close()
+    if (t := read("FIELD")) is not None:
+        out["fields"] = [{"name": str(n), "phase_dir": [float(v) for v in np.asarray(d).reshape(-1, 2)[0]]}
+                         for n, d in zip(col(t, "NAME", []), col(t, "PHASE_DIR", []), strict=False)]
+        t.close()
+    if (t := read("OBSERVATION")) is not None:
+        out["observation"] = {k: [str(x) for x in col(t, k, [])]
+                              for k in ("TELESCOPE_NAME", "OBSERVER", "PROJECT")}
+        t.close()
+    return out

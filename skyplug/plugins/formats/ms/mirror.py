@@ -1,0 +1,127 @@
+"""The sparse local mirror: small files copied whole, bulk files sparse with only fetched ranges.
+
+The cache folder of a version is itself a mirror without any bulk byte (holes of the true
+sizes): casacore reads the small-file columns from it in place. When casacore must decode bulk
+bytes (Dysco, an ``--as ms`` copy), a per-call mirror links the cached subtables, copies the
+main-table files and writes the fetched ranges into its own sparse files.
+
+casacore then reads the mirror as if it were the whole MS (tiles not fetched are holes and are
+never touched for the selected rows). Small files are cached per object version under the
+skyplug cache folder, so a worker fetches them once; every mirror is a unique temporary folder,
+removed when its context ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from skyplug.core.config import get_config
+from skyplug.core.errors import FormatError
+from skyplug.core.source import Tree
+
+
+def cache_dir(uri: str, version: str) -> Path:
+    """Where the small files of one object version are cached."""
+    key = hashlib.sha256(f"{uri}\n{version}".encode()).hexdigest()[:32]
+    return get_config().cache_dir / "ms-small" / key
+
+
+def small_members(members: dict[str, int], root: str, big: Sequence[str]) -> list[str]:
+    """Members of the MS that are not bulk data (read whole at index time)."""
+    skip = {root + b for b in big}
+    return sorted(m for m in members if m.startswith(root) and m not in skip)
+
+
+def store(path: Path, root: str, files: dict[str, bytes], sizes: dict[str, int]) -> None:
+    """Write ``files`` (member -> bytes) and empty sparse bulk files of ``sizes`` under ``path``.
+
+    Atomic: written in a temporary folder, then renamed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        for member, data in files.items():
+            out = tmp / member[len(root):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+        for name, size in sizes.items():
+            with (tmp / name).open("wb") as fh:
+                fh.truncate(size)
+        try:
+            os.rename(tmp, path)
+        except OSError:  # another process stored the same version first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def ensure_small(tree: Tree, uri: str, version: str, root: str, big: Sequence[str]) -> tuple[Path, int]:
+    """The cached small files of this version, fetched if absent; (folder, bytes fetched)."""
+    path = cache_dir(uri, version)
+    if path.is_dir():
+        return path, 0
+    members = tree.members()
+    names = small_members(members, root, big)
+    datas = tree.read_ranges([(m, 0, members[m]) for m in names])
+    store(path, root, dict(zip(names, datas, strict=True)), {b: members[root + b] for b in big})
+    return path, sum(map(len, datas))
+
+
+@contextlib.contextmanager
+def sparse_mirror(small: Path, sizes: dict[str, int],
+                  pieces: Sequence[tuple[str, int, bytes]]) -> Iterator[Path]:
+    """A temporary MS: the small files, sparse bulk files of ``sizes`` and ``pieces`` written in."""
+    with tempfile.TemporaryDirectory(prefix="skyplug-ms-") as tmp:
+        ms = Path(tmp) / "mirror.ms"
+        ms.mkdir()
+        for entry in small.iterdir():  # subtables are linked (read-only use), main files copied
+            if entry.is_dir():
+                os.symlink(entry, ms / entry.name, target_is_directory=True)
+            elif entry.name not in sizes:
+                shutil.copyfile(entry, ms / entry.name)
+        handles: dict[str, Any] = {}
+        try:
+            for name, size in sizes.items():
+                fh = (ms / name).open("wb")
+                fh.truncate(size)
+                handles[name] = fh
+            for name, offset, data in pieces:
+                os.pwrite(handles[name].fileno(), data, offset)
+        finally:
+            for fh in handles.values():
+                fh.close()
+        yield ms
+
+
+def open_table(path: Path, obj: str) -> Any:
+    """python-casacore's table on a mirror; casacore failures become a FormatError naming ``obj``."""
+    from casacore import tables
+
+    try:
+        return tables.table(str(path), readonly=True, ack=False)
+    except RuntimeError as exc:
+        raise FormatError(obj, f"casacore cannot open the table: {exc}") from exc
+
+
+def drop_dangling_subtables(ms: Path) -> list[str]:
+    """Remove the mirror's table keywords that point at absent subtables; return their names."""
+    from casacore import tables
+
+    tab = tables.table(str(ms), readonly=False, ack=False)
+    try:
+        dangling = [k for k in tab.keywordnames()
+                    if isinstance(v := tab.getkeyword(k), str) and v.startswith("Table: ")
+                    and not (ms / k / "table.dat").exists()]
+        for k in dangling:
+            tab.removekeyword(k)
+    finally:
+        tab.close()
+    return dangling

@@ -1,0 +1,118 @@
+"""Partitions of an indexed MS: by time (whole timestamps), rows, spectral window or channels.
+
+A partition names its rows by predicates a worker re-evaluates on the small files (a row span,
+a time window, a DATA_DESC_ID, baselines) plus the expected row count, and lists the byte ranges
+of the tiles / Dysco blocks those rows and channels need: one range per tiled column when the
+rows are contiguous and the tiles hold whole cells. When spectral windows differ in shape, time
+and row partitions are also split by DATA_DESC_ID, so every partition has one (chan, corr) shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from skyplug.core.errors import PluginError
+from skyplug.core.format import make_partition, split_even
+from skyplug.core.partition import Partition
+from skyplug.core.source import Source, plan_ranges
+from skyplug.plugins.formats.ms import dysco, tsm
+from skyplug.plugins.formats.ms import layout as lay
+
+AXES = ("time", "rows", "spw", "chan")
+MAX_EXPLICIT = 16  # more ranges than this are stored as strided groups in ``meta``
+
+
+def cell_shape(index: dict[str, Any], ddid: int) -> tuple[int, int]:
+    """(nchan, ncorr) of a DATA_DESC_ID, from the subtables."""
+    spw, pol = index.get("ddids", [[0, 0]])[ddid] if ddid < len(index.get("ddids", [])) else (0, 0)
+    nchan = len(index["spws"][spw]["freqs"]) if spw < len(index.get("spws", [])) else 0
+    ncorr = len(index["pols"][pol]) if pol < len(index.get("pols", [])) else 0
+    return nchan, ncorr
+
+
+def plan(index: dict[str, Any], by: str, n: int, *, baselines: Sequence[Sequence[int]] | None = None,
+         **opts: Any) -> list[Partition]:
+    """``n`` partitions along ``by`` (per DATA_DESC_ID where shapes differ); ``baselines`` filters."""
+    if by not in AXES:
+        raise PluginError(f"{index.get('uri')}: MS partitions by {', '.join(AXES)}, not {by!r}")
+    groups = np.asarray(index["groups"], dtype=np.int64).reshape(-1, 4)
+    ddids = index["ddids_used"]
+    split_ddid = len({cell_shape(index, d) for d in ddids}) > 1
+    per_ddid = ddids if split_ddid or by in ("spw", "chan") else [None]
+    sels: list[dict[str, Any]] = []
+    if by == "time":
+        for a, b in split_even(len(index["times"]), n):
+            sels += [{"time": [index["times"][a], index["times"][b - 1]], "tidx": (a, b), "ddid": d}
+                     for d in per_ddid]
+    elif by == "rows":
+        for a, b in split_even(index["nrow"], n):
+            sels += [{"rows": (a, b), "ddid": d} for d in per_ddid]
+    elif by == "spw":
+        sels = [{"ddid": d} for d in ddids]
+    else:
+        for d in ddids:
+            nchan = cell_shape(index, d)[0]
+            sels += [{"chan": [c0, c1], "ddid": d if len(ddids) > 1 else None}
+                     for c0, c1 in split_even(nchan, n)]
+    parts = []
+    for sel in sels:
+        rows = _rows(groups, sel)
+        if len(rows):
+            parts.append((sel, rows))
+    return [_partition(index, i, len(parts), sel, rows, baselines) for i, (sel, rows) in enumerate(parts)]
+
+
+def _rows(groups: np.ndarray, sel: dict[str, Any]) -> np.ndarray:
+    """Sorted row numbers of a selection, from the index's (start, stop, time, ddid) runs."""
+    keep = np.ones(len(groups), bool)
+    if "tidx" in sel:
+        keep &= (groups[:, 2] >= sel["tidx"][0]) & (groups[:, 2] < sel["tidx"][1])
+    if sel.get("ddid") is not None:
+        keep &= groups[:, 3] == sel["ddid"]
+    g = groups[keep]
+    rows = np.concatenate([np.arange(a, b) for a, b in g[:, :2]]) if len(g) else np.zeros(0, np.int64)
+    rows = np.sort(rows)
+    if "rows" in sel:
+        rows = rows[(rows >= sel["rows"][0]) & (rows < sel["rows"][1])]
+    return rows
+
+
+def _partition(index: dict[str, Any], i: int, count: int, sel: dict[str, Any], rows: np.ndarray,
+               baselines: Sequence[Sequence[int]] | None) -> Partition:
+    root, chan = index["root"], sel.get("chan")
+    per_file: dict[str, list[tuple[int, int]]] = {}
+    for dm in index["managers"]:
+        if dm["type"] in lay.TILED:
+            for cube in dm["cubes"]:
+                per_file[root + cube["file"]] = tsm.cube_ranges(cube, rows, chan)
+        elif dm["type"] == "DyscoStMan":
+            per_file[root + dm["file"]] = dysco.ranges(dm, rows)
+    # near ranges are joined exactly as Source.read_ranges will, so planned bytes = fetched bytes
+    requests = [(m, s, e) for m, rs in per_file.items()
+                for s, e in plan_ranges(rs, Source.max_gap, max_part=1 << 62)]
+    selection = {
+        "span": [int(rows[0]), int(rows[-1]) + 1],
+        "time": sel.get("time"),
+        "ddid": sel.get("ddid"),
+        "chan": chan,
+        "baselines": [[int(a), int(b)] for a, b in baselines] if baselines else None,
+        "nrows": len(rows),
+    }
+    selection = {k: v for k, v in selection.items() if v is not None}
+    total = sum(e - s for _, s, e in requests)
+    explicit = requests if len(requests) <= MAX_EXPLICIT else []
+    casacore_bulk = any(dm["type"] == "DyscoStMan" or (dm["type"] in lay.TILED and not dm.get("numpy"))
+                        for dm in index["managers"])
+    meta: dict[str, Any] = {"root": root, "big": index["big"], "small_bytes": index["small_bytes"],
+                            "casacore_bulk": casacore_bulk}
+    if not explicit:
+        meta["strided"] = lay.compress(requests)
+    return make_partition(index, i, count, selection, explicit, expected_bytes=total, **meta)
+
+
+def requests(p: Partition) -> list[tuple[str, int, int]]:
+    """The (member, start, end) requests of a partition, explicit or strided."""
+    return list(p.ranges) if p.ranges or "strided" not in p.meta else lay.expand(p.meta["strided"])

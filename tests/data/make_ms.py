@@ -1,0 +1,257 @@
+"""Generate small Measurement Sets in the layouts the MS plugin must read exactly (python-casacore).
+
+Usage: ``python tests/data/make_ms.py OUT.ms [--layout tcsm] [--nant 6] [--ntime 12] [--nchan 16]
+[--zip stored|deflated]``. Tests call :func:`make_ms` into temporary folders; nothing is committed.
+
+Layouts (main-table columns):
+- ``tcsm``: DP3-like. DATA, FLAG, WEIGHT_SPECTRUM, UVW, WEIGHT, SIGMA in TiledColumnStMan, tiles
+  hold whole cells; ANTENNA1/2 in StandardStMan ("SSMVar"), the other scalars in
+  IncrementalStMan (arrays in IncrementalStMan are stored once per row, which would make the
+  "small" files 5% of the MS).
+- ``chansplit``: as ``tcsm`` with tiles split along channels and correlations.
+- ``tssm``: DATA in TiledShapeStMan.
+- ``dysco``: DATA and WEIGHT_SPECTRUM in DyscoStMan.
+- ``ssm``: every column in StandardStMan (arrays stored in the buckets), none tiled.
+- ``twospw``: two spectral windows of different widths, rows interleaved per timestamp, the
+  spectral columns in TiledShapeStMan (one hypercube per cell shape).
+- ``unsorted``: as ``chansplit``, timestamps written out of order, one correlation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+LAYOUTS = ("tcsm", "chansplit", "tssm", "dysco", "ssm", "twospw", "unsorted")
+MJD_START = 60000.5 * 86400.0  # seconds
+REF_FREQ = 50e6  # NenuFAR-like band
+# ITRF of a station near Nancay, and east/north offsets of the antennas (metres)
+CENTRE = np.array([4323914.0, 165533.0, 4670321.0])
+
+
+def _dminfo(layout: str, nchan: int, ncorr: int, tile_rows: int, tile_chan: int, tile_corr: int) -> dict:
+    """The data-manager layout of the main table (names follow DP3's MSWriter)."""
+    spec_cols = ["DATA", "FLAG", "WEIGHT_SPECTRUM"]
+    scalars = ["ARRAY_ID", "DATA_DESC_ID", "EXPOSURE", "FEED1", "FEED2", "FIELD_ID", "FLAG_ROW",
+               "INTERVAL", "OBSERVATION_ID", "PROCESSOR_ID", "SCAN_NUMBER", "STATE_ID", "TIME",
+               "TIME_CENTROID"]
+    if layout == "ssm":
+        return {"*1": {"TYPE": "StandardStMan", "NAME": "SSMAll", "SPEC": {"BUCKETSIZE": 8192},
+                       "COLUMNS": ["ANTENNA1", "ANTENNA2", "FLAG_CATEGORY", "UVW", "WEIGHT", "SIGMA",
+                                   *spec_cols]},
+                "*2": {"TYPE": "IncrementalStMan", "NAME": "ISMData", "SPEC": {"BUCKETSIZE": 32768},
+                       "COLUMNS": scalars}}
+    dm = {"*1": {"TYPE": "StandardStMan", "NAME": "SSMVar", "SPEC": {"BUCKETSIZE": 32768},
+                 "COLUMNS": ["ANTENNA1", "ANTENNA2", "FLAG_CATEGORY"]},
+          "*2": {"TYPE": "IncrementalStMan", "NAME": "ISMData", "SPEC": {"BUCKETSIZE": 32768},
+                 "COLUMNS": scalars}}
+
+    def tiled(key: str, kind: str, name: str, col: str, shape: list[int]) -> None:
+        dm[key] = {"TYPE": kind, "NAME": name,
+                   "SPEC": {"DEFAULTTILESHAPE": np.array(shape, dtype=np.int32)}, "COLUMNS": [col]}
+
+    cell = [tile_corr, tile_chan, tile_rows]
+    tiled("*3", "TiledColumnStMan", "TiledUVW", "UVW", [3, tile_rows * 2])
+    shape_kind = "TiledShapeStMan" if layout in ("tssm", "twospw") else "TiledColumnStMan"
+    tiled("*4", shape_kind, "TiledData", "DATA", cell)
+    flag_kind = "TiledShapeStMan" if layout == "twospw" else "TiledColumnStMan"
+    tiled("*5", flag_kind, "TiledFlag", "FLAG", [tile_corr, tile_chan, tile_rows * 8])
+    tiled("*6", flag_kind, "TiledWeightSpectrum", "WEIGHT_SPECTRUM", cell)
+    tiled("*7", flag_kind, "TiledWeight", "WEIGHT", [tile_corr, tile_rows * 8])
+    tiled("*8", flag_kind, "TiledSigma", "SIGMA", [tile_corr, tile_rows * 8])
+    if layout == "dysco":
+        dm["*4"] = {"TYPE": "DyscoStMan", "NAME": "DyscoData",
+                    "SPEC": {"dataBitCount": 10, "weightBitCount": 12, "distribution": "TruncatedGaussian",
+                             "normalization": "AF", "studentTNu": 0.0, "distributionTruncation": 2.5},
+                    "COLUMNS": ["DATA", "WEIGHT_SPECTRUM"]}
+        del dm["*6"]
+    return dm
+
+
+def _main_desc(layout: str, nchan: int, ncorr: int) -> dict:
+    from casacore import tables as t
+
+    fixed = layout not in ("twospw",)
+    kw = {"shape": [nchan, ncorr], "options": 4} if fixed else {"ndim": 2}
+    corr_kw = {"shape": [ncorr], "options": 4} if fixed else {"ndim": 1}
+    direct = {**kw, "options": 5} if layout == "dysco" else kw  # Dysco stores direct columns only
+    cols = [
+        t.makearrcoldesc("DATA", 0j, valuetype="complex", **direct),
+        t.makearrcoldesc("FLAG", False, valuetype="boolean", **kw),
+        t.makearrcoldesc("WEIGHT_SPECTRUM", 0.0, valuetype="float", **direct),
+        t.makearrcoldesc("WEIGHT", 0.0, valuetype="float", **corr_kw),
+        t.makearrcoldesc("SIGMA", 0.0, valuetype="float", **corr_kw),
+    ]
+    return t.maketabdesc(cols)
+
+
+def _antennas(nant: int, rng: np.random.Generator) -> np.ndarray:
+    """ITRF positions of ``nant`` antennas scattered over ~2 km."""
+    lat, lon = np.radians(47.376), np.radians(2.193)
+    east = np.array([-np.sin(lon), np.cos(lon), 0.0])
+    north = np.array([-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)])
+    offs = rng.uniform(-1000, 1000, size=(nant, 2))
+    offs[0] = 0.0
+    return CENTRE + offs[:, :1] * east + offs[:, 1:] * north
+
+
+def make_ms(path: str | Path, layout: str = "tcsm", *, nant: int = 6, ntime: int = 12, nchan: int = 16,
+            tile_rows: int = 16, seed: int = 7) -> Path:
+    """Write an MS at ``path`` in ``layout``; return the path. Deterministic for a seed."""
+    from casacore import tables as t
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    rng = np.random.default_rng(seed)
+    ncorr = 1 if layout == "unsorted" else 4
+    tile_chan = max(1, nchan // 4) if layout in ("chansplit", "unsorted", "tssm") else nchan
+    tile_corr = 2 if layout == "chansplit" else ncorr
+    spws = [nchan, nchan // 2] if layout == "twospw" else [nchan]
+    ms = t.default_ms(str(path), _main_desc(layout, nchan, ncorr),
+                      _dminfo(layout, nchan, ncorr, tile_rows, tile_chan, tile_corr))
+    a1, a2 = np.triu_indices(nant)  # autocorrelations included
+    nbl = len(a1)
+    times = MJD_START + 10.0 * np.arange(ntime)
+    order = rng.permutation(ntime) if layout == "unsorted" else np.arange(ntime)
+    rows = []  # (time index, spw) per block of nbl rows
+    for it in order:
+        rows.extend((it, s) for s in range(len(spws)))
+    nrow = len(rows) * nbl
+    ms.addrows(nrow)
+    tcol = np.repeat([times[it] for it, _ in rows], nbl)
+    ddid = np.repeat([s for _, s in rows], nbl).astype(np.int32)
+    ant1, ant2 = np.tile(a1, len(rows)).astype(np.int32), np.tile(a2, len(rows)).astype(np.int32)
+    ms.putcol("TIME", tcol)
+    ms.putcol("TIME_CENTROID", tcol)
+    ms.putcol("ANTENNA1", ant1)
+    ms.putcol("ANTENNA2", ant2)
+    ms.putcol("DATA_DESC_ID", ddid)
+    ms.putcol("INTERVAL", np.full(nrow, 10.0))
+    ms.putcol("EXPOSURE", np.full(nrow, 10.0))
+    ms.putcol("SCAN_NUMBER", np.ones(nrow, np.int32))
+    pos = _antennas(nant, rng)
+    ha = 2 * np.pi * (tcol - times[0]) / 86400.0
+    base = pos[ant2] - pos[ant1]
+    c, s = np.cos(ha), np.sin(ha)
+    uvw = np.stack([c * base[:, 0] - s * base[:, 1], s * base[:, 0] + c * base[:, 1], base[:, 2]], axis=1)
+    ms.putcol("UVW", uvw)
+    for r0 in range(0, nrow, nbl):
+        nc = spws[ddid[r0]]
+        shape = (nbl, nc, ncorr)
+        data = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+        data[:, nc // 3, 0] *= 50.0  # an RFI-like channel for AOFlagger
+        if layout != "dysco" and r0 == nbl:
+            data[1, 0, 0] = np.nan
+            data[2, 1, -1] = np.inf
+        ms.putcol("DATA", data, startrow=r0, nrow=nbl)
+        ms.putcol("FLAG", rng.random(shape) < 0.05, startrow=r0, nrow=nbl)
+        ms.putcol("WEIGHT_SPECTRUM", rng.uniform(0.5, 2.0, shape).astype(np.float32), startrow=r0, nrow=nbl)
+        ms.putcol("WEIGHT", np.ones((nbl, ncorr), np.float32), startrow=r0, nrow=nbl)
+        ms.putcol("SIGMA", np.ones((nbl, ncorr), np.float32), startrow=r0, nrow=nbl)
+    ms.close()
+    _subtables(path, pos, spws, ncorr, times)
+    return path
+
+
+def _subtables(path: Path, pos: np.ndarray, spws: list[int], ncorr: int, times: np.ndarray) -> None:
+    from casacore import tables as t
+
+    nant = len(pos)
+    with t.table(str(path / "ANTENNA"), readonly=False, ack=False) as tab:
+        tab.addrows(nant)
+        tab.putcol("NAME", [f"MR{i:03d}" for i in range(nant)])
+        tab.putcol("STATION", [f"NenuFAR_MR{i:03d}" for i in range(nant)])
+        tab.putcol("POSITION", pos)
+        tab.putcol("OFFSET", np.zeros((nant, 3)))
+        tab.putcol("DISH_DIAMETER", np.full(nant, 25.0))
+        tab.putcol("MOUNT", ["X-Y"] * nant)
+        tab.putcol("TYPE", ["GROUND-BASED"] * nant)
+    with t.table(str(path / "SPECTRAL_WINDOW"), readonly=False, ack=False) as tab:
+        tab.addrows(len(spws))
+        for i, nc in enumerate(spws):
+            width = 195312.5 / nc * 4
+            freqs = REF_FREQ + i * 2e6 + width * np.arange(nc)
+            tab.putcell("CHAN_FREQ", i, freqs)
+            tab.putcell("CHAN_WIDTH", i, np.full(nc, width))
+            tab.putcell("EFFECTIVE_BW", i, np.full(nc, width))
+            tab.putcell("RESOLUTION", i, np.full(nc, width))
+            tab.putcell("NUM_CHAN", i, nc)
+            tab.putcell("REF_FREQUENCY", i, freqs[0])
+            tab.putcell("TOTAL_BANDWIDTH", i, width * nc)
+            tab.putcell("NAME", i, f"SB{226 + i}")
+            tab.putcell("MEAS_FREQ_REF", i, 5)
+    corr = [9, 10, 11, 12][:ncorr] if ncorr > 1 else [9]
+    with t.table(str(path / "POLARIZATION"), readonly=False, ack=False) as tab:
+        tab.addrows(1)
+        tab.putcell("NUM_CORR", 0, ncorr)
+        tab.putcell("CORR_TYPE", 0, np.array(corr, np.int32))
+        products = np.array([[0, 0], [0, 1], [1, 0], [1, 1]][:ncorr], np.int32).T
+        tab.putcell("CORR_PRODUCT", 0, products)
+    with t.table(str(path / "DATA_DESCRIPTION"), readonly=False, ack=False) as tab:
+        tab.addrows(len(spws))
+        tab.putcol("SPECTRAL_WINDOW_ID", np.arange(len(spws), dtype=np.int32))
+        tab.putcol("POLARIZATION_ID", np.zeros(len(spws), np.int32))
+    direction = np.array([[np.radians(299.868), np.radians(40.734)]])  # Cyg A
+    with t.table(str(path / "FIELD"), readonly=False, ack=False) as tab:
+        tab.addrows(1)
+        for col in ("PHASE_DIR", "DELAY_DIR", "REFERENCE_DIR"):
+            tab.putcell(col, 0, direction)
+        tab.putcell("NAME", 0, "CygA")
+        tab.putcell("NUM_POLY", 0, 0)
+        tab.putcell("TIME", 0, times[0])
+    with t.table(str(path / "OBSERVATION"), readonly=False, ack=False) as tab:
+        tab.addrows(1)
+        tab.putcell("TELESCOPE_NAME", 0, "NenuFAR")
+        tab.putcell("OBSERVER", 0, "skyplug")
+        tab.putcell("PROJECT", 0, "ES00")
+        tab.putcell("TIME_RANGE", 0, np.array([times[0] - 5.0, times[-1] + 5.0]))
+    with t.table(str(path / "FEED"), readonly=False, ack=False) as tab:
+        tab.addrows(nant)
+        tab.putcol("ANTENNA_ID", np.arange(nant, dtype=np.int32))
+        tab.putcol("SPECTRAL_WINDOW_ID", np.full(nant, -1, np.int32))
+        tab.putcol("NUM_RECEPTORS", np.full(nant, 2, np.int32))
+        tab.putcol("TIME", np.full(nant, times[0]))
+        tab.putcol("INTERVAL", np.full(nant, 1e30))
+        for i in range(nant):
+            tab.putcell("BEAM_OFFSET", i, np.zeros((2, 2)))
+            tab.putcell("POLARIZATION_TYPE", i, np.array(["X", "Y"]))
+            tab.putcell("POL_RESPONSE", i, np.eye(2, dtype=np.complex64))
+            tab.putcell("POSITION", i, np.zeros(3))
+            tab.putcell("RECEPTOR_ANGLE", i, np.array([0.0, np.pi / 2]))
+
+
+def zip_ms(ms: str | Path, out: str | Path, method: str = "stored") -> Path:
+    """Zip an MS as the EXTRACT pipeline does: members ``<name>.ms/<relpath>``."""
+    ms, out = Path(ms), Path(out)
+    comp = zipfile.ZIP_STORED if method == "stored" else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(out, "w", compression=comp) as zf:
+        for p in sorted(q for q in ms.rglob("*") if q.is_file()):
+            zf.write(p, f"{ms.name}/{p.relative_to(ms).as_posix()}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--layout", default="tcsm", choices=LAYOUTS)
+    ap.add_argument("--nant", type=int, default=6)
+    ap.add_argument("--ntime", type=int, default=12)
+    ap.add_argument("--nchan", type=int, default=16)
+    ap.add_argument("--tile-rows", type=int, default=16)
+    ap.add_argument("--zip", choices=("stored", "deflated"))
+    args = ap.parse_args()
+    ms = make_ms(args.out, args.layout, nant=args.nant, ntime=args.ntime, nchan=args.nchan,
+                 tile_rows=args.tile_rows)
+    if args.zip:
+        zip_ms(ms, f"{ms}.zip", args.zip)
+
+
+if __name__ == "__main__":
+    main()

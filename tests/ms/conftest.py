@@ -1,0 +1,61 @@
+"""Session fixtures: Measurement Sets of every layout, generated once with python-casacore."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("casacore.tables")
+
+from tests.data.make_ms import make_ms, zip_ms
+
+
+@pytest.fixture(scope="session")
+def ms_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``ms_factory(layout, zip=None|"stored"|"deflated")``: a cached MS (or zip) of that layout."""
+    root = tmp_path_factory.mktemp("ms")
+    made: dict[tuple[str, str | None], Path] = {}
+
+    def get(layout: str, zip: str | None = None) -> Path:
+        key = (layout, zip)
+        if key not in made:
+            ms = root / layout / f"{layout}.ms"
+            if not ms.exists():
+                ms.parent.mkdir(parents=True, exist_ok=True)
+                make_ms(ms, layout)
+            made[key] = ms if zip is None else zip_ms(ms, root / layout / f"{layout}.{zip}.ms.zip", zip)
+        return made[key]
+
+    return get
+
+
+def reference(ms: Path, rows: np.ndarray, chan: list[int] | None = None) -> dict[str, np.ndarray]:
+    """python-casacore's values of every defined main-table column for ``rows`` of the whole MS.
+
+    Built row by row: a whole-column ``getcol`` is wrong when cell shapes vary.
+    """
+    from casacore import tables
+
+    out: dict[str, np.ndarray] = {}
+    with tables.table(str(ms), ack=False) as tab:
+        for col in tab.colnames():
+            if not len(rows) or not tab.iscelldefined(col, int(rows[0])):
+                continue
+            value = np.concatenate([tab.getcol(col, int(r), 1) for r in rows])
+            if chan is not None and value.ndim == 3:
+                value = value[:, chan[0]:chan[1]]
+            out[col] = value
+    return out
+
+
+def assert_equal_columns(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    """Every reference column is present and equal (NaN equal to NaN), dtype included."""
+    for col, value in want.items():
+        assert col in got, f"column {col} missing"
+        assert got[col].dtype == value.dtype, (col, got[col].dtype, value.dtype)
+        assert got[col].shape == value.shape, (col, got[col].shape, value.shape)
+        nan = value.dtype.kind in "fc"
+        assert np.array_equal(got[col], value, equal_nan=nan), f"column {col} differs"

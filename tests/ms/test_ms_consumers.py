@@ -1,0 +1,52 @@
+"""Real consumers: WSClean images and AOFlagger flags the ``--as ms`` output of a time partition."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import skyplug
+from skyplug.core.dataset import fetch_partition
+
+pytestmark = pytest.mark.consumers
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (apt-get install {name})")
+    return path
+
+
+@pytest.fixture
+def time_partition_ms(ms_factory, tmp_path: Path) -> Path:
+    p = skyplug.open(str(ms_factory("tcsm", zip="stored"))).plan("time", 2)[1]
+    return Path(fetch_partition(p, tmp_path / "out", as_="ms")["outputs"][0])
+
+
+def test_wsclean_images_a_partition(time_partition_ms: Path, tmp_path: Path) -> None:
+    exe = tool("wsclean")
+    name = tmp_path / "img"
+    run = subprocess.run([exe, "-size", "128", "128", "-scale", "2amin", "-niter", "0", "-name", str(name),
+                          str(time_partition_ms)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    image = Path(f"{name}-image.fits")
+    assert image.exists() and image.stat().st_size > 128 * 128 * 4
+
+
+def test_aoflagger_flags_a_partition(time_partition_ms: Path) -> None:
+    from casacore import tables
+
+    exe = tool("aoflagger")
+    with tables.table(str(time_partition_ms), ack=False) as tab:
+        before = tab.getcol("FLAG")
+    run = subprocess.run([exe, str(time_partition_ms)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    with tables.table(str(time_partition_ms), ack=False) as tab:
+        after = tab.getcol("FLAG")
+    assert after.shape == before.shape and not np.array_equal(after, before)
+    assert after.sum() > before.sum()

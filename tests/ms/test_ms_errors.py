@@ -1,0 +1,117 @@
+"""Bad input gives a FormatError naming the object, the column and the storage manager."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import skyplug
+from skyplug.core.dataset import fetch_partition
+from skyplug.core.errors import FormatError
+from skyplug.plugins.formats.ms.tabledat import Reader, parse_table_dat
+from tests.data.make_ms import zip_ms
+from tests.ms.conftest import assert_equal_columns, reference
+
+
+@pytest.fixture
+def ms_copy(ms_factory, tmp_path: Path):
+    def copy(layout: str = "tcsm") -> Path:
+        dst = tmp_path / f"{layout}.ms"
+        shutil.copytree(ms_factory(layout), dst)
+        return dst
+
+    return copy
+
+
+def rename_manager(table_dat: Path, old: str, new: str) -> None:
+    """Rename a data manager in the ColumnSet of ``table.dat``, fixing the Table object length."""
+    data = table_dat.read_bytes()
+    r = Reader(data)
+    r.u32(), r.object_start("Table"), r.u32(), r.u32(), r.string()  # magic, header, nrow, endian, type
+    desc_end = r.pos + struct.unpack_from(">I", data, r.pos)[0]
+    old_s = struct.pack(">I", len(old)) + old.encode()
+    pos = data.index(old_s, desc_end)
+    data = data[:pos] + struct.pack(">I", len(new)) + new.encode() + data[pos + len(old_s):]
+    length = struct.unpack_from(">I", data, 4)[0] + len(new) - len(old)
+    table_dat.write_bytes(data[:4] + struct.pack(">I", length) + data[8:])
+
+
+def test_truncated_table_dat(ms_copy) -> None:
+    ms = ms_copy()
+    path = ms / "table.dat"
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(FormatError, match="truncated") as err:
+        skyplug.open(str(ms)).index()
+    assert str(path) in str(err.value) and err.value.offset is not None
+
+
+def test_unknown_storage_manager(ms_copy) -> None:
+    ms = ms_copy()
+    rename_manager(ms / "table.dat", "IncrementalStMan", "LofarStMan")
+    assert "LofarStMan" in parse_table_dat((ms / "table.dat").read_bytes()).managers.values()
+    with pytest.raises(FormatError) as err:
+        skyplug.open(str(ms)).index()
+    msg = str(err.value)
+    assert str(ms / "table.dat") in msg and "LofarStMan" in msg and "column TIME" not in msg
+    assert "column ARRAY_ID is stored by LofarStMan" in msg
+
+
+def test_missing_tile_file(ms_copy) -> None:
+    ms = ms_copy()
+    (ms / "table.f3_TSM0").unlink()
+    with pytest.raises(FormatError) as err:
+        skyplug.open(str(ms)).index()
+    msg = str(err.value)
+    assert "table.f3_TSM0" in msg and "DATA" in msg and "TiledColumnStMan" in msg and "missing" in msg
+
+
+@pytest.mark.parametrize("layout,name,manager", [("tcsm", "table.f3_TSM0", "TiledColumnStMan"),
+                                                 ("twospw", "table.f3_TSM2", "TiledShapeStMan"),
+                                                 ("dysco", "table.f3", "DyscoStMan")])
+def test_tile_file_shorter_than_layout(ms_copy, layout: str, name: str, manager: str) -> None:
+    ms = ms_copy(layout)
+    with (ms / name).open("r+b") as fh:
+        fh.truncate((ms / name).stat().st_size - 100)
+    with pytest.raises(FormatError) as err:
+        skyplug.open(str(ms)).index()
+    msg = str(err.value)
+    assert str(ms / name) in msg and "DATA" in msg and manager in msg and "needs" in msg
+
+
+def test_tile_file_shrunk_after_indexing_fails_loudly(ms_copy) -> None:
+    ms = ms_copy()
+    parts = skyplug.open(str(ms)).plan("time", 2)
+    with (ms / "table.f3_TSM0").open("r+b") as fh:
+        fh.truncate(1000)
+    with pytest.raises(skyplug.core.errors.SkyplugError):
+        parts[1].load()
+
+
+def test_zip_with_broken_central_directory(ms_factory, tmp_path: Path) -> None:
+    z = zip_ms(ms_factory("tcsm"), tmp_path / "SB226.ms.zip")
+    data = bytearray(z.read_bytes())
+    cd_offset = struct.unpack_from("<I", data, len(data) - 22 + 16)[0]
+    data[cd_offset:cd_offset + 4] = b"XXXX"
+    z.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="central directory") as err:
+        skyplug.open(str(z)).index()
+    assert str(z) in str(err.value)
+
+
+def test_absent_subtable_is_reported_not_fatal(ms_copy, tmp_path: Path) -> None:
+    ms = ms_copy()
+    shutil.rmtree(ms / "FIELD")
+    ds = skyplug.open(str(ms))
+    assert "FIELD" in ds.index()["missing_subtables"]
+    assert "s_ra" not in ds.describe()
+    p = ds.plan("time", 2)[0]
+    got = p.load()
+    assert_equal_columns(got, reference(ms, got["ROWID"]))
+    assert np.isfinite(got["TIME"]).all()
+    out = tmp_path / "out"
+    fetch_partition(p, out, as_="ms")
+    assert (out / "part-0000.ms" / "table.dat").exists()

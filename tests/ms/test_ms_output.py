@@ -1,0 +1,87 @@
+"""``--as ms`` writes a standalone, valid MS; ``--as npz`` the arrays; nothing else is left behind."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import skyplug
+from skyplug.core.dataset import fetch_partition
+from skyplug.core.errors import FormatError
+from tests.ms.conftest import assert_equal_columns, reference
+
+
+def temp_mirrors() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("skyplug-ms-*")}
+
+
+def read_all(ms: Path) -> dict[str, np.ndarray]:
+    from casacore import tables
+
+    with tables.table(str(ms), ack=False) as tab:
+        return {c: np.concatenate([tab.getcol(c, r, 1) for r in range(tab.nrows())])
+                for c in tab.colnames() if tab.nrows() and tab.iscelldefined(c, 0)}
+
+
+@pytest.mark.parametrize("layout", ["tcsm", "chansplit", "tssm", "dysco", "ssm", "twospw", "unsorted"])
+def test_as_ms_is_exact_and_complete(ms_factory, tmp_path: Path, layout: str) -> None:
+    from casacore import tables
+
+    ms = ms_factory(layout)
+    before = temp_mirrors()
+    parts = skyplug.open(str(ms)).plan("time", 3)
+    p = parts[1]
+    report = fetch_partition(p, tmp_path, as_="ms")
+    out = Path(report["outputs"][0])
+    assert out == tmp_path / "part-0001.ms"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["part-0001.ms"]
+    assert temp_mirrors() <= before
+    rows = p.load()["ROWID"]
+    assert_equal_columns(read_all(out), reference(ms, rows))
+    with tables.table(str(ms), ack=False) as src, tables.table(str(out), ack=False) as dst:
+        subs = [k for k in src.keywordnames() if isinstance(src.getkeyword(k), str)
+                and src.getkeyword(k).startswith("Table:")]
+        assert subs and set(subs) <= set(dst.keywordnames())
+        for name in subs:
+            with tables.table(str(ms / name), ack=False) as a, tables.table(str(out / name), ack=False) as b:
+                assert a.nrows() == b.nrows(), name
+                assert sorted(a.colnames()) == sorted(b.colnames()), name
+        assert dst.nrows() == len(rows)
+
+
+def test_as_ms_from_zip(ms_factory, tmp_path: Path) -> None:
+    ms = ms_factory("chansplit")
+    p = skyplug.open(str(ms_factory("chansplit", zip="stored"))).plan("time", 4)[2]
+    out = Path(fetch_partition(p, tmp_path, as_="ms")["outputs"][0])
+    assert_equal_columns(read_all(out), reference(ms, p.load()["ROWID"]))
+
+
+def test_as_ms_replaces_previous_output(ms_factory, tmp_path: Path) -> None:
+    ms = ms_factory("tcsm")
+    parts = skyplug.open(str(ms)).plan("time", 2)
+    fetch_partition(parts[0], tmp_path, as_="ms")
+    fetch_partition(parts[0], tmp_path, as_="ms")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["part-0000.ms"]
+    assert_equal_columns(read_all(tmp_path / "part-0000.ms"), reference(ms, parts[0].load()["ROWID"]))
+
+
+def test_as_ms_refuses_channel_blocks(ms_factory, tmp_path: Path) -> None:
+    p = skyplug.open(str(ms_factory("tcsm"))).plan("chan", 2)[0]
+    with pytest.raises(FormatError, match="whole channels"):
+        fetch_partition(p, tmp_path, as_="ms")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_as_npz(ms_factory, tmp_path: Path) -> None:
+    ms = ms_factory("chansplit")
+    p = skyplug.open(str(ms)).plan("chan", 2)[1]
+    path = Path(fetch_partition(p, tmp_path, as_="npz")["outputs"][0])
+    assert path.name == "part-0001.npz"
+    with np.load(path) as npz:
+        got = {k: npz[k] for k in npz.files}
+    assert {"DATA", "FLAG", "WEIGHT_SPECTRUM", "UVW", "TIME", "ANTENNA1", "ANTENNA2",
+            "CHAN_FREQ", "ANTENNA_NAME", "ANTENNA_POSITION"} <= set(got)
+    assert_equal_columns(got, reference(ms, got["ROWID"], p.selection["chan"]))
