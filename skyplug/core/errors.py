@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SkyplugError(Exception):
     """Base of every skyplug error; ``str()`` is a one-line message fit for a CLI."""
@@ -37,6 +39,23 @@ class StaleObjectError(SkyplugError):
 
 
 StaleIndexError = StaleObjectError
+
+
+class TaskError(SkyplugError):
+    """A task of an engine raised: names the engine and the failing item; the cause is chained."""
+
+    def __init__(self, engine: str, position: int, item: Any, cause: BaseException) -> None:
+        self.engine, self.position, self.item, self.cause = engine, position, item, cause
+        super().__init__(f"{engine}: {item_label(item, position)} failed: {type(cause).__name__}: {cause}")
+
+
+def item_label(item: Any, position: int) -> str:
+    """A short name for an item in a message: a partition by index and URI, anything else by repr."""
+    uri, index = getattr(item, "uri", None), getattr(item, "index", None)
+    if uri is not None and index is not None:
+        return f"partition {index} of {uri}"
+    text = repr(item)
+    return f"item {position} ({text if len(text) <= 80 else text[:77] + '...'})"
 
 
 class SkyplugWarning(UserWarning):

@@ -31,6 +31,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.locators.local",
     "skyplug.plugins.locators.s3",
     "skyplug.plugins.engines.local",
+    "skyplug.plugins.engines.lithops",
+    "skyplug.plugins.engines.dask",
 )
 
 FAMILIES: dict[str, str] = {

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, TypeVar
 
+from skyplug.core.errors import SkyplugError, TaskError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
 
@@ -35,7 +36,13 @@ class LocalEngine:
             futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
             try:
                 for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
+                    i = futures[fut]
+                    try:
+                        results[i] = fut.result()
+                    except SkyplugError:
+                        raise  # already names its object and cause
+                    except Exception as exc:
+                        raise TaskError(self.name, i, items[i], exc) from exc
                     bar.update(1)
             except BaseException:
                 for fut in futures:

@@ -1,0 +1,100 @@
+"""The Dask engine: ``client.map`` on the active distributed Client, else on a LocalCluster of its own.
+
+A cluster this engine starts lives for one map and is closed after it; a Client the caller made is
+used as is and left open. Dask is imported on first use only. Configuration: the ``[engines.dask]``
+table of ``skyplug.toml`` (docs/engines.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from skyplug.core.config import get_config
+from skyplug.core.errors import ConfigError, TaskError
+from skyplug.core.hookspecs import hookimpl
+from skyplug.core.plugins import Spec
+
+T = TypeVar("T")
+
+
+class DaskEngine:
+    """Runs ``fn`` over items as Dask futures; results come back in the items' order."""
+
+    name = "dask"
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options = options  # None: the [engines.dask] table, read at each map
+
+    def cluster_options(self) -> dict[str, Any]:
+        """``address`` of a scheduler, or LocalCluster keyword arguments (threads by default)."""
+        section = self.options
+        if section is None:
+            section = get_config().raw.get("engines", {}).get("dask", {})
+        opts = dict(section)
+        if "address" in opts:
+            if len(opts) > 1:
+                raise ConfigError(f"[engines.dask]: 'address' excludes other keys ({sorted(opts)})")
+            return opts
+        if "workers" in opts:
+            opts["n_workers"] = int(opts.pop("workers"))
+        opts.setdefault("processes", False)  # small work: no process start, no pickling
+        opts.setdefault("dashboard_address", None)  # binds no port
+        opts.setdefault("silence_logs", logging.CRITICAL)  # a failed task is reported once, by map
+        return opts
+
+    @contextmanager
+    def client(self) -> Iterator[Any]:
+        """The active Client if there is one, else a new one (closed, with its cluster, on exit)."""
+        from distributed import Client, LocalCluster
+
+        try:
+            current = Client.current()
+        except ValueError:  # no active client
+            current = None
+        if current is not None:
+            yield current
+            return
+        opts = self.cluster_options()
+        if "address" in opts:
+            with Client(opts["address"]) as client:
+                yield client
+            return
+        with LocalCluster(**opts) as cluster, Client(cluster) as client:
+            yield client
+
+    def map(
+        self, fn: Callable[[T], Any], items: Iterable[T], *, progress: bool = True, desc: str = "partitions"
+    ) -> list[Any]:
+        items = list(items)
+        if not items:
+            return []
+        from distributed import as_completed
+        from tqdm.auto import tqdm
+
+        results: list[Any] = [None] * len(items)
+        with (
+            self.client() as client,
+            tqdm(total=len(items), desc=desc, disable=not progress, unit="part", leave=False) as bar,
+        ):
+            futures = client.map(fn, items, pure=False)
+            position = {fut.key: i for i, fut in enumerate(futures)}
+            try:
+                for fut in as_completed(futures):
+                    i = position[fut.key]
+                    if fut.status == "error":
+                        exc = fut.exception()
+                        raise TaskError(self.name, i, items[i], exc) from exc
+                    results[i] = fut.result()
+                    bar.update(1)
+            except BaseException:
+                client.cancel(futures)
+                raise
+        return results
+
+
+@hookimpl
+def skyplug_register_engines(config):
+    return [Spec("dask", "skyplug.plugins.engines.dask:DaskEngine", err="pip install 'skyplug[dask]'")]
