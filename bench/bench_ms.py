@@ -3,11 +3,13 @@
 A DP3-like MS (24 antennas with autocorrelations, 64 channels x 4 correlations, 120 timestamps,
 tiles of 512 rows; about 115 MB) is uploaded as a prefix and as a STORED zip. For each we report
 the index (bytes read, share of the MS, seconds) and, for 8 and 16 time partitions, the seconds
-of ``Partition.load()`` (arrays, small files cached as on a warm worker) against plain concurrent
-ranged GETs of the same bytes, with the bytes fetched against the payload. ``p.load()`` opens
-the object again (HEAD and LIST for a prefix; HEAD, tail, central directory and local headers
-for a zip); ``ratio_target_open`` times the load with the target already open, as a worker
-holding it across partitions would.
+of ``Partition.load()`` (arrays) as a user calls it on a warm worker (a fresh partition from its
+JSON, small files cached) against plain concurrent ranged GETs of the same bytes, with the bytes
+fetched against the payload. The load is split into ``open`` (the target opened from the
+partition: one LIST for a prefix; nothing for a zip, whose partition carries its size and
+member offsets), ``fetch`` (until the last bulk byte arrived) and ``decode_tail`` (what remains
+after it: decoding overlaps the fetches). ``ratio_target_open`` times the load with the target
+already open, as a worker holding it across partitions would.
 
     .venv/bin/python -m bench.bench_ms [--backend seaweedfs|swift] [--ntime 120] [--parts 4]
 """
@@ -24,6 +26,38 @@ from typing import Any
 
 from bench.common import Server, report, s3_server, timed
 from skyplug.core.dataset import bytes_read, load_partition, open_target
+from skyplug.core.partition import Partition
+
+REPEAT = 7  # rounds per measure (median)
+
+
+def user_load(text: str) -> dict[str, float]:
+    """One ``Partition.from_json(text).load()``; its seconds split into open, fetch, decode tail."""
+    from skyplug.plugins.formats.ms import load
+
+    t0 = time.perf_counter()
+    Partition.from_json(text).load()
+    total = time.perf_counter() - t0
+    inner = load.timings.last
+    return {"seconds": total, "open": total - inner["total"], "fetch": inner["fetch"],
+            "decode_tail": inner["total"] - inner["fetch"]}
+
+
+def interleaved(server: Server, ds: Any, key: str, p: Partition,
+                repeat: int = REPEAT) -> tuple[dict[str, float], float, float]:
+    """Medians of the user's load (split), the load on an open target and the floor.
+
+    The three are measured in turn, ``repeat`` rounds, so that they see the same server load.
+    """
+    text, reqs = p.to_json(), object_requests(ds, key, p)
+    target = open_target(p.uri, ds.site, version=p.version)
+    runs, reused, floor = [], [], []
+    for _ in range(repeat):
+        runs.append(user_load(text))
+        reused.append(timed(lambda: load_partition(p, target=target), repeat=1)[0])
+        floor.append(floor_get(server, reqs))
+    split = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return split, statistics.median(reused), statistics.median(floor)
 
 
 def floor_get(server: Server, requests: list[tuple[str, int, int]], workers: int = 8) -> float:
@@ -48,8 +82,10 @@ def object_requests(ds: Any, key: str, p: Any) -> list[tuple[str, int, int]]:
 
     target = ds.target
     if isinstance(target, ZipTree):
-        return [(key, target.member(m).data_offset + s, target.member(m).data_offset + e)
-                for m, s, e in requests(p)]
+        return [
+            (key, target.member(m).data_offset + s, target.member(m).data_offset + e)
+            for m, s, e in requests(p)
+        ]
     return [(f"{key}/{m}", s, e) for m, s, e in requests(p)]
 
 
@@ -69,29 +105,43 @@ def bench_one(server: Server, key: str, nchan: int, ncorr: int, parts: int) -> d
         "partitions": [],
     }
     for n in (8, 16):
-        ratios, reused = [], []
+        ratios, reused, splits = [], [], []
         for p in ds.plan("time", n)[:parts]:
-            t_ours, _ = timed(lambda p=p: p.load(), repeat=3)
-            target = open_target(p.uri, ds.site, version=p.version)
-            t_open_target, _ = timed(lambda p=p, t=target: load_partition(p, target=t), repeat=3)
-            t_floor, _ = timed(lambda p=p: floor_get(server, object_requests(ds, key, p)), repeat=3)
+            split, t_open_target, t_floor = interleaved(server, ds, key, p)
+            t_ours = split["seconds"]
             rows = p.selection["nrows"]
             payload = rows * (nchan * ncorr * (8 + 4 + 1 / 8) + 24 + 2 * 4 * ncorr)
             ratios.append(t_ours / t_floor)
             reused.append(t_open_target / t_floor)
-            out["partitions"].append({
-                "n": n, "part": p.index, "rows": rows, "requests": len(object_requests(ds, key, p)),
-                "fetched_bytes": p.expected_bytes, "payload_bytes": int(payload),
-                "amplification": round(p.expected_bytes / payload, 3),
-                "seconds": round(t_ours, 4), "floor_seconds": round(t_floor, 4),
-                "ratio": round(t_ours / t_floor, 3),
-                "seconds_target_open": round(t_open_target, 4),
-                "ratio_target_open": round(t_open_target / t_floor, 3),
-            })
+            splits.append(split)
+            out["partitions"].append(
+                {
+                    "n": n,
+                    "part": p.index,
+                    "rows": rows,
+                    "requests": len(object_requests(ds, key, p)),
+                    "fetched_bytes": p.expected_bytes,
+                    "payload_bytes": int(payload),
+                    "amplification": round(p.expected_bytes / payload, 3),
+                    "seconds": round(t_ours, 4),
+                    "open_seconds": round(split["open"], 4),
+                    "fetch_seconds": round(split["fetch"], 4),
+                    "decode_tail_seconds": round(split["decode_tail"], 4),
+                    "floor_seconds": round(t_floor, 4),
+                    "ratio": round(t_ours / t_floor, 3),
+                    "seconds_target_open": round(t_open_target, 4),
+                    "ratio_target_open": round(t_open_target / t_floor, 3),
+                }
+            )
         out[f"median_ratio_{n}"] = round(statistics.median(ratios), 3)
         out[f"median_ratio_target_open_{n}"] = round(statistics.median(reused), 3)
-        print(f"{key}: n={n}: median ratio to floor {out[f'median_ratio_{n}']:.2f} "
-              f"({out[f'median_ratio_target_open_{n}']:.2f} with the target already open)")
+        out[f"median_split_{n}"] = {k: round(statistics.median(s[k] for s in splits), 4)
+                                    for k in ("open", "fetch", "decode_tail")}
+        print(
+            f"{key}: n={n}: median ratio to floor {out[f'median_ratio_{n}']:.2f} "
+            f"({out[f'median_ratio_target_open_{n}']:.2f} with the target already open); "
+            f"split {out[f'median_split_{n}']}"
+        )
     return out
 
 
@@ -109,8 +159,10 @@ def main() -> None:
         zipped = zip_ms(ms, Path(tmp) / "SB226.ms.zip")
         server.upload(ms, "plain/SB226.ms")
         server.upload(zipped, "zipped/SB226.ms.zip")
-        results = {name: bench_one(server, name, nchan, ncorr, args.parts)
-                   for name in ("plain/SB226.ms", "zipped/SB226.ms.zip")}
+        results = {
+            name: bench_one(server, name, nchan, ncorr, args.parts)
+            for name in ("plain/SB226.ms", "zipped/SB226.ms.zip")
+        }
         report("ms_partitions", server, {"layout": "tcsm DP3-like, tiles [4,64,512]", **results})
 
 

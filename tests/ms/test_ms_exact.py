@@ -123,9 +123,9 @@ def test_tiles_decoded_with_numpy(ms_factory, monkeypatch: pytest.MonkeyPatch, l
     via_casacore: list[str] = []
     original = load._casacore_columns
 
-    def spy(sub, cols, chan):
+    def spy(tab, rows, cols, chan):
         via_casacore.extend(cols)
-        return original(sub, cols, chan)
+        return original(tab, rows, cols, chan)
 
     monkeypatch.setattr(load, "_casacore_columns", spy)
     ms = ms_factory(layout)

@@ -21,7 +21,7 @@ class MsFormat(Format):
 
     name = "ms"
     kind = "tree"
-    version = 1
+    version = 2  # 2: index["big_sizes"], carried by partitions
     extensions = (".ms", ".ms.zip")
     axes = plan_mod.AXES
     outputs = ("ms", "npz")

@@ -53,6 +53,7 @@ def build_index(tree: Tree) -> dict[str, Any]:
     index.update({
         "root": root,
         "big": sorted(big),
+        "big_sizes": {name: sizes[name] for name in sorted(big)},
         "ms_bytes": sum(s for m, s in members.items() if m.startswith(root)),
         "small_bytes": sum(map(len, files.values())),
     })

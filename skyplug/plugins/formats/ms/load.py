@@ -11,7 +11,9 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,14 +32,23 @@ EXTRA_DIMS = {"UVW": ("row", "uvw"), "CHAN_FREQ": ("chan",), "ANTENNA_NAME": ("a
 
 
 def _prepare(p: Partition, tree: Tree) -> tuple[str, Path, dict[str, int], list[tuple[str, int, int]]]:
-    """(MS root in the tree, cached small files, bulk file sizes, the partition's requests)."""
+    """(MS root in the tree, cached small files, bulk file sizes, the partition's requests).
+
+    The bulk sizes come with the partition (``meta["big"]``), so a warm worker never lists the
+    tree: a zip opened from a partition reads no central directory. Older partitions carry only
+    the names; their sizes come from the listing.
+    """
     root, big = p.meta["root"], p.meta["big"]
-    members = tree.members()
-    missing = [b for b in big if root + b not in members]
-    if missing:
-        raise FormatError(tree.uri, f"bulk file {root}{missing[0]} is missing")
-    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, root, big)
-    return root, small, {b: members[root + b] for b in big}, requests(p)
+    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, root, list(big))
+    if isinstance(big, dict):
+        sizes = {str(b): int(n) for b, n in big.items()}
+    else:
+        members = tree.members()
+        missing = [b for b in big if root + b not in members]
+        if missing:
+            raise FormatError(tree.uri, f"bulk file {root}{missing[0]} is missing")
+        sizes = {b: members[root + b] for b in big}
+    return root, small, sizes, requests(p)
 
 
 @contextlib.contextmanager
@@ -82,53 +93,100 @@ def select_rows(tab: Any, p: Partition, uri: str) -> np.ndarray:
     return rows
 
 
+_pools: dict[int, tuple[ThreadPoolExecutor, ThreadPoolExecutor]] = {}
+_pools_lock = threading.Lock()
+FETCHERS = 32  # concurrent bulk-file fetches per process (each may split into ranged GETs)
+DECODERS = 4  # concurrent numpy decodes per process (numpy copies release the GIL)
+timings = threading.local()  # ``timings.last``: seconds of the calling thread's last arrays()
+
+
+def _pool() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """The process's (fetch, decode) thread pools; a forked child makes its own."""
+    pid = os.getpid()
+    with _pools_lock:
+        if pid not in _pools:
+            _pools[pid] = (ThreadPoolExecutor(FETCHERS, thread_name_prefix="skyplug-ms-get"),
+                           ThreadPoolExecutor(DECODERS, thread_name_prefix="skyplug-ms-decode"))
+        return _pools[pid]
+
+
 def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
     """Every defined main-table column of the partition's rows, plus frequencies and antennas.
 
-    Each bulk file's ranges are fetched concurrently while casacore reads, in place from the
-    cached small files, the columns they hold; each tiled column is decoded with numpy as soon
-    as its tiles arrive. When casacore must decode bulk bytes (Dysco, multi-column hypercubes),
-    the fetched ranges go into a per-call sparse mirror first.
+    Each bulk file's ranges are fetched concurrently while casacore reads, from the process's
+    open table on the cached small files, the columns they hold; each tiled column is decoded
+    with numpy as soon as its tiles arrive. When casacore must decode bulk bytes (Dysco,
+    multi-column hypercubes), the fetched ranges go into a per-call sparse mirror first.
     """
+    t0 = time.perf_counter()
     root, small, sizes, reqs = _prepare(p, tree)
-    chan = p.selection.get("chan")
-    casacore_bulk = p.meta.get("casacore_bulk", True)
     groups: dict[str, list[tuple[str, int, int]]] = {}
     for r in reqs:
         groups.setdefault(r[0], []).append(r)
-    with ThreadPoolExecutor(max(1, len(groups)), thread_name_prefix="skyplug-ms-get") as fetchers, \
-            ThreadPoolExecutor(2, thread_name_prefix="skyplug-ms-decode") as decoders:
-        futures = {m: fetchers.submit(tree.read_ranges, rs) for m, rs in groups.items()}
+    fetch_pool, decode_pool = _pool()
+    arrived: list[float] = []
+    futures = {m: fetch_pool.submit(_fetch, tree, rs, arrived) for m, rs in groups.items()}
+    t_started = time.perf_counter()
 
-        def fetched(names: Iterable[str]) -> list[tuple[str, int, bytes]]:
-            return [(m, s, d) for name in names if name in futures
-                    for (m, s, _), d in zip(groups[name], futures[name].result(), strict=True)]
+    def fetched(names: Iterable[str]) -> list[tuple[str, int, bytes]]:
+        return [(m, s, d) for name in names if name in futures
+                for (m, s, _), d in zip(groups[name], futures[name].result(), strict=True)]
 
-        got = [(m[len(root):], s, d) for m, s, d in fetched(groups)] if casacore_bulk else []
-        place = mirror.sparse_mirror(small, sizes, got) if casacore_bulk else contextlib.nullcontext(small)
-        with place as ms:
-            tab = mirror.open_table(ms, tree.uri)
-            try:
-                rows = select_rows(tab, p, tree.uri)
-                fast, bulk = _tiled_columns(tab)
-                if not casacore_bulk and set(bulk) - set(fast):  # never read holes as data
-                    raise FormatError(tree.uri, f"columns {sorted(set(bulk) - set(fast))} need casacore "
-                                                "to decode, but the partition was planned without")
-                endian = "<" if tab.endianformat() == "little" else ">"
+    try:
+        if p.meta.get("casacore_bulk", True):
+            got = [(m[len(root):], s, d) for m, s, d in fetched(groups)]
+            with mirror.sparse_mirror(small, sizes, got) as ms:
+                tab = mirror.open_table(ms, tree.uri)
+                try:
+                    out = _read(p, tree.uri, root, mirror.CachedTable(ms, tab), fetched, decode_pool)
+                finally:
+                    tab.close()
+        else:
+            out = _read(p, tree.uri, root, mirror.cached_table(small, tree.uri), fetched, decode_pool)
+    finally:
+        for f in futures.values():  # a failed fetch fails the load, even when nothing decoded it
+            f.exception()
+    for f in futures.values():
+        f.result()
+    end = time.perf_counter()
+    timings.last = {"prepare": t_started - t0, "fetch": (max(arrived) if arrived else t_started) - t0,
+                    "total": end - t0}
+    return out
 
-                def decode(col: str, cubes: list[dict[str, Any]], dtype: str) -> np.ndarray | None:
-                    found = tsm.Pieces(fetched({root + c["file"] for c in cubes}))
-                    return _decode(tree.uri, col, cubes, dtype, endian, rows, chan, found, root)
 
-                decoded = {col: decoders.submit(decode, col, *spec) for col, spec in fast.items()}
-                out: dict[str, np.ndarray] = {"ROWID": rows.astype(np.int64)}
-                sub = tab.selectrows(rows)
-                out.update(_casacore_columns(sub, [c for c in tab.colnames() if c not in fast], chan))
-                sub.close()
-                out.update({col: v for col, f in decoded.items() if (v := f.result()) is not None})
-            finally:
-                tab.close()
-            out.update(_spectral_and_antennas(ms, out, chan))
+def _fetch(tree: Tree, reqs: list[tuple[str, int, int]], arrived: list[float]) -> list[bytes]:
+    datas = tree.read_ranges(reqs)
+    arrived.append(time.perf_counter())
+    return datas
+
+
+Fetched = Callable[[Iterable[str]], list[tuple[str, int, bytes]]]
+
+
+def _read(p: Partition, uri: str, root: str, cached: mirror.CachedTable, fetched: Fetched,
+          decode_pool: ThreadPoolExecutor) -> dict[str, np.ndarray]:
+    """The partition's columns: tiled ones decoded by numpy from ``fetched``, others by casacore."""
+    chan = p.selection.get("chan")
+    with cached.lock:
+        tab = cached.table
+        rows = select_rows(tab, p, uri)
+        if "layout" not in cached.memo:
+            cached.memo["layout"] = (*_tiled_columns(tab), "<" if tab.endianformat() == "little" else ">",
+                                     list(tab.colnames()))
+        fast, bulk, endian, colnames = cached.memo["layout"]
+        if not p.meta.get("casacore_bulk", True) and set(bulk) - set(fast):  # never read holes as data
+            raise FormatError(uri, f"columns {sorted(set(bulk) - set(fast))} need casacore "
+                                   "to decode, but the partition was planned without")
+
+        def decode(col: str, cubes: list[dict[str, Any]], dtype: str) -> np.ndarray | None:
+            found = tsm.Pieces(fetched({root + c["file"] for c in cubes}))
+            return _decode(uri, col, cubes, dtype, endian, rows, chan, found, root)
+
+        decoded = {col: decode_pool.submit(decode, col, *spec) for col, spec in fast.items()}
+        out: dict[str, np.ndarray] = {"ROWID": rows.astype(np.int64)}
+        out.update(_casacore_columns(tab, rows, [c for c in colnames if c not in fast], chan))
+        out.update(_spectral_and_antennas(cached, out, chan))
+    out.update({col: v for col, f in decoded.items() if (v := f.result()) is not None})
     return out
 
 
@@ -148,20 +206,33 @@ def _tiled_columns(tab: Any) -> tuple[dict[str, tuple[list[dict[str, Any]], str]
     return fast, bulk
 
 
-def _casacore_columns(sub: Any, cols: list[str], chan: list[int] | None) -> dict[str, np.ndarray]:
-    """Columns read by casacore (channel-sliced when the cells are (chan, corr))."""
-    out = {}
-    if not sub.nrows():
+def _casacore_columns(tab: Any, rows: np.ndarray, cols: list[str], chan: list[int] | None
+                      ) -> dict[str, np.ndarray]:
+    """Columns read by casacore (channel-sliced when the cells are (chan, corr)).
+
+    A contiguous run of rows is read in place; other row sets through a row selection.
+    """
+    out: dict[str, np.ndarray] = {}
+    if not len(rows):
         return out
-    for col in cols:
-        if not sub.iscelldefined(col, 0):
-            continue
-        shape = "" if sub.isscalarcol(col) else sub.getcolshapestring(col, 0, 1)[0]
-        if chan is not None and shape.count(",") == 1:
-            ncorr = int(shape.strip("[]").split(",")[1])
-            out[col] = sub.getcolslice(col, [chan[0], 0], [chan[1] - 1, ncorr - 1])
-        else:
-            out[col] = sub.getcol(col)
+    first, n = int(rows[0]), len(rows)
+    run = int(rows[-1]) - first + 1 == n
+    sub = tab if run else tab.selectrows(rows)
+    at = (first, n) if run else (0, -1)
+    try:
+        for col in cols:
+            if not sub.iscelldefined(col, at[0]):
+                continue
+            shape = "" if sub.isscalarcol(col) else sub.getcolshapestring(col, at[0], 1)[0]
+            if chan is not None and shape.count(",") == 1:
+                ncorr = int(shape.strip("[]").split(",")[1])
+                out[col] = sub.getcolslice(col, [chan[0], 0], [chan[1] - 1, ncorr - 1], startrow=at[0],
+                                           nrow=at[1])
+            else:
+                out[col] = sub.getcol(col, at[0], at[1])
+    finally:
+        if not run:
+            sub.close()
     return out
 
 
@@ -181,22 +252,34 @@ def _decode(uri: str, col: str, cubes: list[dict[str, Any]], dtype: str, endian:
     if sum(len(i) for i, _ in parts) != len(rows) or len({v.shape[1:] for _, v in parts}) > 1:
         raise FormatError(uri, f"column {col}: cells of these rows differ in shape or are undefined; "
                                "partition by spw")
+    if len(parts) == 1:  # one cube holds every row, in order: its values are the column
+        return parts[0][1]
     out = np.empty((len(rows), *parts[0][1].shape[1:]), parts[0][1].dtype)
     for idx, values in parts:
         out[idx] = values
     return out
 
 
-def _spectral_and_antennas(ms: Path, cols: dict[str, np.ndarray], chan: list[int] | None) -> dict[str, Any]:
+def _spectral_and_antennas(cached: mirror.CachedTable, cols: dict[str, np.ndarray],
+                          chan: list[int] | None) -> dict[str, Any]:
+    """CHAN_FREQ of the partition's spectral window and the antennas (read once per table)."""
+    ddid = int(cols["DATA_DESC_ID"][0]) if len(cols.get("DATA_DESC_ID", [])) else 0
+    if ("subtables", ddid) not in cached.memo:
+        cached.memo[("subtables", ddid)] = _subtables(cached.path, ddid)
+    out = {k: v.copy() for k, v in cached.memo[("subtables", ddid)].items()}  # callers may write
+    if chan and "CHAN_FREQ" in out:
+        out["CHAN_FREQ"] = out["CHAN_FREQ"][chan[0]:chan[1]]
+    return out
+
+
+def _subtables(ms: Path, ddid: int) -> dict[str, np.ndarray]:
     from casacore import tables
 
-    out: dict[str, Any] = {}
-    ddid = int(cols["DATA_DESC_ID"][0]) if len(cols.get("DATA_DESC_ID", [])) else 0
+    out: dict[str, np.ndarray] = {}
     with contextlib.suppress(RuntimeError), \
             tables.table(str(ms / "DATA_DESCRIPTION"), ack=False) as dd, \
             tables.table(str(ms / "SPECTRAL_WINDOW"), ack=False) as spw:
-        freqs = spw.getcell("CHAN_FREQ", int(dd.getcell("SPECTRAL_WINDOW_ID", ddid)))
-        out["CHAN_FREQ"] = freqs[chan[0]:chan[1]] if chan else freqs
+        out["CHAN_FREQ"] = spw.getcell("CHAN_FREQ", int(dd.getcell("SPECTRAL_WINDOW_ID", ddid)))
     with contextlib.suppress(RuntimeError), tables.table(str(ms / "ANTENNA"), ack=False) as ant:
         out["ANTENNA_NAME"] = np.asarray(ant.getcol("NAME"), dtype=str)
         out["ANTENNA_POSITION"] = ant.getcol("POSITION")

@@ -8,7 +8,8 @@ main-table files and writes the fetched ranges into its own sparse files.
 casacore then reads the mirror as if it were the whole MS (tiles not fetched are holes and are
 never touched for the selected rows). Small files are cached per object version under the
 skyplug cache folder, so a worker fetches them once; every mirror is a unique temporary folder,
-removed when its context ends.
+removed when its context ends. A process keeps casacore open on a few cache folders
+(:func:`cached_table`), so loads of the same version do not reopen the table and its subtables.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,11 +67,17 @@ def store(path: Path, root: str, files: dict[str, bytes], sizes: dict[str, int])
 
 
 def ensure_small(tree: Tree, uri: str, version: str, root: str, big: Sequence[str]) -> tuple[Path, int]:
-    """The cached small files of this version, fetched if absent; (folder, bytes fetched)."""
+    """The cached small files of this version, fetched if absent; (folder, bytes fetched).
+
+    Only a cold cache lists the tree (for a zip, its whole central directory).
+    """
     path = cache_dir(uri, version)
     if path.is_dir():
         return path, 0
     members = tree.members()
+    missing = [b for b in big if root + b not in members]
+    if missing:
+        raise FormatError(tree.uri, f"bulk file {root}{missing[0]} is missing")
     names = small_members(members, root, big)
     datas = tree.read_ranges([(m, 0, members[m]) for m in names])
     store(path, root, dict(zip(names, datas, strict=True)), {b: members[root + b] for b in big})
@@ -109,6 +118,49 @@ def open_table(path: Path, obj: str) -> Any:
         return tables.table(str(path), readonly=True, ack=False)
     except RuntimeError as exc:
         raise FormatError(obj, f"casacore cannot open the table: {exc}") from exc
+
+
+class CachedTable:
+    """casacore's table on a small-file cache folder, shared by the loads of one process.
+
+    casacore tables are not thread-safe: use ``table`` only while holding ``lock``. ``memo``
+    keeps what is derived from the folder (column layouts, frequencies, antennas); the folder
+    is one object version, so none of it goes stale.
+    """
+
+    def __init__(self, path: Path, table: Any) -> None:
+        self.path, self.table = path, table
+        self.lock = threading.RLock()
+        self.memo: dict[Any, Any] = {}
+
+
+MAX_TABLES = 8  # cache folders a process keeps open
+_tables: OrderedDict[tuple[str, int, int, int], CachedTable] = OrderedDict()
+_tables_lock = threading.Lock()
+
+
+def cached_table(path: Path, obj: str) -> CachedTable:
+    """The process's open table on the cache folder ``path`` (opened on first use).
+
+    Keyed by process and by the folder's ``table.dat`` inode and mtime: a forked worker or a
+    folder written again gets its own table. Evicted tables close when their last user drops them.
+    """
+    st = (path / "table.dat").stat()
+    key = (str(path), os.getpid(), st.st_ino, st.st_mtime_ns)
+    with _tables_lock:
+        hit = _tables.get(key)
+        if hit is not None:
+            _tables.move_to_end(key)
+            return hit
+    opened = CachedTable(path, open_table(path, obj))
+    with _tables_lock:
+        hit = _tables.setdefault(key, opened)
+        _tables.move_to_end(key)
+        while len(_tables) > MAX_TABLES:
+            _tables.popitem(last=False)
+    if hit is not opened:
+        opened.table.close()
+    return hit
 
 
 def drop_dangling_subtables(ms: Path) -> list[str]:

@@ -106,7 +106,9 @@ def _partition(index: dict[str, Any], i: int, count: int, sel: dict[str, Any], r
     explicit = requests if len(requests) <= MAX_EXPLICIT else []
     casacore_bulk = any(dm["type"] == "DyscoStMan" or (dm["type"] in lay.TILED and not dm.get("numpy"))
                         for dm in index["managers"])
-    meta: dict[str, Any] = {"root": root, "big": index["big"], "small_bytes": index["small_bytes"],
+    # bulk file sizes travel with the partition: a worker needs no listing of a zip to load it
+    big = index.get("big_sizes") or index["big"]
+    meta: dict[str, Any] = {"root": root, "big": big, "small_bytes": index["small_bytes"],
                             "casacore_bulk": casacore_bulk}
     if not explicit:
         meta["strided"] = lay.compress(requests)

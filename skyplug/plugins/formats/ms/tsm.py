@@ -143,6 +143,9 @@ def decode(cube: dict[str, Any], dtype: str, endian: str, rows: np.ndarray, chan
     for tr in np.unique(slab_of):
         lo, hi = np.searchsorted(slab_of, [tr, tr + 1])  # positions increase with rows in a cube
         at = pos[lo:hi] - int(tr) * t_rows
+        a0 = int(at[0])
+        if int(at[-1]) - a0 + 1 == len(at):  # a run of rows: a slice, not a gather
+            at = slice(a0, a0 + len(at))
         if per_slab == 1:  # tiles hold whole cells: the tile is the C-ordered (row, chan, corr) block
             start = int(tr) * bucket
             view = _tile(pieces.get(member, start, start + bucket), dt, ntile).reshape(tuple(reversed(tile)))
