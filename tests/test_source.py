@@ -225,3 +225,31 @@ def test_s3_stopped_server_is_reported(s3env, monkeypatch) -> None:
     with pytest.raises(SiteError, match=r"failed after 5 attempts.*site 'dead'.*cannot connect"):
         skyplug.open_target("s3://b/k.bin", dead).read(0, 1)
     assert time.monotonic() - t0 < 20
+
+
+@pytest.mark.s3
+def test_s3_prefix_partition_members_need_no_list(s3env, tmp_path: Path, monkeypatch) -> None:
+    """A partition names its members' sizes and ETags: the worker reads them with no LIST,
+    lists (and checks the tree's version) only when asked for another member."""
+    from skyplug.plugins.locators import s3 as s3loc
+
+    (tmp_path / "d.ms").mkdir()
+    (tmp_path / "d.ms" / "table.f2_TSM0").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "d.ms" / "table.dat").write_bytes(b"t" * 100)
+    uri = s3env.upload(tmp_path / "d.ms")
+    tree = skyplug.open_target(uri)
+    container = tree.container(["table.f2_TSM0"])
+    listed = []
+    real_list = s3loc.list_prefix
+    monkeypatch.setattr(s3loc, "list_prefix", lambda *a: listed.append(a) or real_list(*a))
+    worker = skyplug.open_target(uri, version=tree.version, container=container)
+    assert worker.read_ranges([("table.f2_TSM0", 256, 260)]) == [bytes(range(4))]
+    assert not listed and worker.version == tree.version
+    assert worker.read_member("table.dat") == b"t" * 100
+    assert len(listed) == 1
+    s3env.client().put_object(Bucket=s3env.bucket, Key="d.ms/table.f2_TSM0", Body=b"x" * 2048)
+    stale = skyplug.open_target(uri, version=tree.version, container=container)
+    with pytest.raises(StaleObjectError):
+        stale.read_ranges([("table.f2_TSM0", 0, 4)])
+    with pytest.raises(StaleObjectError):
+        skyplug.open_target(uri, version=tree.version, container=container).members()

@@ -44,8 +44,12 @@ def open_target(
     where = resolve_site(u, site)
     key = u.scheme if where is None or u.scheme == "sky" else where.type
     locator = plugins.find("locators", key)
-    target = locator.open(u, where, version=version)
+    if container and "s3" in container:
+        target = locator.open(u, where, version=version, members=container["s3"])
+    else:
+        target = locator.open(u, where, version=version)
     if isinstance(target, Source):
+        size = container.get("size", size) if container else size
         if size is not None:
             target.assume_size(size)
         if container and "zip" in container:
@@ -155,18 +159,14 @@ class Dataset:
         parts = fmt.plan(self.index(), by, n, **opts)
         site = self.site.public() if self.site else None
         target = self.target
-        if isinstance(target, ZipTree):
-            return [
-                dataclasses.replace(
-                    p,
-                    site=site,
-                    size=target.zip.size,
-                    container={"zip": target.packed(sorted({m for m, _, _ in p.ranges if m}))},
-                )
-                for p in parts
-            ]
-        size = target.size if isinstance(target, Source) else None
-        return [dataclasses.replace(p, site=site, size=size) for p in parts]
+        if isinstance(target, Source):
+            return [dataclasses.replace(p, site=site, size=target.size) for p in parts]
+        return [
+            dataclasses.replace(
+                p, site=site, container=target.container(sorted({m for m, _, _ in p.ranges if m}))
+            )
+            for p in parts
+        ]
 
     def describe(self) -> dict[str, Any]:
         """ObsCore (+ radio) fields of the dataset."""

@@ -33,7 +33,7 @@ class Partition:
     site: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     size: int | None = None  # of the object: a worker then needs no HEAD
-    container: dict[str, Any] | None = None  # {"zip": {member: [method, offset, csize, size, crc]}}
+    container: dict[str, Any] | None = None  # where its members lie: {"zip": ..., "size": N} or {"s3": ...}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ranges", tuple((str(m), int(s), int(e)) for m, s, e in self.ranges))

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from skyplug.core.errors import FormatError, NotFound, SiteError, SkyplugError, StaleObjectError
 
@@ -320,6 +321,10 @@ class Tree(ABC):
     @abstractmethod
     def source(self, member: str) -> Source:
         """The member as a Source (:class:`NotFound` when absent)."""
+
+    def container(self, names: Sequence[str]) -> dict[str, Any] | None:
+        """What a worker needs to read the named members without listing the tree (None: nothing)."""
+        return None
 
     def member_version(self, member: str) -> str:
         """The version reads of a member are conditional on."""

@@ -12,6 +12,7 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from skyplug.core.errors import FormatError, NotFound, SkyplugWarning
 from skyplug.core.source import BytesSource, Source, Tree, WindowSource
@@ -153,6 +154,10 @@ class ZipTree(Tree):
         if not self._complete:
             self._members = {m.name: m for m in read_central_directory(self.zip) if not m.name.endswith("/")}
             self._complete = True
+
+    def container(self, names: Sequence[str]) -> dict[str, Any]:
+        """The zip's size and where the named members lie: a worker reads no central directory."""
+        return {"zip": self.packed(names), "size": self.zip.size}
 
     def packed(self, names: Sequence[str]) -> dict[str, list[int]]:
         """Where the named members lie, small enough for a partition descriptor."""
