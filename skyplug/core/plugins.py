@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.engines.local",
     "skyplug.plugins.engines.lithops",
     "skyplug.plugins.engines.dask",
+    "skyplug.catalog.plugin",
 )
 
 FAMILIES: dict[str, str] = {

@@ -1,0 +1,116 @@
+"""``skyplug catalog add | query | serve | plot``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+@click.group("catalog")
+def catalog() -> None:
+    """ObsCore catalogue (SQLite or PostgreSQL) and its TAP service.
+
+    The catalogue is --db URL, else [catalog] url in skyplug.toml, else sqlite:///catalog.db.
+    """
+
+
+@catalog.command("add")
+@click.argument("uris", nargs=-1, required=True)
+@click.option("--site", help="Site of s3:// URIs (default: default_site).")
+@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def add_cmd(uris: tuple[str, ...], site: str | None, db_url: str | None, as_json: bool) -> None:
+    """Describe URIs with their format plugins and add them (idempotent on URI + version)."""
+    from skyplug.catalog.service import open_configured, record_for
+
+    records = [record_for(u, site) for u in uris]
+    with open_configured(db_url) as cat:
+        report = cat.add(records)
+    lines = [
+        f"{r['status']:9} {r['uri']}  version={r['version'] or '-'}  {r['obs_publisher_did']}" for r in report
+    ]
+    _emit({"db": cat.url, "records": report}, as_json, "\n".join(lines))
+
+
+@catalog.command("query")
+@click.argument("adql")
+@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("--maxrec", type=int, help="At most this many rows (default from [catalog] maxrec).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def query_cmd(adql: str, db_url: str | None, maxrec: int | None, as_json: bool) -> None:
+    """Run an ADQL query on the catalogue, without a server."""
+    from skyplug.catalog.service import open_configured, settings
+
+    with open_configured(db_url) as cat:
+        result = cat.query(adql, maxrec=settings().maxrec if maxrec is None else maxrec)
+    names = [c.name for c in result.columns]
+    data = {
+        "columns": [{"name": c.name, "datatype": c.datatype, "unit": c.unit or None} for c in result.columns],
+        "rows": result.as_dicts(),
+        "overflow": result.overflow,
+    }
+    widths = [max([len(n), *(len(_fmt(r[i])) for r in result.rows)]) for i, n in enumerate(names)]
+    lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))]
+    lines += ["  ".join(_fmt(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in result.rows]
+    lines.append(f"({len(result.rows)} rows{', truncated at MAXREC' if result.overflow else ''})")
+    _emit(data, as_json, "\n".join(lines))
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+@catalog.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
+@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option(
+    "--jobs",
+    "jobs_dir",
+    type=click.Path(file_okay=False),
+    help="Folder of the async jobs (default: tap-jobs in the cache folder).",
+)
+def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) -> None:
+    """Serve the catalogue over TAP at http://HOST:PORT/tap (read-only)."""
+    from skyplug.catalog.db import CatalogError
+    from skyplug.catalog.service import open_configured, settings
+    from skyplug.catalog.tap import TapServer
+    from skyplug.core.config import get_config
+
+    cat = open_configured(db_url)
+    try:
+        cat.init()  # TAP_SCHEMA always matches this version's model
+    except CatalogError as exc:  # e.g. a read-only database user: serve what is there
+        click.echo(f"skyplug: warning: TAP_SCHEMA not refreshed: {exc}", err=True)
+    jobs = Path(jobs_dir) if jobs_dir else get_config().cache_dir / "tap-jobs"
+    server = TapServer(cat, host, port, jobs_dir=jobs, maxrec=settings().maxrec)
+    click.echo(f"skyplug TAP service at {server.url} (catalogue {cat.url}); Ctrl-C stops it", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.httpd.server_close()
+        cat.close()
+
+
+@catalog.command("plot")
+@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("-o", "--output", default="catalog-coverage.png", show_default=True, help="PNG to write.")
+@click.option("--where", default="", help="ADQL condition selecting the records (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plot_cmd(db_url: str | None, output: str, where: str, as_json: bool) -> None:
+    """Draw sky coverage (Aitoff) and time-frequency coverage into a PNG."""
+    from skyplug.catalog.plot import plot_coverage
+    from skyplug.catalog.service import open_configured
+
+    with open_configured(db_url) as cat:
+        n = plot_coverage(cat, Path(output), where)
+    _emit({"output": output, "records": n}, as_json, f"{output}: {n} records plotted")
