@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--ntime", type=int, default=120)
     parser.add_argument("--parts", type=int, default=4, help="partitions timed per plan")
     args = parser.parse_args()
-    from tests.data.make_ms import make_ms, zip_ms
+    from skyplug.synthetic.ms import make_ms, zip_ms
 
     nchan, ncorr = 64, 4
     with tempfile.TemporaryDirectory() as tmp, s3_server(args.backend) as server:

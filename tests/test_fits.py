@@ -19,7 +19,7 @@ from skyplug.core.dataset import fetch_partition
 from skyplug.core.errors import FormatError
 from skyplug.core.source import BytesSource
 from skyplug.plugins.formats.fits import FitsFormat
-from tests.data.make_fits import make_all
+from skyplug.synthetic.fits import make_all
 
 fits = pytest.importorskip("astropy.io.fits")
 WCS = pytest.importorskip("astropy.wcs").WCS

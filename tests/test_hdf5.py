@@ -17,7 +17,7 @@ from skyplug.core.dataset import fetch_partition
 from skyplug.core.errors import FormatError
 from skyplug.core.source import BytesSource
 from skyplug.plugins.formats.hdf5 import Hdf5Format, fletcher32, lzf_decompress
-from tests.data.make_h5parm import make_all
+from skyplug.synthetic.h5parm import make_all
 
 h5py = pytest.importorskip("h5py")
 AXES = ("time", "freq", "ant", "dir", "pol")

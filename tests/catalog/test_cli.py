@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from skyplug.cli import cli
-from tests.data.make_fits import make_all
+from skyplug.synthetic.fits import make_all
 
 
 def test_add_query_plot(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("casacore.tables")
 
-from tests.data.make_ms import make_ms, zip_ms
+from skyplug.synthetic.ms import make_ms, zip_ms
 
 
 @pytest.fixture(scope="session")

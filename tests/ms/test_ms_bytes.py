@@ -13,7 +13,7 @@ from skyplug.core.dataset import bytes_read, load_partition, open_target
 from skyplug.core.source import Source
 from skyplug.core.zip import ZipTree
 from skyplug.plugins.locators.local import LocalSource
-from tests.data.make_ms import make_ms, zip_ms
+from skyplug.synthetic.ms import make_ms, zip_ms
 
 
 @pytest.fixture

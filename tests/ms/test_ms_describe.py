@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import skyplug
-from tests.data.make_ms import MJD_START, REF_FREQ
+from skyplug.synthetic.ms import MJD_START, REF_FREQ
 
 C = 299_792_458.0
 

@@ -13,7 +13,7 @@ import skyplug
 from skyplug.core.dataset import fetch_partition
 from skyplug.core.errors import FormatError
 from skyplug.plugins.formats.ms.tabledat import Reader, parse_table_dat
-from tests.data.make_ms import zip_ms
+from skyplug.synthetic.ms import zip_ms
 from tests.ms.conftest import assert_equal_columns, reference
 
 

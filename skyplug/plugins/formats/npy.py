@@ -106,6 +106,10 @@ class NpyFormat(Format):
         tmp.replace(path)
         return [path]
 
+    def describe(self, index: dict[str, Any]) -> dict[str, Any]:
+        nbytes = int(np.prod(index["shape"], dtype=np.int64)) * np.dtype(index["dtype"]).itemsize
+        return {"access_format": "application/x-npy", "access_estsize": -(-nbytes // 1000)}
+
     def summary(self, index: dict[str, Any]) -> dict[str, Any]:
         return {"dtype": index["dtype"], "shape": index["shape"]}
 

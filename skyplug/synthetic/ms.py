@@ -1,6 +1,6 @@
 """Generate small Measurement Sets in the layouts the MS plugin must read exactly (python-casacore).
 
-Usage: ``python tests/data/make_ms.py OUT.ms [--layout tcsm] [--nant 6] [--ntime 12] [--nchan 16]
+Usage: ``python -m skyplug.synthetic.ms OUT.ms [--layout tcsm] [--nant 6] [--ntime 12] [--nchan 16]
 [--zip stored|deflated]``. Tests call :func:`make_ms` into temporary folders; nothing is committed.
 
 Layouts (main-table columns):

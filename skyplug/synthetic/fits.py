@@ -1,7 +1,7 @@
 """Generate FITS test files with astropy: cubes with full WCS, every BITPIX with BSCALE/BZERO/BLANK,
 an image extension, a binary table with variable-length columns and a tile-compressed image.
 
-Run ``python tests/data/make_fits.py DIR`` or call :func:`make_all`.
+Run ``python skyplug/synthetic/fits.py DIR`` or call :func:`make_all`.
 """
 
 from __future__ import annotations

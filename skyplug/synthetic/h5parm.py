@@ -1,7 +1,7 @@
 """Generate h5parm test files with h5py: a DP3-style one (contiguous, uncompressed) and a chunked one
 (gzip + shuffle, weight with Fletcher-32), plus generic datasets (lzf, compact, scalar, strings).
 
-Run ``python tests/data/make_h5parm.py DIR`` or call :func:`make_all`.
+Run ``python skyplug/synthetic/h5parm.py DIR`` or call :func:`make_all`.
 """
 
 from __future__ import annotations
