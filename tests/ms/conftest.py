@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,3 +60,12 @@ def assert_equal_columns(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
         assert got[col].shape == value.shape, (col, got[col].shape, value.shape)
         nan = value.dtype.kind in "fc"
         assert np.array_equal(got[col], value, equal_nan=nan), f"column {col} differs"
+
+
+@pytest.fixture(autouse=True)
+def private_tempdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's temporary mirrors go to a folder of its own, so "nothing left behind" checks
+    see only that test's files, whatever else runs on the machine."""
+    folder = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
