@@ -19,11 +19,14 @@ from skyplug.core.zip import ZipTree
 
 
 def resolve_site(uri: URI, site: str | Site | None) -> Site | None:
-    """The site a URI lives on: none for local paths, the named or default one otherwise."""
+    """The site a URI lives on: none for local paths (and sky:// unless named), else the named
+    or default one."""
     if uri.scheme == "file":
         return None
     if isinstance(site, Site):
         return site
+    if uri.scheme == "sky" and site is None:  # the namespace spans sites: the locator chooses
+        return None
     return get_config().site(site)
 
 

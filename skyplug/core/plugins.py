@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.formats.hdf5",
     "skyplug.plugins.locators.local",
     "skyplug.plugins.locators.s3",
+    "skyplug.plugins.locators.multisite",
     "skyplug.plugins.engines.local",
     "skyplug.plugins.engines.lithops",
     "skyplug.plugins.engines.dask",

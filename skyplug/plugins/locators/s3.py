@@ -83,6 +83,7 @@ def client_for(site: Site) -> Any:
 def translate(exc: Exception, what: str, site: Site) -> Exception:
     """A boto/network exception as a skyplug error naming the object and the site, never secrets."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from urllib3.exceptions import HTTPError as Urllib3Error  # a body cut mid-way: ProtocolError
 
     where = f"{what} on site {site.name!r} ({site.endpoint or 'AWS'})"
     if isinstance(exc, ClientError):
@@ -98,7 +99,7 @@ def translate(exc: Exception, what: str, site: Site) -> Exception:
         if status >= 500 or code in _TRANSIENT_CODES:
             return TransientError(f"{where}: server error {status} {code}")
         return SiteError(f"{where}: {code or status}: {err.get('Message', '')}".rstrip(": "))
-    if isinstance(exc, BotoCoreError | ConnectionError | TimeoutError | OSError):
+    if isinstance(exc, BotoCoreError | ConnectionError | TimeoutError | OSError | Urllib3Error):
         name = type(exc).__name__
         if "Credential" in name:
             return SiteError(f"{where}: no credentials found (set them in the environment or a profile)")
