@@ -1,4 +1,7 @@
-"""Fixtures: three S3 sites (moto servers edge, lake-a, lake-b, behind fault proxies) and a local site."""
+"""Fixtures: three S3 sites (edge, lake-a, lake-b, behind fault proxies) and a local site.
+
+The S3 sites run on each backend selected with ``--s3-backends`` (moto by default; CI adds Swift).
+"""
 
 from __future__ import annotations
 
@@ -21,13 +24,13 @@ PRICES = {  # $/GB egress from the site, $/GB-month storage at it
 
 
 @pytest.fixture(scope="session")
-def sky_services() -> Iterator[dict[str, Any]]:
-    """Started moto servers per S3 site, each behind a FaultProxy (``.proxy``), stopped at the end."""
+def sky_services(s3_backend: str) -> Iterator[dict[str, Any]]:
+    """Started S3 servers per site, each behind a FaultProxy (``.proxy``), stopped at the end."""
     started: dict[str, Any] = {}
     proxies: list[Any] = []
     try:
         for name, region in SITES.items():
-            svc = services.start_s3("moto", name, region)
+            svc = services.start_s3(s3_backend, name, region)
             started[name] = svc
             proxy = faultproxy.FaultProxy("127.0.0.1", svc.port)
             proxy.start()
