@@ -21,7 +21,7 @@ from skyplug.catalog import sphere
 from skyplug.catalog.model import SCHEMA, Column, Table, physical_name
 from skyplug.core.errors import SkyplugError
 
-GEOMETRY = {
+GEOMETRY_FUNCTIONS = (  # in the order TAPRegExt lists them
     "POINT",
     "CIRCLE",
     "BOX",
@@ -33,7 +33,8 @@ GEOMETRY = {
     "COORD2",
     "AREA",
     "COORDSYS",
-}
+)
+GEOMETRY = set(GEOMETRY_FUNCTIONS)
 ANONYMOUS_OK = GEOMETRY | {"LOG10", "TRUNCATE", "MOD", "RAND"}
 FUNCS_OK: tuple[type[exp.Expression], ...] = (
     exp.Count,

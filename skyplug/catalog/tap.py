@@ -29,19 +29,7 @@ from skyplug.core.errors import SkyplugError
 
 EXECUTION_DURATION = 600
 RETENTION = 86400 * 2
-GEO_FEATURES = (
-    "POINT",
-    "CIRCLE",
-    "BOX",
-    "POLYGON",
-    "CONTAINS",
-    "INTERSECTS",
-    "DISTANCE",
-    "COORD1",
-    "COORD2",
-    "AREA",
-    "COORDSYS",
-)
+GEO_FEATURES = adql.GEOMETRY_FUNCTIONS
 PHASES = (
     "PENDING",
     "QUEUED",
