@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,13 @@ def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
     elif text is not None:
         click.echo(text)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A warning as one redacted line, like errors (no source file, no code line)."""
+    text = " ".join(str(message).split())
+    click.echo(f"skyplug: warning: {redact(text)}", err=True)
 
 
 class SkyplugGroup(click.Group):
@@ -74,6 +82,7 @@ def cli(config_path: str | None, verbose: int) -> None:
     config folder.
     """
     setup_logging(verbose)
+    warnings.showwarning = _show_warning
     if config_path:
         set_config(load_config(config_path))
 

@@ -256,8 +256,8 @@ def test_lithops_failure_names_the_partition(
     done = lithops_sandbox.run(skyplug_cmd(*args, "--engine", "lithops"), cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"skyplug: error: lithops: partition 2 of {cube[0]} failed: IsADirectoryError: "
-        f"[Errno 21] Is a directory: '{tmp_path}/out/.part-0002.npy.tmp' -> '{tmp_path}/out/part-0002.npy'"
+        f"skyplug: error: lithops: partition 2 of {cube[0]} failed: SiteError: "
+        f"{tmp_path}/out/part-0002.npy: cannot write partition 2 of {cube[0]}: Is a directory"
     ]
 
 
@@ -268,8 +268,8 @@ def test_dask_failure_names_the_partition(
     code, _, err = run_in_process(*args, "--engine", "dask")
     assert code == 1
     assert err.strip().splitlines() == [
-        f"skyplug: error: dask: partition 2 of {cube[0]} failed: IsADirectoryError: "
-        f"[Errno 21] Is a directory: '{tmp_path}/out/.part-0002.npy.tmp' -> '{tmp_path}/out/part-0002.npy'"
+        f"skyplug: error: dask: partition 2 of {cube[0]} failed: SiteError: "
+        f"{tmp_path}/out/part-0002.npy: cannot write partition 2 of {cube[0]}: Is a directory"
     ]
 
 

@@ -16,7 +16,26 @@ import platformdirs
 
 from skyplug.core.errors import ConfigError, NotFound
 
-_SECRET_KEYS = {"secret", "secret_key", "aws_secret_access_key", "password", "token", "session_token"}
+# Credentials never belong in the configuration (keys compared lower-case); they are refused, not dropped.
+_SECRET_KEYS = {
+    "secret",
+    "secret_key",
+    "secret_access_key",
+    "aws_secret_access_key",
+    "access_key",
+    "access_key_id",
+    "aws_access_key_id",
+    "password",
+    "token",
+    "session_token",
+    "aws_session_token",
+    "api_key",
+    "credentials",
+}
+
+
+def _secret_keys(keys: Any) -> set[str]:
+    return {k for k in keys if str(k).lower() in _SECRET_KEYS}
 
 
 @dataclass(frozen=True)
@@ -38,7 +57,7 @@ class Site:
     def public(self) -> dict[str, Any]:
         """What may travel in a partition descriptor or a log: never a credential."""
         out = {k: v for k, v in self.__dict__.items() if v not in (None, {}, "")}
-        out["options"] = {k: v for k, v in self.options.items() if k not in _SECRET_KEYS}
+        out["options"] = {k: v for k, v in self.options.items() if not _secret_keys([k])}
         if not out["options"]:
             del out["options"]
         return out
@@ -46,7 +65,7 @@ class Site:
     @classmethod
     def from_dict(cls, name: str, raw: dict[str, Any]) -> Site:
         raw = {k: v for k, v in raw.items() if k != "name"}
-        bad = _SECRET_KEYS & set(raw) | _SECRET_KEYS & set(raw.get("options", {}))
+        bad = _secret_keys(raw) | _secret_keys(raw.get("options", {}))
         if bad:
             raise ConfigError(
                 f"site {name!r}: credentials ({', '.join(sorted(bad))}) do not belong in the "
@@ -118,7 +137,10 @@ def load_config(path: Path | str | None = None) -> Config:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    return Config.from_dict(raw, path)
+    try:
+        return Config.from_dict(raw, path)
+    except ConfigError as exc:  # name the file, not only the site
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 _current: Config | None = None

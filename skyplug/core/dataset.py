@@ -9,7 +9,7 @@ from typing import Any
 
 from skyplug.core import plugins
 from skyplug.core.config import Site, get_config
-from skyplug.core.errors import FormatError, PluginError
+from skyplug.core.errors import FormatError, PluginError, SiteError, SkyplugError
 from skyplug.core.format import Format
 from skyplug.core.index import IndexCache, cache_key
 from skyplug.core.partition import Partition
@@ -208,9 +208,16 @@ def fetch_partition(p: Partition, out: Path, as_: str | None = None) -> dict[str
         raise PluginError(
             f"{p.uri}: format {fmt.name} cannot write {as_!r} (choose from {', '.join(fmt.outputs)})"
         )
-    out.mkdir(parents=True, exist_ok=True)
     before, t0 = bytes_read(target), time.perf_counter()
-    paths = fmt.write(p, target, out / f"part-{p.index:04d}", as_)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = fmt.write(p, target, out / f"part-{p.index:04d}", as_)
+    except SkyplugError:
+        raise
+    except OSError as exc:  # the output folder: missing parent, not a folder, no permission, disk full
+        where = exc.filename2 or exc.filename or out  # the destination, not the temp file
+        cause = exc.strerror or str(exc)
+        raise SiteError(f"{where}: cannot write partition {p.index} of {p.uri}: {cause}") from exc
     seconds = time.perf_counter() - t0
     hook = plugins.get_plugin_manager().hook
     for path in paths:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from skyplug.core.partition import Partition, Request
 from skyplug.core.source import Source, Tree
@@ -91,17 +94,22 @@ def split_even(length: int, n: int) -> list[tuple[int, int]]:
     return [(length * i // n, length * (i + 1) // n) for i in range(n)]
 
 
-def atomic_npz(path: Path, arrays: dict[str, Any]) -> None:
-    import os
-    import tempfile
-
-    import numpy as np
-
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file object that becomes ``path`` only when the block succeeds (else it is removed)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            yield fh
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """Write ``arrays`` as ``path`` (.npz), never half-written."""
+    import numpy as np
+
+    with atomic_file(path) as fh:
+        np.savez(fh, **arrays)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from skyplug.core.errors import FormatError
-from skyplug.core.format import Format, atomic_npz, make_partition, split_even
+from skyplug.core.format import Format, atomic_file, atomic_npz, make_partition, split_even
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.partition import Partition
 from skyplug.core.plugins import Spec
@@ -100,10 +100,8 @@ class NpyFormat(Format):
             atomic_npz(path, {"array": array})
             return [path]
         path = out.with_suffix(".npy")
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as fh:
+        with atomic_file(path) as fh:
             np.save(fh, array)
-        tmp.replace(path)
         return [path]
 
     def describe(self, index: dict[str, Any]) -> dict[str, Any]:
