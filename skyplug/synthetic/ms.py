@@ -15,6 +15,15 @@ Layouts (main-table columns):
 - ``twospw``: two spectral windows of different widths, rows interleaved per timestamp, the
   spectral columns in TiledShapeStMan (one hypercube per cell shape).
 - ``unsorted``: as ``chansplit``, timestamps written out of order, one correlation.
+- ``bda``: baseline-dependent averaging as DP3 writes it: autocorrelations and short baselines
+  averaged over 4 integrations, medium ones over 2, the longest third not at all (windows aligned to
+  multiples of their factor); a row is written when its window ends, so rows per timestamp vary
+  and rows are not sorted by TIME, the window's centroid; INTERVAL/EXPOSURE are the window's.
+- ``badsubtables``: as ``tcsm``, but the SOURCE keyword names an absent subtable, POINTING has
+  its ``table.dat`` and rows but lost its data file, and FEED has no rows.
+- ``flagged``: as ``tcsm`` with NaN/±inf (also in one part of a complex value only) in DATA and
+  WEIGHT_SPECTRUM, FLAG_ROW set on some rows, FLAG all True on some rows, and one timestamp that
+  holds autocorrelations only.
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-LAYOUTS = ("tcsm", "chansplit", "tssm", "dysco", "ssm", "twospw", "unsorted")
+LAYOUTS = ("tcsm", "chansplit", "tssm", "dysco", "ssm", "twospw", "unsorted", "bda", "badsubtables",
+           "flagged")
+BDA_FACTORS = (4, 2, 1)  # integrations averaged for short, medium and long baselines
 MJD_START = 60000.5 * 86400.0  # seconds
 REF_FREQ = 50e6  # NenuFAR-like band
 # ITRF of a station near Nancay, and east/north offsets of the antennas (metres)
@@ -120,44 +131,117 @@ def make_ms(path: str | Path, layout: str = "tcsm", *, nant: int = 6, ntime: int
     nbl = len(a1)
     times = MJD_START + 10.0 * np.arange(ntime)
     order = rng.permutation(ntime) if layout == "unsorted" else np.arange(ntime)
-    rows = []  # (time index, spw) per block of nbl rows
-    for it in order:
-        rows.extend((it, s) for s in range(len(spws)))
-    nrow = len(rows) * nbl
+    pos = _antennas(nant, rng)
+    if layout == "bda":
+        tcol, interval, ant1, ant2 = _bda_rows(pos, times)
+        ddid = np.zeros(len(tcol), np.int32)
+    else:
+        blocks = [(it, s) for it in order for s in range(len(spws))]  # nbl rows each
+        tcol = np.repeat([times[it] for it, _ in blocks], nbl)
+        ddid = np.repeat([s for _, s in blocks], nbl).astype(np.int32)
+        ant1, ant2 = np.tile(a1, len(blocks)).astype(np.int32), np.tile(a2, len(blocks)).astype(np.int32)
+        if layout == "flagged":  # the 6th timestamp holds autocorrelations only
+            keep = (tcol != times[min(5, ntime - 1)]) | (ant1 == ant2)
+            tcol, ddid, ant1, ant2 = tcol[keep], ddid[keep], ant1[keep], ant2[keep]
+        interval = np.full(len(tcol), 10.0)
+    nrow = len(tcol)
     ms.addrows(nrow)
-    tcol = np.repeat([times[it] for it, _ in rows], nbl)
-    ddid = np.repeat([s for _, s in rows], nbl).astype(np.int32)
-    ant1, ant2 = np.tile(a1, len(rows)).astype(np.int32), np.tile(a2, len(rows)).astype(np.int32)
     ms.putcol("TIME", tcol)
     ms.putcol("TIME_CENTROID", tcol)
     ms.putcol("ANTENNA1", ant1)
     ms.putcol("ANTENNA2", ant2)
     ms.putcol("DATA_DESC_ID", ddid)
-    ms.putcol("INTERVAL", np.full(nrow, 10.0))
-    ms.putcol("EXPOSURE", np.full(nrow, 10.0))
+    ms.putcol("INTERVAL", interval)
+    ms.putcol("EXPOSURE", interval)
     ms.putcol("SCAN_NUMBER", np.ones(nrow, np.int32))
-    pos = _antennas(nant, rng)
     ha = 2 * np.pi * (tcol - times[0]) / 86400.0
     base = pos[ant2] - pos[ant1]
     c, s = np.cos(ha), np.sin(ha)
     uvw = np.stack([c * base[:, 0] - s * base[:, 1], s * base[:, 0] + c * base[:, 1], base[:, 2]], axis=1)
     ms.putcol("UVW", uvw)
     for r0 in range(0, nrow, nbl):
-        nc = spws[ddid[r0]]
-        shape = (nbl, nc, ncorr)
+        n, nc = min(nbl, nrow - r0), spws[ddid[r0]]
+        shape = (n, nc, ncorr)
         data = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
         data[:, nc // 3, 0] *= 50.0  # an RFI-like channel for AOFlagger
         if layout != "dysco" and r0 == nbl:
             data[1, 0, 0] = np.nan
             data[2, 1, -1] = np.inf
-        ms.putcol("DATA", data, startrow=r0, nrow=nbl)
-        ms.putcol("FLAG", rng.random(shape) < 0.05, startrow=r0, nrow=nbl)
-        ms.putcol("WEIGHT_SPECTRUM", rng.uniform(0.5, 2.0, shape).astype(np.float32), startrow=r0, nrow=nbl)
-        ms.putcol("WEIGHT", np.ones((nbl, ncorr), np.float32), startrow=r0, nrow=nbl)
-        ms.putcol("SIGMA", np.ones((nbl, ncorr), np.float32), startrow=r0, nrow=nbl)
+        flag = rng.random(shape) < 0.05
+        weight = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+        if layout == "flagged":
+            _damage(data, flag, weight, rng)
+        ms.putcol("DATA", data, startrow=r0, nrow=n)
+        ms.putcol("FLAG", flag, startrow=r0, nrow=n)
+        ms.putcol("WEIGHT_SPECTRUM", weight, startrow=r0, nrow=n)
+        ms.putcol("WEIGHT", np.ones((n, ncorr), np.float32), startrow=r0, nrow=n)
+        ms.putcol("SIGMA", np.ones((n, ncorr), np.float32), startrow=r0, nrow=n)
+    if layout == "flagged":
+        ms.putcol("FLAG_ROW", np.arange(nrow) % 7 == 3)
+        for r in np.flatnonzero(np.arange(nrow) % 7 == 3):  # flagged rows are wholly flagged
+            ms.putcell("FLAG", int(r), np.ones((nchan, ncorr), bool))
     ms.close()
     _subtables(path, pos, spws, ncorr, times)
+    if layout == "badsubtables":
+        _break_subtables(path, times)
     return path
+
+
+def _bda_rows(pos: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(TIME, INTERVAL, ANTENNA1, ANTENNA2) of baseline-dependent averaged rows, in writing order.
+
+    Baselines get a factor of :data:`BDA_FACTORS` by length (autocorrelations and the shortest
+    quarter of the others 4, the longest third 1, the rest 2); windows are aligned to multiples
+    of the factor and a row is written when its window ends. TIME is the window's centroid,
+    INTERVAL its length.
+    """
+    a1, a2 = np.triu_indices(len(pos))
+    rank = np.argsort(np.argsort(np.linalg.norm(pos[a2] - pos[a1], axis=1))) - len(pos)  # crosses 0..
+    ncross = len(a1) - len(pos)
+    short, medium, long_ = BDA_FACTORS
+    factor = np.where(rank < ncross // 4, short, np.where(rank < ncross - ncross // 3, medium, long_))
+    step = float(times[1] - times[0]) if len(times) > 1 else 10.0
+    out: list[tuple[float, float, int, int]] = []
+    for i in range(len(times)):
+        for b in np.flatnonzero((i + 1) % factor == 0):
+            f = int(factor[b])
+            out.append((float(np.mean(times[i + 1 - f:i + 1])), step * f, int(a1[b]), int(a2[b])))
+    tcol, interval, ant1, ant2 = (np.asarray(x) for x in zip(*out, strict=True))
+    return tcol, interval, ant1.astype(np.int32), ant2.astype(np.int32)
+
+
+def _damage(data: np.ndarray, flag: np.ndarray, weight: np.ndarray, rng: np.random.Generator) -> None:
+    """NaN/inf values (also in one part of a complex only), -0.0, and rows wholly flagged."""
+    n = len(data)
+    pick = rng.random(data.shape) < 0.02
+    data[pick] = np.nan
+    data.real[rng.random(data.shape) < 0.02] = np.inf
+    data.imag[rng.random(data.shape) < 0.02] = -np.inf
+    data.imag[rng.random(data.shape) < 0.02] = np.nan
+    data.real[0, 0, 0] = -0.0
+    weight[rng.random(weight.shape) < 0.02] = np.nan
+    weight[:, -1, -1] = np.inf
+    flag[np.arange(n) % 5 == 1] = True
+    flag[pick] = True
+
+
+def _break_subtables(path: Path, times: np.ndarray) -> None:
+    """SOURCE named but absent, POINTING without its data file, FEED without rows."""
+    from casacore import tables as t
+
+    with t.table(str(path), readonly=False, ack=False) as ms:
+        for name in ("SOURCE", "POINTING"):
+            sub = t.default_ms_subtable(name, str(path / name))
+            sub.addrows(4)
+            sub.putcol("TIME", np.full(4, times[0]))
+            sub.flush()
+            ms.putkeyword(name, sub)
+            sub.close()
+    with t.table(str(path / "FEED"), readonly=False, ack=False) as feed:
+        feed.removerows(list(range(feed.nrows())))
+    shutil.rmtree(path / "SOURCE")
+    for f in (path / "POINTING").glob("table.f*"):
+        f.unlink()
 
 
 def _subtables(path: Path, pos: np.ndarray, spws: list[int], ncorr: int, times: np.ndarray) -> None:

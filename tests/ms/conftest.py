@@ -53,13 +53,21 @@ def reference(ms: Path, rows: np.ndarray, chan: list[int] | None = None) -> dict
 
 
 def assert_equal_columns(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
-    """Every reference column is present and equal (NaN equal to NaN), dtype included."""
+    """Every reference column is present and equal, dtype included.
+
+    Floating and complex values are compared bit for bit: NaN equals NaN only with the same
+    payload, in the same part of a complex value; -0.0 differs from 0.0.
+    """
     for col, value in want.items():
         assert col in got, f"column {col} missing"
         assert got[col].dtype == value.dtype, (col, got[col].dtype, value.dtype)
         assert got[col].shape == value.shape, (col, got[col].shape, value.shape)
-        nan = value.dtype.kind in "fc"
-        assert np.array_equal(got[col], value, equal_nan=nan), f"column {col} differs"
+        if value.dtype.kind in "fc":
+            bits = np.dtype(f"u{value.dtype.itemsize // (2 if value.dtype.kind == 'c' else 1)}")
+            a, b = np.ascontiguousarray(got[col]), np.ascontiguousarray(value)
+            assert np.array_equal(a.view(bits), b.view(bits)), f"column {col} differs"
+        else:
+            assert np.array_equal(got[col], value), f"column {col} differs"
 
 
 @pytest.fixture(autouse=True)

@@ -18,12 +18,14 @@ def describe(index: dict[str, Any]) -> dict[str, Any]:
                            "access_format": "application/x-casa-ms",
                            "access_estsize": math.ceil(index.get("ms_bytes", 0) / 1000)}
     times, half = index.get("times", []), index.get("interval", 0.0) / 2
-    if times:
-        out["t_min"] = (times[0] - half) / 86400.0
-        out["t_max"] = (times[-1] + half) / 86400.0
-        out["t_exptime"] = len(times) * index.get("exposure", 0.0)
-        out["t_resolution"] = index.get("interval", 0.0)
+    if times:  # per-row windows: averaged rows (BDA) differ in INTERVAL and EXPOSURE
+        out["t_min"] = index.get("t_start", times[0] - half) / 86400.0
+        out["t_max"] = index.get("t_end", times[-1] + half) / 86400.0
+        out["t_exptime"] = index.get("exptime", len(times) * index.get("exposure", 0.0))
+        out["t_resolution"] = index.get("interval_min", index.get("interval", 0.0))
         out["t_xel"] = len(times)
+        if index.get("time_slots") and index.get("interval_min"):  # integrations at the finest resolution
+            out["t_xel"] = round((index["t_end"] - index["t_start"]) / index["interval_min"])
     spws = [index["spws"][s] for s, _ in index.get("ddids", []) if s < len(index.get("spws", []))]
     spws = spws or index.get("spws", [])
     freqs = np.concatenate([spw["freqs"] for spw in spws]) if spws else np.zeros(0)

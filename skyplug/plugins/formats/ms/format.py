@@ -13,6 +13,7 @@ from skyplug.core.source import Source, Tree
 from skyplug.plugins.formats.ms import describe as describe_mod
 from skyplug.plugins.formats.ms import index as index_mod
 from skyplug.plugins.formats.ms import load as load_mod
+from skyplug.plugins.formats.ms import mirror
 from skyplug.plugins.formats.ms import plan as plan_mod
 
 
@@ -21,7 +22,7 @@ class MsFormat(Format):
 
     name = "ms"
     kind = "tree"
-    version = 2  # 2: index["big_sizes"], carried by partitions
+    version = 3  # 2: index["big_sizes"], carried by partitions; 3: time slots, subtable health
     extensions = (".ms", ".ms.zip")
     axes = plan_mod.AXES
     outputs = ("ms", "npz")
@@ -35,13 +36,15 @@ class MsFormat(Format):
         return 0.0
 
     def index(self, target: Source | Tree) -> dict[str, Any]:
-        return index_mod.build_index(_tree(target))
+        with mirror.casacore_errors(target.uri):
+            return index_mod.build_index(_tree(target))
 
     def plan(self, index: dict[str, Any], by: str, n: int, **opts: Any) -> list[Partition]:
         return plan_mod.plan(index, by, n, **opts)
 
     def load(self, partition: Partition, target: Source | Tree, as_: str = "arrays") -> Any:
-        arrays = load_mod.arrays(partition, _tree(target))
+        with mirror.casacore_errors(target.uri):
+            arrays = load_mod.arrays(partition, _tree(target))
         if as_ == "xarray":
             return load_mod.to_xarray(arrays)
         if as_ != "arrays":
@@ -49,9 +52,10 @@ class MsFormat(Format):
         return arrays
 
     def write(self, partition: Partition, target: Source | Tree, out: Path, as_: str) -> list[Path]:
-        if as_ == "ms":
-            return [load_mod.write_ms(partition, _tree(target), out.with_suffix(".ms"))]
-        return super().write(partition, target, out, as_)
+        with mirror.casacore_errors(target.uri):
+            if as_ == "ms":
+                return [load_mod.write_ms(partition, _tree(target), out.with_suffix(".ms"))]
+            return super().write(partition, target, out, as_)
 
     def describe(self, index: dict[str, Any]) -> dict[str, Any]:
         return describe_mod.describe(index)

@@ -8,11 +8,12 @@ index opens a sparse mirror with python-casacore, where they are holes of their 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 
-from skyplug.core.errors import FormatError
+from skyplug.core.errors import FormatError, SkyplugWarning
 from skyplug.core.source import Tree
 from skyplug.plugins.formats.ms import dysco, mirror, tsm
 from skyplug.plugins.formats.ms import layout as lay
@@ -49,7 +50,12 @@ def build_index(tree: Tree) -> dict[str, Any]:
             index = _read_main(tab, uri, root, tdat, heads, sizes)
         finally:
             tab.close()
-        index.update(_read_subtables(ms))
+        problems = mirror.subtable_problems(ms)
+        index.update(_read_subtables(ms, problems))
+    if problems:
+        warnings.warn(f"{uri}: subtables left out (absent or unreadable): "
+                      + "; ".join(f"{k} ({why})" for k, why in problems.items()), SkyplugWarning,
+                      stacklevel=2)
     index.update({
         "root": root,
         "big": sorted(big),
@@ -115,7 +121,9 @@ def _read_main(tab: Any, uri: str, root: str, tdat: Any, heads: dict[str, bytes]
     a1, a2 = np.asarray(cols["ANTENNA1"]), np.asarray(cols["ANTENNA2"])
     interval = float(tab.getcell("INTERVAL", 0)) if "INTERVAL" in columns and nrow else 0.0
     exposure = float(tab.getcell("EXPOSURE", 0)) if "EXPOSURE" in columns and nrow else interval
+    spans = _time_spans(tab, columns, time, times, tidx, a1, a2, ddid) if nrow else {}
     return {
+        **spans,
         "nrow": nrow,
         "endian": tab.endianformat(),
         "columns": columns,
@@ -129,6 +137,42 @@ def _read_main(tab: Any, uri: str, root: str, tdat: Any, heads: dict[str, bytes]
         "exposure": exposure,
         "sorted_by_time": bool(np.all(np.diff(time) >= 0)),
     }
+
+
+def _time_spans(tab: Any, columns: dict[str, Any], time: np.ndarray, times: np.ndarray, tidx: np.ndarray,
+                a1: np.ndarray, a2: np.ndarray, ddid: np.ndarray) -> dict[str, Any]:
+    """Time coverage from every row's INTERVAL/EXPOSURE, and where time partitions may be cut.
+
+    Rows of a baseline-dependent averaged MS carry their window's centroid and length, so one
+    row's window may cover several timestamps. A cut between timestamps ``k-1`` and ``k`` is
+    allowed only when no row window reaches across it; ``time_slots`` (first timestamp of each
+    slot) is stored only when some cut is not allowed.
+    """
+    nrow = len(time)
+    interval = np.asarray(tab.getcol("INTERVAL"), np.float64) if "INTERVAL" in columns else np.zeros(nrow)
+    exposure = np.asarray(tab.getcol("EXPOSURE"), np.float64) if "EXPOSURE" in columns else interval
+    lo_row, hi_row = time - interval / 2, time + interval / 2
+    lo = np.full(len(times), np.inf)
+    hi = np.full(len(times), -np.inf)
+    np.minimum.at(lo, tidx, lo_row)
+    np.maximum.at(hi, tidx, hi_row)
+    positive = interval[interval > 0]
+    tol = 1e-3 * float(positive.min()) if len(positive) else 0.0
+    reach = np.maximum.accumulate(hi)[:-1]  # end of the latest window before each cut
+    start = np.minimum.accumulate(lo[::-1])[::-1][1:]  # start of the earliest window after it
+    cuts = np.concatenate([[True], reach <= start + tol])
+    key = (a1.astype(np.int64) * 100000 + a2) * 1000 + ddid
+    _, inverse = np.unique(key, return_inverse=True)
+    out: dict[str, Any] = {
+        "t_start": float(lo_row.min()),
+        "t_end": float(hi_row.max()),
+        "interval_min": float(interval.min()),
+        "interval_max": float(interval.max()),
+        "exptime": float(np.bincount(inverse, weights=exposure).max()),
+    }
+    if not cuts.all():
+        out["time_slots"] = [int(k) for k in np.flatnonzero(cuts)]
+    return out
 
 
 def _cubes(tab: Any, uri: str, root: str, seq: int, kind: str, info: dict[str, Any], cols: list[str],
@@ -167,13 +211,19 @@ def _dysco(uri: str, root: str, seq: int, cols: list[str], heads: dict[str, byte
     return {"file": name, **head}
 
 
-def _read_subtables(ms: Any) -> dict[str, Any]:
-    """Spectral windows, polarisations, data descriptions, antennas, fields, observation."""
+def _read_subtables(ms: Any, problems: dict[str, str]) -> dict[str, Any]:
+    """Spectral windows, polarisations, data descriptions, antennas, fields, observation.
+
+    ``problems`` (absent or unreadable subtables, see ``mirror.subtable_problems``) are listed in
+    ``bad_subtables`` and, with the standard subtables that cannot be read, ``missing_subtables``.
+    """
     from casacore import tables
 
-    out: dict[str, Any] = {"missing_subtables": []}
+    out: dict[str, Any] = {"missing_subtables": sorted(problems), "bad_subtables": dict(problems)}
 
     def read(name: str) -> Any:
+        if name in problems:
+            return None
         try:
             return tables.table(str(ms / name), readonly=True, ack=False)
         except RuntimeError:

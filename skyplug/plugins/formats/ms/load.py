@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from skyplug.core.errors import FormatError
+from skyplug.core.errors import FormatError, SkyplugWarning
 from skyplug.core.partition import Partition
 from skyplug.core.source import Tree
 from skyplug.plugins.formats.ms import mirror, tsm
@@ -52,21 +53,23 @@ def _prepare(p: Partition, tree: Tree) -> tuple[str, Path, dict[str, int], list[
 
 
 @contextlib.contextmanager
-def opened(p: Partition, tree: Tree, for_copy: bool = False) -> Iterator[tuple[Any, np.ndarray, Path]]:
-    """(casacore table on the mirror, the partition's rows, mirror path); all removed afterwards.
+def opened(p: Partition, tree: Tree, for_copy: bool = False
+           ) -> Iterator[tuple[Any, np.ndarray, Path, dict[str, str]]]:
+    """(casacore table on the mirror, the partition's rows, mirror path, dropped subtables -> why).
 
-    ``for_copy`` drops keywords naming absent subtables from the mirror, which a deep copy
-    would otherwise fail on (the source MS lacks them too).
+    All removed afterwards.
+
+    ``for_copy`` drops keywords naming absent or unreadable subtables from the mirror, which a
+    deep copy would otherwise fail on, with a warning naming them.
     """
     root, small, sizes, reqs = _prepare(p, tree)
     datas = tree.read_ranges(reqs) if reqs else []
     pieces = [(m[len(root):], s, d) for (m, s, _), d in zip(reqs, datas, strict=True)]
     with mirror.sparse_mirror(small, sizes, pieces) as ms:
-        if for_copy:
-            mirror.drop_dangling_subtables(ms)
+        dropped = mirror.drop_dangling_subtables(ms) if for_copy else {}
         tab = mirror.open_table(ms, tree.uri)
         try:
-            yield tab, select_rows(tab, p, tree.uri), ms
+            yield tab, select_rows(tab, p, tree.uri), ms, dropped
         finally:
             tab.close()
 
@@ -305,17 +308,40 @@ def write_ms(p: Partition, tree: Tree, out: Path) -> Path:
     """The partition as a standalone MS at ``out`` (temp folder beside it, then renamed)."""
     if "chan" in p.selection:
         raise FormatError(p.uri, "--as ms writes whole channels: partition by time, rows or spw")
-    with opened(p, tree, for_copy=True) as (tab, rows, _):
+    with opened(p, tree, for_copy=True) as (tab, rows, _, dropped):
         dminfo = _lossless_dminfo(tab)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
         try:
             sub = tab.selectrows(rows)
             sub.copy(str(tmp / "ms"), deep=True, valuecopy=bool(dminfo), dminfo=dminfo).close()
             sub.close()
+            emptied = _empty_required_subtables(tmp / "ms", dropped)
             _replace(tmp / "ms", out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    if dropped:
+        warnings.warn(f"{p.uri}: {out.name} lacks the subtables skyplug cannot copy: "
+                      + "; ".join(f"{k} ({why}{', written empty' if k in emptied else ', left out'})"
+                                  for k, why in dropped.items()), SkyplugWarning, stacklevel=2)
     return out
+
+
+REQUIRED_SUBTABLES = ("ANTENNA", "DATA_DESCRIPTION", "FEED", "FIELD", "FLAG_CMD", "HISTORY", "OBSERVATION",
+                      "POINTING", "POLARIZATION", "PROCESSOR", "SPECTRAL_WINDOW", "STATE")
+
+
+def _empty_required_subtables(ms: Path, dropped: dict[str, str]) -> list[str]:
+    """Write the MS-required subtables among ``dropped`` as empty standard tables; their names."""
+    from casacore import tables
+
+    names = [k for k in dropped if k in REQUIRED_SUBTABLES]
+    if names:
+        with tables.table(str(ms), readonly=False, ack=False) as tab:
+            for name in names:
+                sub = tables.default_ms_subtable(name, str(ms / name))
+                tab.putkeyword(name, sub)
+                sub.close()
+    return names
 
 
 def _lossless_dminfo(tab: Any) -> dict[str, Any]:

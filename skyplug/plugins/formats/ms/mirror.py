@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -120,6 +121,23 @@ def open_table(path: Path, obj: str) -> Any:
         raise FormatError(obj, f"casacore cannot open the table: {exc}") from exc
 
 
+_MIRROR_PATH = re.compile(r"/\S*?/(?:mirror\.ms|ms-small/[0-9a-f]+)/")
+
+
+@contextlib.contextmanager
+def casacore_errors(obj: str) -> Iterator[None]:
+    """casacore's RuntimeError (a corrupt or truncated table file) as a FormatError naming ``obj``.
+
+    casacore opens files lazily, so any call on a table may meet the bad bytes; the temporary
+    mirror's path in its message becomes the member's path inside the MS.
+    """
+    try:
+        yield
+    except RuntimeError as exc:
+        cause = _MIRROR_PATH.sub("", str(exc)).strip()
+        raise FormatError(obj, f"casacore cannot read the table (corrupt or truncated?): {cause}") from exc
+
+
 class CachedTable:
     """casacore's table on a small-file cache folder, shared by the loads of one process.
 
@@ -163,17 +181,43 @@ def cached_table(path: Path, obj: str) -> CachedTable:
     return hit
 
 
-def drop_dangling_subtables(ms: Path) -> list[str]:
-    """Remove the mirror's table keywords that point at absent subtables; return their names."""
+def subtable_problems(ms: Path) -> dict[str, str]:
+    """Subtables the main table's keywords name that are absent or unreadable -> why.
+
+    A subtable is probed by opening it and reading the first and last cell of every column, so a
+    ``table.dat`` whose data files are missing or short counts as unreadable.
+    """
     from casacore import tables
 
-    tab = tables.table(str(ms), readonly=False, ack=False)
+    tab = tables.table(str(ms), readonly=True, ack=False)
     try:
-        dangling = [k for k in tab.keywordnames()
-                    if isinstance(v := tab.getkeyword(k), str) and v.startswith("Table: ")
-                    and not (ms / k / "table.dat").exists()]
-        for k in dangling:
-            tab.removekeyword(k)
+        named = {k: Path(v[len("Table: "):]).name for k in tab.keywordnames()
+                 if isinstance(v := tab.getkeyword(k), str) and v.startswith("Table: ")}
     finally:
         tab.close()
-    return dangling
+    out: dict[str, str] = {}
+    for key, name in sorted(named.items()):
+        if not (ms / name / "table.dat").exists():
+            out[key] = "absent"
+            continue
+        try:
+            with tables.table(str(ms / name), readonly=True, ack=False) as sub:
+                for col in sub.colnames():
+                    for row in {0, sub.nrows() - 1} if sub.nrows() else ():
+                        if sub.iscelldefined(col, row):
+                            sub.getcell(col, row)
+        except RuntimeError as exc:
+            out[key] = "unreadable: " + str(exc).replace(f"{ms}/", "").replace(f"{ms.resolve()}/", "")
+    return out
+
+
+def drop_dangling_subtables(ms: Path) -> dict[str, str]:
+    """Remove the mirror's keywords naming absent or unreadable subtables; return them -> why."""
+    from casacore import tables
+
+    problems = subtable_problems(ms)
+    if problems:
+        with tables.table(str(ms), readonly=False, ack=False) as tab:
+            for key in problems:
+                tab.removekeyword(key)
+    return problems

@@ -1,5 +1,8 @@
 """Partitions of an indexed MS: by time (whole timestamps), rows, spectral window or channels.
 
+Time partitions hold whole time slots: in a baseline-dependent averaged MS a slot is a run of
+timestamps that some row's averaging window spans, so no averaged row straddles two partitions.
+
 A partition names its rows by predicates a worker re-evaluates on the small files (a row span,
 a time window, a DATA_DESC_ID, baselines) plus the expected row count, and lists the byte ranges
 of the tiles / Dysco blocks those rows and channels need: one range per tiled column when the
@@ -43,10 +46,12 @@ def plan(index: dict[str, Any], by: str, n: int, *, baselines: Sequence[Sequence
     split_ddid = len({cell_shape(index, d) for d in ddids}) > 1
     per_ddid = ddids if split_ddid or by in ("spw", "chan") else [None]
     sels: list[dict[str, Any]] = []
-    if by == "time":
-        for a, b in split_even(len(index["times"]), n):
-            sels += [{"time": [index["times"][a], index["times"][b - 1]], "tidx": (a, b), "ddid": d}
-                     for d in per_ddid]
+    if by == "time":  # whole slots: no row's averaging window reaches across a cut
+        times = index["times"]
+        bounds = [*(index.get("time_slots") or range(len(times))), len(times)]
+        for i, j in split_even(len(bounds) - 1, n) if times else []:
+            a, b = bounds[i], bounds[j]
+            sels += [{"time": [times[a], times[b - 1]], "tidx": (a, b), "ddid": d} for d in per_ddid]
     elif by == "rows":
         for a, b in split_even(index["nrow"], n):
             sels += [{"rows": (a, b), "ddid": d} for d in per_ddid]
