@@ -284,3 +284,31 @@ def test_s3_partitions_exact(fits_files: dict[str, Path], s3env: Any) -> None:
             got = p.load()["data"]
             assert np.array_equal(got["spec"], ref["spec"][a:b])
             assert all(np.array_equal(g, w) for g, w in zip(got["samples"], ref["samples"][a:b], strict=True))
+
+
+def test_header_blocks_are_read_once_per_process(tmp_path: Path) -> None:
+    """The indexing process already holds the header; a fresh worker reads it once, then data only."""
+    from skyplug.core.dataset import load_partition
+    from skyplug.plugins.formats import fits as fits_plugin
+    from skyplug.plugins.locators.local import LocalSource
+
+    cube = np.arange(8 * 16 * 16, dtype=">f4").reshape(8, 16, 16)
+    path = tmp_path / "c.fits"
+    fits.PrimaryHDU(cube).writeto(path)
+    ds = skyplug.open(str(path))
+    ds.index()
+    parts = ds.plan("channel", 4)
+    src = LocalSource(path, expected_version=parts[0].version)
+    load_partition(parts[0], target=src)
+    assert src.stats.bytes == parts[0].expected_bytes  # header cached by the index pass
+    fits_plugin._HEADERS.clear()  # a fresh worker
+    for p in parts[1:]:
+        before = src.stats.bytes
+        got = load_partition(p, target=src)
+        a, b = p.selection["range"]
+        assert np.array_equal(got["data"], cube[a:b]) and "NAXIS3  =                    2" in got["header"]
+        extra = src.stats.bytes - before - p.expected_bytes
+        if p is parts[1]:  # the header, and a gap under one block merged with it
+            assert 2880 <= extra < 2 * 2880
+        else:
+            assert extra == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import random
 import threading
 import time
@@ -27,9 +28,23 @@ Range = tuple[int, int]  # half-open [start, end)
 
 MAX_GAP = 256 * 1024  # coalesce ranges closer than this
 MAX_PART = 16 * 1024 * 1024  # split ranges larger than this
-MAX_WORKERS = 8
+MEMBER_THREADS = 8  # members of a tree fetched at once
 RETRIES = 4
 BACKOFF = 0.2  # seconds, doubled at each retry, with jitter
+
+
+READ_THREADS = 32  # ranged GETs in flight per process, whatever the number of concurrent reads
+_pools: dict[tuple[int, str], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(kind: str, size: int) -> ThreadPoolExecutor:
+    """A process-wide pool (threads are costly to start per read); a fresh one after a fork."""
+    key = (os.getpid(), kind)
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(size, thread_name_prefix=f"skyplug-{kind}")
+        return _pools[key]
 
 
 class TransientError(SiteError):
@@ -80,7 +95,6 @@ class Source(ABC):
 
     max_gap = MAX_GAP
     max_part = MAX_PART
-    max_workers = MAX_WORKERS
     retries = RETRIES
 
     def __init__(self, uri: str, *, expected_version: str | None = None) -> None:
@@ -170,10 +184,9 @@ class Source(ABC):
                 )
             return data
 
-        if len(plan) == 1:
-            return [one(plan[0])]
-        with ThreadPoolExecutor(min(self.max_workers, len(plan)), thread_name_prefix="skyplug-read") as pool:
-            return list(pool.map(one, plan))
+        if len(plan) == 1 or threading.current_thread().name.startswith("skyplug-read"):
+            return [one(rng) for rng in plan]  # nested in a read: never wait on the pool itself
+        return list(shared_pool("read", READ_THREADS).map(one, plan))
 
     def _with_retries(self, call, what: str):  # type: ignore[no-untyped-def]
         delay = BACKOFF
@@ -351,11 +364,11 @@ class Tree(ABC):
             for i, data in zip(idx, datas, strict=True):
                 out[i] = data
 
-        if len(by_member) == 1:
-            one(next(iter(by_member)))
+        if len(by_member) <= 1 or threading.current_thread().name.startswith("skyplug-members"):
+            for member in by_member:
+                one(member)
         else:
-            with ThreadPoolExecutor(min(MAX_WORKERS, len(by_member))) as pool:
-                list(pool.map(one, by_member))
+            list(shared_pool("members", MEMBER_THREADS).map(one, by_member))
         return out
 
     def read_member(self, member: str) -> bytes:

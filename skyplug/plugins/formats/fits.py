@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -228,8 +230,30 @@ def _columns(h: dict[str, Any], uri: str, offset: int, rowlen: int) -> list[dict
     return cols
 
 
+_HEADERS: OrderedDict[tuple[str, str, int], list[str]] = OrderedDict()
+_HEADERS_LOCK = threading.Lock()
+MAX_CACHED_HEADERS = 256
+
+
+def cached_header(source: Source, start: int) -> list[str] | None:
+    """Cards of the header at ``start`` of this object version, if this process already read them."""
+    with _HEADERS_LOCK:
+        return _HEADERS.get((source.uri, source.version, start))
+
+
+def _remember_header(source: Source, start: int, cards: list[str]) -> None:
+    with _HEADERS_LOCK:
+        _HEADERS[(source.uri, source.version, start)] = cards
+        while len(_HEADERS) > MAX_CACHED_HEADERS:
+            _HEADERS.popitem(last=False)
+
+
 def read_header(source: Source, start: int) -> tuple[list[str], int]:
-    """The cards of the header at ``start`` and the offset where its data begins."""
+    """The cards of the header at ``start`` and the offset where its data begins.
+
+    The cards are kept per object version, so partitions loaded in the process that indexed the
+    file (or loaded an earlier partition) fetch their data alone.
+    """
     raws: list[bytes] = []
     pos = start
     for _ in range(MAX_HEADER_BLOCKS):
@@ -242,7 +266,9 @@ def read_header(source: Source, start: int) -> tuple[list[str], int]:
         pos += BLOCK
         for i in range(0, BLOCK, CARD):
             if block[i : i + CARD].rstrip() == b"END":
-                return split_cards(b"".join(raws)), pos
+                cards = split_cards(b"".join(raws))
+                _remember_header(source, start, cards)
+                return cards, pos
         if any(b < 32 or b > 126 for b in block):
             bad = next(i for i, b in enumerate(block) if b < 32 or b > 126)
             raise FormatError(
@@ -741,10 +767,14 @@ class FitsFormat(Format):
 
     def _fetch(self, partition: Partition, source: Source, header: bool) -> tuple[bytes, list[str]]:
         """The data bytes and, when asked, the header cards, fetched concurrently in one call."""
-        extra = [tuple(partition.meta["hdr"])] if header else []
+        hdr = partition.meta["hdr"]
+        known = cached_header(source, hdr[0]) if header else None
+        extra = [tuple(hdr)] if header and known is None else []
         datas = source.read_ranges([*extra, *self._ranges(partition)], max_gap=BLOCK)
-        cards = split_cards(datas[0]) if header else []
-        return b"".join(datas[len(extra) :]), cards
+        if extra:
+            known = split_cards(datas[0])
+            _remember_header(source, hdr[0], known)
+        return b"".join(datas[len(extra) :]), known or []
 
     def _image(self, partition: Partition, raw: bytes) -> np.ndarray:
         m, sel = partition.meta, partition.selection
