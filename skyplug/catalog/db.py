@@ -190,6 +190,16 @@ def make_record(
 # --- the catalogue -------------------------------------------------------------------------
 
 
+def _report(main: Mapping[str, Any], status: str) -> dict[str, str]:
+    """What ``add`` says of one record: its URI, version, publisher DID and what happened."""
+    return {
+        "uri": main["skyplug_uri"],
+        "version": main["skyplug_version"] or "",
+        "obs_publisher_did": main["obs_publisher_did"],
+        "status": status,
+    }
+
+
 class Catalog(abc.ABC):
     """Base of both backends."""
 
@@ -498,12 +508,7 @@ class SQLiteCatalog(Catalog):
                 f"VALUES ({', '.join('?' * len(cols))})",
                 list(radio.values()),
             )
-        return {
-            "uri": main["skyplug_uri"],
-            "version": main["skyplug_version"] or "",
-            "obs_publisher_did": main["obs_publisher_did"],
-            "status": status,
-        }
+        return _report(main, status)
 
     def bulk_load(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Fast insert of many ready records (benchmarks); no upsert check."""
@@ -689,12 +694,7 @@ class PgCatalog(Catalog):
                 f" ON CONFLICT (obs_publisher_did) DO UPDATE SET {updates}",
                 list(radio.values()),
             )
-        return {
-            "uri": main["skyplug_uri"],
-            "version": main["skyplug_version"] or "",
-            "obs_publisher_did": main["obs_publisher_did"],
-            "status": status,
-        }
+        return _report(main, status)
 
     def bulk_load(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Fast COPY of many ready records (benchmarks); no upsert check."""

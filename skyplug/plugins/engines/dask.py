@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from skyplug.core.config import get_config
 from skyplug.core.errors import ConfigError, TaskError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
+from skyplug.plugins.engines import engine_options
 
 T = TypeVar("T")
 
@@ -30,10 +30,7 @@ class DaskEngine:
 
     def cluster_options(self) -> dict[str, Any]:
         """``address`` of a scheduler, or LocalCluster keyword arguments (threads by default)."""
-        section = self.options
-        if section is None:
-            section = get_config().raw.get("engines", {}).get("dask", {})
-        opts = dict(section)
+        opts = engine_options(self.name, self.options)
         if "address" in opts:
             if len(opts) > 1:
                 raise ConfigError(f"[engines.dask]: 'address' excludes other keys ({sorted(opts)})")

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from skyplug.core.config import get_config
 from skyplug.core.errors import ConfigError, TaskError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
+from skyplug.plugins.engines import engine_options
 
 T = TypeVar("T")
 log = logging.getLogger("skyplug.engines.lithops")
@@ -102,10 +102,7 @@ class LithopsEngine:
 
     def config(self) -> dict[str, Any]:
         """The Lithops config this engine would use now."""
-        section = self.options
-        if section is None:
-            section = get_config().raw.get("engines", {}).get("lithops", {})
-        return lithops_config(dict(section))[0]
+        return lithops_config(engine_options(self.name, self.options))[0]
 
     def map(
         self, fn: Callable[[T], Any], items: Iterable[T], *, progress: bool = True, desc: str = "partitions"
