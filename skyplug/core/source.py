@@ -51,6 +51,12 @@ class TransientError(SiteError):
     """A failure worth retrying: 5xx, connection reset, timeout."""
 
 
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retrying after failed attempt ``attempt`` (0-based): BACKOFF
+    doubled each time, with jitter so that clients failing together do not retry together."""
+    return BACKOFF * 2**attempt * (0.5 + random.random())
+
+
 @dataclass
 class ReadStats:
     """Byte and request accounting of one Source (thread-safe increments)."""
@@ -189,16 +195,15 @@ class Source(ABC):
         return list(shared_pool("read", READ_THREADS).map(one, plan))
 
     def _with_retries(self, call, what: str):  # type: ignore[no-untyped-def]
-        delay = BACKOFF
         for attempt in range(self.retries + 1):
             try:
                 result = call()
             except TransientError as exc:
                 if attempt == self.retries:
                     raise SiteError(f"{self.uri}: {what} failed after {attempt + 1} attempts: {exc}") from exc
+                delay = backoff(attempt)
                 log.info("%s: %s: %s; retrying in %.2fs", self.uri, what, exc, delay)
-                time.sleep(delay * (0.5 + random.random()))
-                delay *= 2
+                time.sleep(delay)
                 continue
             if isinstance(result, bytes):
                 self.stats.add(len(result), attempt)
@@ -397,5 +402,6 @@ __all__ = [
     "TransientError",
     "Tree",
     "WindowSource",
+    "backoff",
     "plan_ranges",
 ]

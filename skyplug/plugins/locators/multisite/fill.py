@@ -9,12 +9,14 @@ computed here while streaming, equals the object's version and the site stored w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 from skyplug.core.errors import NotFound, SiteError, SkyplugError, StaleObjectError
+from skyplug.core.source import RETRIES, Source, TransientError, backoff
 from skyplug.plugins.locators.multisite import physical
 from skyplug.plugins.locators.multisite.context import Context
 from skyplug.plugins.locators.multisite.db import BAD, READY, Obj, Replica
@@ -120,37 +122,10 @@ def _fill_from_sources(
             srep = cand.replica
             if srep.site == rep.site:
                 continue
-            src = physical.open_source(ctx.site(srep.site), srep.pbucket, srep.pkey, srep.etag, obj.size)
-            src.retries = 1
-            failure: list[Exception] = []
-
-            def chunks(src=src, failure=failure) -> Iterator[bytes]:
-                try:
-                    pos = 0
-                    for data in physical.stream(src):
-                        heartbeat.check()
-                        if tee is not None:
-                            tee(pos, data)
-                        pos += len(data)
-                        yield data
-                except Exception as exc:
-                    failure.append(exc)
-                    raise
-
             try:
-                hasher, etag = physical.write_stream(
-                    site,
-                    rep.pbucket,
-                    rep.pkey,
-                    chunks(),
-                    still_owner=lambda: db.renew(rep.id, owner, ctx.settings.lease_seconds),
-                )
-            except LeaseLost:
-                raise
-            except SkyplugError:
-                if not failure:  # the destination failed: no other source will help
-                    raise
-                _source_failed(ctx, obj, srep, failure[0], errors)
+                hasher, etag = _copy(ctx, obj, rep, srep, owner, tee, heartbeat)
+            except _SourceFailed as exc:
+                _source_failed(ctx, obj, srep, exc.cause, errors)
                 physical.delete(site, rep.pbucket, rep.pkey)
                 continue
             if hasher.size != obj.size or hasher.version != obj.version:
@@ -179,6 +154,65 @@ def _fill_from_sources(
     db.release(rep.id, owner, _bad_note(previous))
     tried = "; ".join(errors) or "no other site holds a ready replica"
     raise SiteError(f"{obj.uri}: cannot fill a replica at site {rep.site!r}: {tried}")
+
+
+class _SourceFailed(Exception):
+    """Reading the source replica failed (not the destination): try the next source."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _copy(
+    ctx: Context, obj: Obj, rep: Replica, srep: Replica, owner: str, tee: Tee | None, heartbeat: _Heartbeat
+) -> tuple[physical.Hasher, str]:
+    """Stream replica ``srep`` into ``rep``'s place; (hasher of what was sent, stored version).
+
+    A transient failure of the destination (a 503, a reset) is retried from the start with the
+    usual backoff; a failing source raises _SourceFailed, any other destination error propagates.
+    """
+    site = ctx.site(rep.site)
+    for attempt in range(RETRIES + 1):
+        src = physical.open_source(ctx.site(srep.site), srep.pbucket, srep.pkey, srep.etag, obj.size)
+        src.retries = 1
+        failure: list[Exception] = []
+
+        def chunks(src: Source = src, failure: list[Exception] = failure) -> Iterator[bytes]:
+            try:
+                pos = 0
+                for data in physical.stream(src):
+                    heartbeat.check()
+                    if tee is not None:
+                        tee(pos, data)
+                    pos += len(data)
+                    yield data
+            except Exception as exc:
+                failure.append(exc)
+                raise
+
+        try:
+            return physical.write_stream(
+                site,
+                rep.pbucket,
+                rep.pkey,
+                chunks(),
+                still_owner=lambda: ctx.db.renew(rep.id, owner, ctx.settings.lease_seconds),
+            )
+        except LeaseLost:
+            raise
+        except SkyplugError as exc:
+            if failure:
+                raise _SourceFailed(failure[0]) from exc
+            if not isinstance(exc, TransientError) or attempt == RETRIES:
+                raise  # the destination failed: no other source will help
+            delay = backoff(attempt)
+            log.info("%s at %s: %s; retrying the fill in %.2fs", obj.uri, rep.site, exc, delay)
+            with contextlib.suppress(SkyplugError):  # an unfinished upload of the failed attempt
+                physical.delete(site, rep.pbucket, rep.pkey)
+            time.sleep(delay)
+            heartbeat.check()
+    raise AssertionError("unreachable")
 
 
 def _bad_note(previous: Replica | None) -> str | None:

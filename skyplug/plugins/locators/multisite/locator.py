@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from skyplug.core.config import Site
 from skyplug.core.errors import NotFound, SiteError, SkyplugError, StaleObjectError
@@ -29,6 +31,7 @@ from skyplug.plugins.locators.multisite.placement import HEALTH, Candidate, fill
 log = logging.getLogger("skyplug.multisite")
 
 FILL_FIRST_BYTES = 8 * 1024 * 1024  # objects up to this size are filled before a partial read too
+SPOOL_IN_MEMORY = 64 * 1024 * 1024  # a whole read is held in memory up to this size, then on disk
 
 
 class SkySource(Source):
@@ -46,6 +49,7 @@ class SkySource(Source):
         self._traced = False
         self.served_by: str | None = None
         self.fill_thread: threading.Thread | None = None
+        self.fill_error: SkyplugError | None = None
 
     def _head(self) -> tuple[int, str]:
         return self.obj.size, self.obj.version
@@ -68,17 +72,18 @@ class SkySource(Source):
         )
 
     # --- reads ------------------------------------------------------------------------------
-    def read_ranges(self, ranges: Sequence[Range]) -> list[bytes]:
+    def _fetch_all(self, plan: list[Range], version: str) -> list[bytes]:
+        """The base class checked and planned the ranges; the first read may fill a local replica."""
         if not self._prepared:
-            self._prepare(ranges)
-        return super().read_ranges(ranges)
+            self._prepare(plan)
+        return super()._fetch_all(plan, version)
 
-    def _prepare(self, ranges: Sequence[Range]) -> None:
+    def _prepare(self, plan: Sequence[Range]) -> None:
         """Before the first read: fill the local replica first, or start filling it in the background."""
         self._prepared = True
         if not self.needs_fill():
             return
-        whole = sum(e - s for s, e in ranges) >= self.obj.size  # planned reads cover the object
+        whole = sum(e - s for s, e in plan) >= self.obj.size  # planned reads cover the object
         if whole or self.obj.size <= FILL_FIRST_BYTES:
             self._fill(wait=True)
         else:
@@ -87,22 +92,26 @@ class SkySource(Source):
             )
             self.fill_thread.start()
 
-    def _fill(self, wait: bool, tee: Tee | None = None) -> Replica | None:
+    def _fill(self, wait: bool, tee: Tee | None = None, warn: bool = True) -> tuple[Replica | None, bool]:
+        """(the local replica, whether this call filled it); (None, False) when the fill failed,
+        its error kept in ``fill_error`` (and logged as a warning with ``warn``)."""
         assert self.at is not None
         try:
             rep, filled = ensure_replica(self.ctx, self.obj, self.at, wait=wait, tee=tee)
         except SkyplugError as exc:  # the read goes on from the remote replicas
-            log.warning("%s: copy-on-read at %s failed: %s", self.uri, self.at, exc)
-            return None
+            self.fill_error = exc
+            if warn:
+                log.warning("%s: copy-on-read at %s failed: %s", self.uri, self.at, exc)
+            return None, False
         finally:
             self._forget()  # a new local replica, or sources found bad on the way
         if filled and rep is not None and wait:  # this read moved the bytes: trace where from
             self._accessed_from(rep.source_site)
-        return rep
+        return rep, filled
 
     def _fetch(self, start: int, end: int, version: str) -> bytes:
         errors: list[str] = []
-        transient = True
+        kinds: set[str] = set()
         cands = self.candidates()
         for cand in cands:
             rep = cand.replica
@@ -110,23 +119,27 @@ class SkySource(Source):
             t0 = time.monotonic()
             try:
                 data = src.read(start, end)
-            except (StaleObjectError, NotFound) as exc:
-                self.ctx.db.mark_bad(rep.id, f"changed or removed behind our back: {exc}")
-                self._forget()
-                transient = False
-                errors.append(f"site {rep.site!r}: {exc}")
-                continue
-            except SiteError as exc:
-                HEALTH.failed(rep.site, self.ctx.db)
-                errors.append(f"site {rep.site!r}: {exc}")
+            except (StaleObjectError, NotFound, SiteError) as exc:
+                kinds.add(self._failed(rep, exc, errors))
                 continue
             HEALTH.ok(rep.site, time.monotonic() - t0, self.ctx.db)
             self._accessed(rep)
             return data
         if not cands:
             raise NotFound(f"{self.uri}: no ready replica at any site")
-        cls = TransientError if transient else SiteError
-        raise cls(f"{self.uri} bytes {start}-{end}: every replica failed: " + "; ".join(errors))
+        raise _every_replica_failed(kinds)(
+            f"{self.uri} bytes {start}-{end}: every replica failed: " + "; ".join(errors)
+        )
+
+    def _failed(self, rep: Replica, exc: Exception, errors: list[str]) -> str:
+        """Note why a replica could not serve: changed or gone (marked bad), or its site failed."""
+        errors.append(f"site {rep.site!r}: {exc}")
+        if isinstance(exc, StaleObjectError | NotFound):
+            self.ctx.db.mark_bad(rep.id, f"changed or removed behind our back: {exc}")
+            self._forget()
+            return "stale"
+        HEALTH.failed(rep.site, self.ctx.db)
+        return "site"
 
     def _source(self, rep: Replica) -> Source:
         with self._lock:
@@ -152,23 +165,74 @@ class SkySource(Source):
             self.ctx.trace("GET", f"{self.obj.bucket}/{self.obj.key}", self.obj.size, self.at, rep.site)
 
     def write_to(self, out: BinaryIO, start: int = 0, end: int | None = None) -> int:
-        """Stream bytes [start, end) to ``out``; a whole read under copy-on-read fills while streaming."""
+        """Stream bytes [start, end) to ``out``. A whole read emits only bytes whose sha256 was
+        checked (filling the local replica first under copy-on-read); a range is read as is."""
         end = self.obj.size if end is None else end
-        emitted = [start]
-        if start == 0 and end == self.obj.size and self.needs_fill():
+        if start == 0 and end == self.obj.size:
             self._prepared = True
-
-            def tee(pos: int, data: bytes) -> None:
-                if pos + len(data) > emitted[0]:
-                    out.write(data[emitted[0] - pos :])
-                    emitted[0] = pos + len(data)
-
-            self._fill(wait=True, tee=tee)
-            if emitted[0] == end:
-                return end - start
-        for data in physical.iter_chunks(self, start=emitted[0], end=end):
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+                self._read_verified(spool)
+                shutil.copyfileobj(spool, out, physical.PIECE)
+            return end
+        for data in physical.iter_chunks(self, start=start, end=end):
             out.write(data)
         return end - start
+
+    def _read_verified(self, spool: IO[bytes]) -> None:
+        """Put the object's bytes, verified against its version, into ``spool`` (rewound).
+
+        Under copy-on-read the fill's own stream is kept (it is verified before the replica turns
+        ready); otherwise, or when the fill failed, replicas are read whole in rank order until one
+        matches, the ones that do not being marked bad.
+        """
+
+        def keep(pos: int, data: bytes) -> None:
+            if pos == 0:  # the fill (re)started from another source
+                spool.seek(0)
+                spool.truncate()
+            spool.write(data)
+
+        if self.needs_fill():
+            rep, filled = self._fill(wait=True, tee=keep, warn=False)
+            if rep is not None and filled and spool.tell() == self.obj.size:
+                spool.seek(0)
+                return
+        errors: list[str] = []
+        kinds: set[str] = set()
+        cands = self.candidates()
+        for cand in cands:
+            rep = cand.replica
+            spool.seek(0)
+            spool.truncate()
+            hasher = hashlib.sha256()
+            t0 = time.monotonic()
+            try:
+                for data in physical.stream(self._source(rep)):
+                    hasher.update(data)
+                    spool.write(data)
+            except (StaleObjectError, NotFound, SiteError) as exc:
+                kinds.add(self._failed(rep, exc, errors))
+                continue
+            got = "sha256:" + hasher.hexdigest()
+            if spool.tell() != self.obj.size or got != self.obj.version:
+                note = f"checksum mismatch: read {got} ({spool.tell()} bytes) while serving a read"
+                self.ctx.db.mark_bad(rep.id, note)
+                self._forget()
+                errors.append(f"site {rep.site!r}: {note}")
+                kinds.add("stale")
+                continue
+            HEALTH.ok(rep.site, time.monotonic() - t0, self.ctx.db)
+            self._accessed(rep)
+            spool.seek(0)
+            return
+        if self.fill_error is not None:  # what the fill found wrong comes first
+            errors.insert(0, str(self.fill_error).removeprefix(f"{self.uri}: "))
+            kinds.add("site")
+        if not errors:
+            raise NotFound(f"{self.uri}: no ready replica at any site")
+        raise _every_replica_failed(kinds)(
+            f"{self.uri}: no replica could be read and verified: " + "; ".join(errors)
+        )
 
     def _accessed_from(self, site: str | None) -> None:
         """Trace this access as served by ``site`` (the source of the fill it caused)."""
@@ -178,6 +242,14 @@ class SkySource(Source):
             self._traced = True
             self.served_by = site
         self.ctx.trace("GET", f"{self.obj.bucket}/{self.obj.key}", self.obj.size, self.at, site)
+
+
+def _every_replica_failed(kinds: set[str]) -> type[SkyplugError]:
+    """The error when no replica served: stale if every one changed or vanished, a site error if
+    some did, else transient (only sites failed: the caller's retries may get through)."""
+    if kinds == {"stale"}:
+        return StaleObjectError
+    return SiteError if "stale" in kinds else TransientError
 
 
 class SkyTree(Tree):
