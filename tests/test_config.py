@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,130 @@ def test_bad_configuration(tmp_path: Path, text: str, match: str) -> None:
 def test_no_default_site_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no site named and no default_site"):
         resolve_site(parse_uri("s3://b/k"), None)
+
+
+# --- credentials refused by pattern, at any depth; what a site exposes is an allow-list ------------
+CANARY = "CANARY-7f3a9c-never-printed"
+SECRET_SPELLINGS = [
+    "aws-secret-access-key",
+    "secretAccessKey",
+    "SecretAccessKey",
+    "client_secret",
+    "sas_token",
+    "SAS-Token",
+    "private_key",
+    "privateKey",
+    "passwd",
+    "Password",
+    "db_password",
+    "api_key",
+    "apiKey",
+    "API-KEY",
+    "token",
+    "session_token",
+    "sessionToken",
+    "aws_access_key_id",
+    "accessKeyId",
+    "credentials",
+    "account_key",
+    "authorization",
+    "pwd",
+]
+HARMLESS = ["token_url", "credentials_file", "password_env", "signature_version", "profile", "keyspace"]
+
+
+@pytest.mark.parametrize("key", SECRET_SPELLINGS)
+def test_secret_spellings_are_credentials(key: str) -> None:
+    assert config.is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", HARMLESS)
+def test_harmless_names_are_not_credentials(key: str) -> None:
+    assert not config.is_secret_key(key)
+
+
+def _cli(cfg: Path, *args: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from skyplug.cli import cli
+
+    result = CliRunner().invoke(cli, ["--config", str(cfg), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("key", SECRET_SPELLINGS)
+@pytest.mark.parametrize(
+    ("table", "prefix"),
+    [
+        ("sites.edge", ""),
+        ("sites.edge.options", "[sites.edge.options]\n"),
+        ("sites.edge.extra.deep", "[sites.edge.extra.deep]\n"),
+        ("catalog", "[catalog]\n"),
+        ("engines.dask", "[engines.dask]\n"),
+    ],
+)
+def test_credentials_refused_at_any_depth(key: str, table: str, prefix: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "skyplug.toml"
+    site = '[sites.edge]\ntype = "s3"\nendpoint = "http://127.0.0.1:1"\n'
+    body = f'{prefix}"{key}" = "{CANARY}"\n'
+    cfg.write_text(site + body)
+    for args in (["sites", "--json"], ["partition", str(tmp_path / "x.npy"), "--by", "rows", "--json"]):
+        code, out, err = _cli(cfg, *args)
+        assert code == 1 and out == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err
+        line = lines[0]
+        assert str(cfg) in line and f"[{table}]" in line and repr(key) in line and "credentials" in line
+        assert CANARY not in out + err
+
+
+def test_password_in_a_url_setting_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "skyplug.toml"
+    cfg.write_text(f'[catalog]\nurl = "postgresql://me:{CANARY}@127.0.0.1/db"\n')
+    with pytest.raises(ConfigError, match=r"\[catalog\] 'url'.*PGPASSWORD") as info:
+        config.load_config(cfg)
+    assert CANARY not in str(info.value)
+
+
+def test_site_public_is_an_allow_list(tmp_path: Path) -> None:
+    cfg = tmp_path / "skyplug.toml"
+    cfg.write_text(
+        '[sites.edge]\ntype = "s3"\nendpoint = "http://127.0.0.1:1"\nregion = "eu-west-1"\n'
+        f'note = "{CANARY}"\nread_timeout = 7\n[sites.edge.nested]\nwhatever = "{CANARY}"\n'
+    )
+    code, out, err = _cli(cfg, "sites", "--json")
+    assert code == 0, err
+    site = json.loads(out)["sites"][0]
+    assert site == {
+        "name": "edge",
+        "type": "s3",
+        "endpoint": "http://127.0.0.1:1",
+        "region": "eu-west-1",
+        "addressing": "path",
+        "egress_per_gb": 0.0,
+        "storage_per_gb_month": 0.0,
+        "options": {"read_timeout": 7},
+    }
+    assert CANARY not in out + err
+
+
+@pytest.mark.s3
+def test_partition_descriptors_carry_no_unknown_site_field(
+    s3env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.arange(100, dtype="<f4"))
+    uri = s3env.upload(tmp_path / "a.npy")
+    svc = s3env.services["edge"]
+    cfg = tmp_path / "skyplug.toml"
+    cfg.write_text(
+        f'default_site = "edge"\n[sites.edge]\ntype = "s3"\nendpoint = "{svc.endpoint}"\n'
+        f'region = "{svc.region}"\nnote = "{CANARY}"\n[sites.edge.tags]\nowner = "{CANARY}"\n'
+    )
+    code, out, err = _cli(cfg, "-vv", "partition", uri, "--by", "rows", "-n", "2", "--json")
+    assert code == 0, err
+    parts = json.loads(out)
+    assert len(parts) == 2 and parts[0]["site"]["endpoint"] == svc.endpoint
+    assert set(parts[0]["site"]) <= {*config.Site.__dataclass_fields__}
+    assert CANARY not in out + err

@@ -7,6 +7,7 @@ Credentials never live here: they come from the environment or the usual AWS pro
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,27 +16,78 @@ from typing import Any
 import platformdirs
 
 from skyplug.core.errors import ConfigError, NotFound
+from skyplug.core.logs import redact_url
 
-# Credentials never belong in the configuration (keys compared lower-case); they are refused, not dropped.
-_SECRET_KEYS = {
+# Credentials never belong in the configuration: a key is refused when, normalised (camelCase,
+# "-" and case folded to snake_case), it contains one of these stems ...
+_SECRET_STEMS = (
     "secret",
-    "secret_key",
-    "secret_access_key",
-    "aws_secret_access_key",
-    "access_key",
-    "access_key_id",
-    "aws_access_key_id",
     "password",
+    "passwd",
+    "passphrase",
     "token",
-    "session_token",
-    "aws_session_token",
-    "api_key",
-    "credentials",
-}
+    "credential",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "accountkey",
+    "signingkey",
+    "masterkey",
+    "sharedkey",
+    "encryptionkey",
+)
+# ... or is one of these words; ...
+_SECRET_WORDS = frozenset({"pwd", "pass", "sas", "bearer", "cookie", "authorization", "auth"})
+# ... unless its last word says it names where a secret is, not the secret (``token_url``,
+# ``credentials_file``, ``password_env``).
+_HARMLESS_LAST = frozenset({"url", "uri", "endpoint", "env", "file", "path"})
+# What a URL-valued setting may not carry: a password in its user info.
+_URL_WITH_PASSWORD = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:[^/@\s]*@")
+# Site options that may travel in a partition descriptor or ``skyplug sites --json``.
+PUBLIC_OPTIONS = frozenset({"connect_timeout", "read_timeout", "max_pool_connections"})
 
 
-def _secret_keys(keys: Any) -> set[str]:
-    return {k for k in keys if str(k).lower() in _SECRET_KEYS}
+def _words(key: str) -> list[str]:
+    """``secretAccessKey``, ``aws-secret-access-key``, ``SAS_Token`` -> lower-case words."""
+    key = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
+    key = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", key)
+    return [w for w in re.split(r"[^a-z0-9]+", key.lower()) if w]
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a configuration key names a credential (see the module's stem and word lists)."""
+    words = _words(str(key))
+    if not words or words[-1] in _HARMLESS_LAST:
+        return False
+    joined = "".join(words)
+    return any(stem in joined for stem in _SECRET_STEMS) or any(w in _SECRET_WORDS for w in words)
+
+
+def secret_entries(table: Any, where: str = "") -> list[str]:
+    """``[table] key`` of every credential-like key (or URL with a password) at any depth."""
+    out: list[str] = []
+    items = table.items() if isinstance(table, dict) else enumerate(table) if isinstance(table, list) else ()
+    for key, value in items:
+        here = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and is_secret_key(key):
+            out.append(f"[{where or '(top level)'}] {key!r}")
+        elif isinstance(value, str) and _URL_WITH_PASSWORD.match(value.strip()):
+            out.append(
+                f"[{where or '(top level)'}] {key!r} (a password in a URL; use PGPASSWORD or ~/.pgpass)"
+            )
+        elif isinstance(value, dict | list):
+            out.extend(secret_entries(value, here if isinstance(value, dict) else f"{where}.{key}"))
+    return out
+
+
+def refuse_secrets(table: dict[str, Any], where: str = "") -> None:
+    """Raise ConfigError naming each table and key that holds a credential (never the value)."""
+    bad = secret_entries(table, where)
+    if bad:
+        raise ConfigError(
+            f"credentials do not belong in skyplug.toml: {', '.join(bad)}; use the environment "
+            "(SKYPLUG_SITE_<NAME>_ACCESS_KEY_ID / _SECRET_ACCESS_KEY) or an AWS profile"
+        )
 
 
 @dataclass(frozen=True)
@@ -55,22 +107,25 @@ class Site:
     options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def public(self) -> dict[str, Any]:
-        """What may travel in a partition descriptor or a log: never a credential."""
-        out = {k: v for k, v in self.__dict__.items() if v not in (None, {}, "")}
-        out["options"] = {k: v for k, v in self.options.items() if not _secret_keys([k])}
-        if not out["options"]:
-            del out["options"]
+        """What may travel in a partition descriptor or ``sites --json``: an allow-list of fields.
+
+        Built from the named fields and :data:`PUBLIC_OPTIONS` only, never from the whole table, so
+        a key nobody thought of cannot leak; a URL's password, should one be set, is masked.
+        """
+        out: dict[str, Any] = {}
+        for name in _PUBLIC_FIELDS:
+            value = getattr(self, name)
+            if value not in (None, ""):
+                out[name] = redact_url(value) if isinstance(value, str) else value
+        options = {k: v for k, v in self.options.items() if k in PUBLIC_OPTIONS}
+        if options:
+            out["options"] = options
         return out
 
     @classmethod
     def from_dict(cls, name: str, raw: dict[str, Any]) -> Site:
         raw = {k: v for k, v in raw.items() if k != "name"}
-        bad = _secret_keys(raw) | _secret_keys(raw.get("options", {}))
-        if bad:
-            raise ConfigError(
-                f"site {name!r}: credentials ({', '.join(sorted(bad))}) do not belong in the "
-                "configuration; use the environment or an AWS profile"
-            )
+        refuse_secrets(raw, f"sites.{name}")
         known = {f for f in cls.__dataclass_fields__ if f not in ("name", "options")}
         options = dict(raw.pop("options", {}))
         options.update({k: raw.pop(k) for k in list(raw) if k not in known})
@@ -80,6 +135,20 @@ class Site:
         if site.addressing not in ("path", "virtual"):
             raise ConfigError(f"site {name!r}: addressing must be 'path' or 'virtual'")
         return site
+
+
+_PUBLIC_FIELDS = (
+    "name",
+    "type",
+    "path",
+    "endpoint",
+    "region",
+    "bucket",
+    "profile",
+    "addressing",
+    "egress_per_gb",
+    "storage_per_gb_month",
+)
 
 
 @dataclass
@@ -106,6 +175,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> Config:
+        refuse_secrets(raw)
         sites = {n: Site.from_dict(n, s) for n, s in raw.get("sites", {}).items()}
         default = raw.get("default_site") or (next(iter(sites)) if len(sites) == 1 else None)
         for key in ("default_site", "client_site"):

@@ -7,6 +7,9 @@ import os
 import re
 
 _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.I)
+# ``scheme://user:password@host``: the password part of a URL's user info (DSNs, endpoints).
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*:)[^\s/@]*(@)")
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)  # libpq key=value
 
 
 def secret_values() -> list[str]:
@@ -14,11 +17,16 @@ def secret_values() -> list[str]:
     return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 4]
 
 
+def redact_url(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***`` (the one DSN redactor)."""
+    return _KEYWORD_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", text))
+
+
 def redact(text: str) -> str:
-    """``text`` with every secret value replaced by ``***``."""
+    """``text`` with every secret value and URL password replaced by ``***``."""
     for value in secret_values():
         text = text.replace(value, "***")
-    return text
+    return redact_url(text)
 
 
 class RedactingFilter(logging.Filter):
