@@ -106,6 +106,15 @@ class Site:
     storage_per_gb_month: float = 0.0
     options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def identity(self) -> str:
+        """What the site is, whatever it is called: type + endpoint (region on AWS) + bucket, or
+        type + folder. A site redeployed elsewhere under the same name gets another identity."""
+        if self.type == "local":
+            return f"local:{Path(self.path or '').expanduser().resolve()}"
+        where = redact_url(self.endpoint) if self.endpoint else f"aws:{self.region or 'us-east-1'}"
+        return f"{self.type}:{where}/{self.bucket or ''}"
+
     def public(self) -> dict[str, Any]:
         """What may travel in a partition descriptor or ``sites --json``: an allow-list of fields.
 
