@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from skyplug.core.logs import redact_url
+
 
 def _emit(data: Any, as_json: bool, text: str) -> None:
     click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
@@ -36,7 +38,7 @@ def add_cmd(uris: tuple[str, ...], site: str | None, db_url: str | None, as_json
     lines = [
         f"{r['status']:9} {r['uri']}  version={r['version'] or '-'}  {r['obs_publisher_did']}" for r in report
     ]
-    _emit({"db": cat.url, "records": report}, as_json, "\n".join(lines))
+    _emit({"db": redact_url(cat.url), "records": report}, as_json, "\n".join(lines))
 
 
 @catalog.command("query")
@@ -81,7 +83,7 @@ def _fmt(v: Any) -> str:
 )
 def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) -> None:
     """Serve the catalogue over TAP at http://HOST:PORT/tap (read-only)."""
-    from skyplug.catalog.db import CatalogError
+    from skyplug.catalog.db import CatalogError, CatalogUnreachable
     from skyplug.catalog.service import open_configured, settings
     from skyplug.catalog.tap import TapServer
     from skyplug.core.config import get_config
@@ -89,11 +91,15 @@ def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) ->
     cat = open_configured(db_url)
     try:
         cat.init()  # TAP_SCHEMA always matches this version's model
+    except CatalogUnreachable:
+        raise  # one line from the CLI: nothing to serve
     except CatalogError as exc:  # e.g. a read-only database user: serve what is there
         click.echo(f"skyplug: warning: TAP_SCHEMA not refreshed: {exc}", err=True)
     jobs = Path(jobs_dir) if jobs_dir else get_config().cache_dir / "tap-jobs"
     server = TapServer(cat, host, port, jobs_dir=jobs, maxrec=settings().maxrec)
-    click.echo(f"skyplug TAP service at {server.url} (catalogue {cat.url}); Ctrl-C stops it", err=True)
+    click.echo(
+        f"skyplug TAP service at {server.url} (catalogue {redact_url(cat.url)}); Ctrl-C stops it", err=True
+    )
     try:
         server.serve_forever()
     finally:

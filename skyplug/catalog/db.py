@@ -36,6 +36,7 @@ from skyplug.catalog.model import (
     tap_schema_rows,
 )
 from skyplug.core.errors import SkyplugError
+from skyplug.core.logs import redact_url
 
 DEFAULT_URL = "sqlite:///catalog.db"
 DEFAULT_MAXREC = 10_000
@@ -53,6 +54,10 @@ class CatalogError(SkyplugError):
 
 class QueryTimeout(CatalogError):
     """The query ran longer than the statement timeout."""
+
+
+class CatalogUnreachable(CatalogError):
+    """The catalogue's database server cannot be reached (wrong host, port, password, down)."""
 
 
 @dataclass(frozen=True)
@@ -589,7 +594,7 @@ class PgCatalog(Catalog):
         try:
             conn = psycopg.connect(self.url, autocommit=False)
         except psycopg.Error as exc:
-            raise CatalogError(f"{_redact_url(self.url)}: cannot connect: {exc}") from exc
+            raise CatalogUnreachable(f"{redact_url(self.url)}: cannot connect: {_one_line(exc)}") from None
         with conn.cursor() as cur:
             cur.execute("SELECT set_sphere_output('DEG')")
             if readonly:
@@ -608,8 +613,9 @@ class PgCatalog(Catalog):
         try:
             self._init()
         except psycopg.Error as exc:
-            msg = str(exc).splitlines()[0]
-            raise CatalogError(f"{_redact_url(self.url)}: cannot create the catalogue: {msg}") from exc
+            raise CatalogError(
+                f"{redact_url(self.url)}: cannot create the catalogue: {_one_line(exc)}"
+            ) from exc
 
     def _init(self) -> None:
         conn = self._connect(readonly=False)
@@ -772,11 +778,9 @@ class PgCatalog(Catalog):
                 return
 
 
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
+def _one_line(exc: BaseException) -> str:
+    """A driver's message on one line, any password in it redacted."""
+    return redact_url(" ".join(str(exc).split())) or type(exc).__name__
 
 
 def open_catalog(url: str | None = None, **kw: Any) -> Catalog:

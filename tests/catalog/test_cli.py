@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from skyplug.cli import cli
@@ -62,3 +63,80 @@ def test_object_written_adds_a_record(tmp_path: Path) -> None:
     )
     with open_catalog(url) as cat:
         assert cat.query("SELECT target_name FROM ivoa.obscore").rows == [("M101",)]
+
+
+# --- PostgreSQL DSNs: passwords never shown; an unreachable server is one line --------------------
+PG_CANARY = "pw-CANARY-51c2e0"
+
+
+def _with_password(url: str) -> str:
+    """``url`` with a password added (the test cluster trusts local connections, so it is ignored)."""
+    scheme, rest = url.split("://", 1)
+    user, host = rest.split("@", 1)
+    return f"{scheme}://{user}:{PG_CANARY}@{host}"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skyplug: error:"), result.stderr
+    assert "Traceback" not in result.output and PG_CANARY not in result.output
+    return lines[0]
+
+
+@pytest.mark.pg
+def test_catalog_add_and_serve_never_print_the_password(pg_url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    files = make_all(tmp_path / "data")
+    url = _with_password(pg_url)
+    res = CliRunner().invoke(cli, ["catalog", "add", str(files["cube4"]), "--db", url, "--json"])
+    assert res.exit_code == 0, res.output
+    assert PG_CANARY not in res.output and json.loads(res.stdout)["db"].endswith(pg_url.split("@", 1)[1])
+    res = CliRunner().invoke(cli, ["catalog", "add", str(files["cube4"]), "--db", url])
+    assert res.exit_code == 0 and PG_CANARY not in res.output
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skyplug.cli", "catalog", "serve", "--port", "0", "--db", url,
+         "--jobs", str(tmp_path / "jobs")],
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        line = proc.stderr.readline() if proc.stderr else ""
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert "skyplug TAP service at http://127.0.0.1:" in line and ":***@" in line
+    assert PG_CANARY not in line
+
+
+def test_unreachable_postgresql_is_one_line(tmp_path: Path) -> None:
+    files = make_all(tmp_path / "data")
+    url = f"postgresql://skyplug:{PG_CANARY}@127.0.0.1:{_closed_port()}/skyplug"
+    runner = CliRunner()
+    for args in (
+        ["catalog", "add", str(files["cube4"]), "--db", url],
+        ["catalog", "query", "SELECT TOP 1 obs_id FROM ivoa.obscore", "--db", url],
+        ["catalog", "serve", "--port", "0", "--db", url, "--jobs", str(tmp_path / "jobs")],
+    ):
+        line = _one_error_line(runner.invoke(cli, args))
+        assert "cannot connect" in line and "127.0.0.1" in line and ":***@" in line
+
+
+def test_unreachable_postgresql_location_db_is_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "skyplug.toml"
+    cfg.write_text(
+        f'[sites.disk]\ntype = "local"\npath = "{tmp_path / "disk"}"\n'
+        f'[multisite]\ndb = "postgresql://skyplug@127.0.0.1:{_closed_port()}/skyplug"\n'
+    )
+    res = CliRunner().invoke(cli, ["--config", str(cfg), "replicas", "sky://b/k", "--json"])
+    line = _one_error_line(res)
+    assert "[multisite] db" in line and "cannot connect" in line

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyplug.core.errors import ConfigError, PluginError
+from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError
+from skyplug.core.logs import redact_url
 
 PENDING, READY, BAD, EVICTING = "pending", "ready", "bad", "evicting"
 
@@ -45,6 +46,9 @@ MIGRATIONS: list[list[str]] = [
             last_failure DOUBLE PRECISION, updated DOUBLE PRECISION NOT NULL)""",
         "CREATE INDEX replicas_site_state ON replicas (site, state)",
     ],
+    # the identity (type + endpoint + bucket/path) of the site a replica was seen on: a replica
+    # recorded before (NULL) or on a site since redeployed elsewhere is re-checked before use
+    ["ALTER TABLE replicas ADD COLUMN site_identity TEXT"],
 ]
 
 
@@ -89,6 +93,7 @@ class Replica:
     lease_expires: float | None
     source_site: str | None
     note: str | None
+    site_identity: str | None
 
     def public(self) -> dict[str, Any]:
         """What ``skyplug replicas --json`` prints."""
@@ -105,15 +110,28 @@ def _rep(row: Any) -> Replica:
     return Replica(**d)
 
 
-class LocationDB:
-    """The location DB at ``url`` (``sqlite:///path`` or ``postgresql://...``), migrated on open."""
+class NoNamespace(NotFound):
+    """A read-only command found no location DB: nothing was ever written to the namespace."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+
+class LocationDB:
+    """The location DB at ``url`` (``sqlite:///path`` or ``postgresql://...``), migrated on open.
+
+    ``readonly`` (for commands that only look): a missing SQLite file is not created (NoNamespace),
+    its folder neither, and an up-to-date file is opened read-only.
+    """
+
+    def __init__(self, url: str, readonly: bool = False) -> None:
+        self.url, self.readonly = url, readonly
         if url.startswith("sqlite:///"):
             self.dialect = "sqlite"
             self.path = Path(url[len("sqlite:///") :])
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if readonly and not self.path.is_file():
+                raise NoNamespace(
+                    f"no namespace yet: location DB {self.path} does not exist (nothing copied)"
+                )
+            if not readonly:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
         elif url.startswith(("postgresql://", "postgres://")):
             self.dialect = "postgresql"
         else:
@@ -130,9 +148,10 @@ class LocationDB:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.dialect == "sqlite":
-                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+                conn = self._sqlite_connect()
                 conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA journal_mode=WAL")
+                if not self._ro:
+                    conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute("PRAGMA busy_timeout=60000")
@@ -144,7 +163,13 @@ class LocationDB:
                     raise PluginError(
                         "a PostgreSQL location DB needs psycopg (pip install 'psycopg[binary]')"
                     ) from exc
-                conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+                try:
+                    conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+                except psycopg.OperationalError as exc:  # one line, no password
+                    cause = redact_url(" ".join(str(exc).split()))
+                    raise SiteError(
+                        f"[multisite] db {redact_url(self.url)}: cannot connect: {cause}"
+                    ) from None
             self._local.conn = conn
             with self._conns_lock:
                 for thread, old in [c for c in self._conns if not c[0].is_alive()]:
@@ -152,6 +177,14 @@ class LocationDB:
                     self._conns.remove((thread, old))
                 self._conns.append((threading.current_thread(), conn))
         return conn
+
+    _ro = False  # this process's SQLite connections are read-only (readonly and up to date)
+
+    def _sqlite_connect(self) -> sqlite3.Connection:
+        if self._ro:
+            uri = f"file:{self.path}?mode=ro"
+            return sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False)
+        return sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
@@ -201,9 +234,21 @@ class LocationDB:
         rows = self.query("SELECT MAX(version) AS v FROM schema_version")
         return int(rows[0]["v"] or 0)
 
+    def _current_schema(self) -> int:
+        """The schema version, 0 when the DB has no schema table yet (without creating one)."""
+        try:
+            return self.schema_version
+        except Exception:  # no schema_version table: a new or foreign DB
+            return 0
+
     def migrate(self) -> int:
         """Apply the missing migrations in one transaction; the resulting schema version."""
         pk = "INTEGER PRIMARY KEY AUTOINCREMENT" if self.dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
+        if self.readonly and self._current_schema() >= len(MIGRATIONS):
+            if self.dialect == "sqlite":  # reopen read-only: looking never writes
+                self.close()
+                self._ro = True
+            return self.schema_version
         self.execute(
             "CREATE TABLE IF NOT EXISTS schema_version "
             "(version INTEGER PRIMARY KEY, applied DOUBLE PRECISION)"
@@ -269,7 +314,16 @@ class LocationDB:
         return obj, created == 1
 
     def add_replica(
-        self, obj: Obj, site: str, pbucket: str, pkey: str, etag: str, *, is_base: bool, pinned: bool = False
+        self,
+        obj: Obj,
+        site: str,
+        pbucket: str,
+        pkey: str,
+        etag: str,
+        identity: str,
+        *,
+        is_base: bool,
+        pinned: bool = False,
     ) -> bool:
         """Record a verified replica written by this client (a write's copy); replaces a bad one.
 
@@ -279,15 +333,37 @@ class LocationDB:
         return (
             self.execute(
                 "INSERT INTO replicas (object_id, site, pbucket, pkey, state, etag, checksum, created, "
-                "last_access, pinned, is_base) VALUES (?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?, ?) "
+                "last_access, pinned, is_base, site_identity) "
+                "VALUES (?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (object_id, site) DO UPDATE SET pbucket = excluded.pbucket, "
                 "pkey = excluded.pkey, state = 'ready', etag = excluded.etag, checksum = excluded.checksum, "
-                "created = excluded.created, "
-                "last_access = excluded.last_access, note = NULL WHERE replicas.state = 'bad'",
-                (obj.id, site, pbucket, pkey, etag, obj.version, now, now, int(pinned), int(is_base)),
+                "created = excluded.created, last_access = excluded.last_access, "
+                "site_identity = excluded.site_identity, note = NULL WHERE replicas.state = 'bad'",
+                (
+                    obj.id,
+                    site,
+                    pbucket,
+                    pkey,
+                    etag,
+                    obj.version,
+                    now,
+                    now,
+                    int(pinned),
+                    int(is_base),
+                    identity,
+                ),
             )
             == 1
         )
+
+    def site_row(self, object_id: int, site: str) -> Replica | None:
+        """The replica of an object version at a site, any state."""
+        return self._row(object_id, site)
+
+    def set_identity(self, replica_id: int, identity: str) -> bool:
+        """A ready replica was just seen whole and right on the site with this identity."""
+        sql = "UPDATE replicas SET site_identity = ? WHERE id = ? AND state = 'ready'"
+        return self.execute(sql, (identity, replica_id)) == 1
 
     # --- replicas -------------------------------------------------------------------------
     def replicas(self, object_id: int) -> list[Replica]:
@@ -354,16 +430,23 @@ class LocationDB:
         )
 
     def complete(
-        self, replica_id: int, owner: str, etag: str, checksum: str, ttl: float | None, source: str | None
+        self,
+        replica_id: int,
+        owner: str,
+        etag: str,
+        checksum: str,
+        ttl: float | None,
+        source: str | None,
+        identity: str,
     ) -> bool:
         """pending -> ready, only while we still hold the lease."""
         now = time.time()
         return (
             self.execute(
                 "UPDATE replicas SET state = 'ready', etag = ?, checksum = ?, ttl = ?, source_site = ?, "
-                "created = ?, last_access = ?, owner = NULL, lease_expires = NULL, note = NULL "
-                "WHERE id = ? AND owner = ? AND state = 'pending'",
-                (etag, checksum, ttl, source, now, now, replica_id, owner),
+                "created = ?, last_access = ?, owner = NULL, lease_expires = NULL, note = NULL, "
+                "site_identity = ? WHERE id = ? AND owner = ? AND state = 'pending'",
+                (etag, checksum, ttl, source, now, now, identity, replica_id, owner),
             )
             == 1
         )
@@ -456,9 +539,13 @@ def _close_all() -> None:
         db.close()
 
 
-def open_db(url: str) -> LocationDB:
-    """The process-wide LocationDB for a URL (migrated once)."""
+def open_db(url: str, readonly: bool = False) -> LocationDB:
+    """The process-wide LocationDB for a URL (migrated once); see LocationDB for ``readonly``."""
     with _dbs_lock:
-        if url not in _dbs:
-            _dbs[url] = LocationDB(url)
-        return _dbs[url]
+        if url in _dbs and (readonly or not _dbs[url].readonly):
+            return _dbs[url]
+        db = LocationDB(url, readonly)
+        if not readonly and url in _dbs:  # a read-only one was opened first: writers replace it
+            _dbs[url].close()
+        _dbs[url] = db
+        return db
