@@ -185,7 +185,10 @@ def partition_cmd(
         return
     for p in parts:
         sel = ", ".join(f"{k}={v}" for k, v in p.selection.items())
-        click.echo(f"part {p.index:4d}  {sel:40}  {len(p.ranges)} ranges  {p.fetch_bytes} bytes")
+        count = p.meta.get("range_count", len(p.ranges))  # ranges kept compact in meta are counted there
+        click.echo(f"part {p.index:4d}  {sel:40}  {count} ranges  {p.fetch_bytes or p.expected_bytes} bytes")
+    if parts and parts[0].meta.get("note"):
+        click.echo(f"note: {parts[0].meta['note']}")
 
 
 @cli.command("fetch")

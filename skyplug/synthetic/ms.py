@@ -21,6 +21,14 @@ Layouts (main-table columns):
   and rows are not sorted by TIME, the window's centroid; INTERVAL/EXPOSURE are the window's.
 - ``badsubtables``: as ``tcsm``, but the SOURCE keyword names an absent subtable, POINTING has
   its ``table.dat`` and rows but lost its data file, and FEED has no rows.
+- ``casa``: as CASA's importasdm lays it out: three spectral windows of 16, 8 and 4 channels
+  (rows per timestamp and window), the scalars in StandardStMan, UVW in TiledColumnStMan and
+  every other array column in TiledShapeStMan (one hypercube per cell shape); FLAG_CATEGORY
+  (ndim 3) and SIGMA_SPECTRUM have no cell written (no hypercube), WEIGHT_SPECTRUM is defined
+  in some rows only (window 1, and window 0 for the first half of the timestamps).
+- ``casavla``: as ``casa`` with FLAG_CATEGORY in StandardStMan (indirect arrays, as importvla
+  writes it) and defined in some rows only (window 0, odd timestamps).
+- ``bda4``: as ``bda`` with every averaged row in four spectral windows of different widths.
 - ``flagged``: as ``tcsm`` with NaN/±inf (also in one part of a complex value only) in DATA and
   WEIGHT_SPECTRUM, FLAG_ROW set on some rows, FLAG all True on some rows, and one timestamp that
   holds autocorrelations only.
@@ -36,7 +44,9 @@ from pathlib import Path
 import numpy as np
 
 LAYOUTS = ("tcsm", "chansplit", "tssm", "dysco", "ssm", "twospw", "unsorted", "bda", "badsubtables",
-           "flagged")
+           "flagged", "casa", "casavla", "bda4")
+VARSHAPE = ("twospw", "casa", "casavla", "bda4")  # spectral windows of different widths
+CASA = ("casa", "casavla")
 BDA_FACTORS = (4, 2, 1)  # integrations averaged for short, medium and long baselines
 MJD_START = 60000.5 * 86400.0  # seconds
 REF_FREQ = 50e6  # NenuFAR-like band
@@ -50,6 +60,8 @@ def _dminfo(layout: str, nchan: int, ncorr: int, tile_rows: int, tile_chan: int,
     scalars = ["ARRAY_ID", "DATA_DESC_ID", "EXPOSURE", "FEED1", "FEED2", "FIELD_ID", "FLAG_ROW",
                "INTERVAL", "OBSERVATION_ID", "PROCESSOR_ID", "SCAN_NUMBER", "STATE_ID", "TIME",
                "TIME_CENTROID"]
+    if layout in CASA:
+        return _casa_dminfo(layout, scalars, tile_rows)
     if layout == "ssm":
         return {"*1": {"TYPE": "StandardStMan", "NAME": "SSMAll", "SPEC": {"BUCKETSIZE": 8192},
                        "COLUMNS": ["ANTENNA1", "ANTENNA2", "FLAG_CATEGORY", "UVW", "WEIGHT", "SIGMA",
@@ -67,9 +79,9 @@ def _dminfo(layout: str, nchan: int, ncorr: int, tile_rows: int, tile_chan: int,
 
     cell = [tile_corr, tile_chan, tile_rows]
     tiled("*3", "TiledColumnStMan", "TiledUVW", "UVW", [3, tile_rows * 2])
-    shape_kind = "TiledShapeStMan" if layout in ("tssm", "twospw") else "TiledColumnStMan"
+    shape_kind = "TiledShapeStMan" if layout in ("tssm", *VARSHAPE) else "TiledColumnStMan"
     tiled("*4", shape_kind, "TiledData", "DATA", cell)
-    flag_kind = "TiledShapeStMan" if layout == "twospw" else "TiledColumnStMan"
+    flag_kind = "TiledShapeStMan" if layout in VARSHAPE else "TiledColumnStMan"
     tiled("*5", flag_kind, "TiledFlag", "FLAG", [tile_corr, tile_chan, tile_rows * 8])
     tiled("*6", flag_kind, "TiledWeightSpectrum", "WEIGHT_SPECTRUM", cell)
     tiled("*7", flag_kind, "TiledWeight", "WEIGHT", [tile_corr, tile_rows * 8])
@@ -83,10 +95,29 @@ def _dminfo(layout: str, nchan: int, ncorr: int, tile_rows: int, tile_chan: int,
     return dm
 
 
+def _casa_dminfo(layout: str, scalars: list[str], tile_rows: int) -> dict:
+    """CASA's layout: scalars in StandardStMan, UVW tiled by column, other arrays by shape."""
+    ssm = ["ANTENNA1", "ANTENNA2", *scalars] + (["FLAG_CATEGORY"] if layout == "casavla" else [])
+    dm = {"*1": {"TYPE": "StandardStMan", "NAME": "StandardStMan", "SPEC": {"BUCKETSIZE": 32768},
+                 "COLUMNS": ssm},
+          "*2": {"TYPE": "TiledColumnStMan", "NAME": "TiledUVW",
+                 "SPEC": {"DEFAULTTILESHAPE": np.array([3, tile_rows * 2], np.int32)}, "COLUMNS": ["UVW"]}}
+    shaped = [("DATA", "TiledDATA", 3), ("FLAG", "TiledFlag", 3), ("WEIGHT_SPECTRUM", "TiledWgtSpectrum", 3),
+              ("SIGMA_SPECTRUM", "TiledSigmaSpectrum", 3), ("WEIGHT", "TiledWgt", 2),
+              ("SIGMA", "TiledSigma", 2)]
+    if layout == "casa":
+        shaped.append(("FLAG_CATEGORY", "TiledFlagCategory", 4))
+    for i, (col, name, ndim) in enumerate(shaped, start=3):
+        shape = {2: [4, tile_rows], 3: [4, 16, tile_rows], 4: [4, 16, 1, tile_rows]}[ndim]  # corr, chan, cat
+        dm[f"*{i}"] = {"TYPE": "TiledShapeStMan", "NAME": name,
+                       "SPEC": {"DEFAULTTILESHAPE": np.array(shape, np.int32)}, "COLUMNS": [col]}
+    return dm
+
+
 def _main_desc(layout: str, nchan: int, ncorr: int) -> dict:
     from casacore import tables as t
 
-    fixed = layout not in ("twospw",)
+    fixed = layout not in VARSHAPE
     kw = {"shape": [nchan, ncorr], "options": 4} if fixed else {"ndim": 2}
     corr_kw = {"shape": [ncorr], "options": 4} if fixed else {"ndim": 1}
     direct = {**kw, "options": 5} if layout == "dysco" else kw  # Dysco stores direct columns only
@@ -97,6 +128,8 @@ def _main_desc(layout: str, nchan: int, ncorr: int) -> dict:
         t.makearrcoldesc("WEIGHT", 0.0, valuetype="float", **corr_kw),
         t.makearrcoldesc("SIGMA", 0.0, valuetype="float", **corr_kw),
     ]
+    if layout in CASA:
+        cols.append(t.makearrcoldesc("SIGMA_SPECTRUM", 0.0, valuetype="float", ndim=2))
     return t.maketabdesc(cols)
 
 
@@ -124,7 +157,9 @@ def make_ms(path: str | Path, layout: str = "tcsm", *, nant: int = 6, ntime: int
     ncorr = 1 if layout == "unsorted" else 4
     tile_chan = max(1, nchan // 4) if layout in ("chansplit", "unsorted", "tssm") else nchan
     tile_corr = 2 if layout == "chansplit" else ncorr
-    spws = [nchan, nchan // 2] if layout == "twospw" else [nchan]
+    spws = {"twospw": [nchan, nchan // 2], "casa": [nchan, nchan // 2, nchan // 4],
+            "casavla": [nchan, nchan // 2, nchan // 4],
+            "bda4": [nchan, nchan * 3 // 4, nchan // 2, nchan // 4]}.get(layout, [nchan])
     ms = t.default_ms(str(path), _main_desc(layout, nchan, ncorr),
                       _dminfo(layout, nchan, ncorr, tile_rows, tile_chan, tile_corr))
     a1, a2 = np.triu_indices(nant)  # autocorrelations included
@@ -132,9 +167,9 @@ def make_ms(path: str | Path, layout: str = "tcsm", *, nant: int = 6, ntime: int
     times = MJD_START + 10.0 * np.arange(ntime)
     order = rng.permutation(ntime) if layout == "unsorted" else np.arange(ntime)
     pos = _antennas(nant, rng)
-    if layout == "bda":
-        tcol, interval, ant1, ant2 = _bda_rows(pos, times)
-        ddid = np.zeros(len(tcol), np.int32)
+    if layout in ("bda", "bda4"):
+        tcol, interval, ant1, ant2 = (np.repeat(x, len(spws)) for x in _bda_rows(pos, times))
+        ddid = np.tile(np.arange(len(spws), dtype=np.int32), len(tcol) // len(spws))
     else:
         blocks = [(it, s) for it in order for s in range(len(spws))]  # nbl rows each
         tcol = np.repeat([times[it] for it, _ in blocks], nbl)
@@ -159,12 +194,14 @@ def make_ms(path: str | Path, layout: str = "tcsm", *, nant: int = 6, ntime: int
     c, s = np.cos(ha), np.sin(ha)
     uvw = np.stack([c * base[:, 0] - s * base[:, 1], s * base[:, 0] + c * base[:, 1], base[:, 2]], axis=1)
     ms.putcol("UVW", uvw)
-    for r0 in range(0, nrow, nbl):
-        n, nc = min(nbl, nrow - r0), spws[ddid[r0]]
+    tidx = np.searchsorted(times, tcol)
+    starts = sorted({*range(0, nrow, nbl), *(np.flatnonzero(np.diff(ddid)) + 1).tolist()})
+    for r0, r1 in zip(starts, [*starts[1:], nrow], strict=True):  # blocks of one cell shape
+        n, nc = r1 - r0, spws[ddid[r0]]
         shape = (n, nc, ncorr)
         data = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
         data[:, nc // 3, 0] *= 50.0  # an RFI-like channel for AOFlagger
-        if layout != "dysco" and r0 == nbl:
+        if layout != "dysco" and r0 == nbl and n > 2:
             data[1, 0, 0] = np.nan
             data[2, 1, -1] = np.inf
         flag = rng.random(shape) < 0.05
@@ -173,7 +210,11 @@ def make_ms(path: str | Path, layout: str = "tcsm", *, nant: int = 6, ntime: int
             _damage(data, flag, weight, rng)
         ms.putcol("DATA", data, startrow=r0, nrow=n)
         ms.putcol("FLAG", flag, startrow=r0, nrow=n)
-        ms.putcol("WEIGHT_SPECTRUM", weight, startrow=r0, nrow=n)
+        if layout not in CASA or ddid[r0] == 1 or (ddid[r0] == 0 and tidx[r0] < ntime // 2):
+            ms.putcol("WEIGHT_SPECTRUM", weight, startrow=r0, nrow=n)
+        if layout == "casavla" and ddid[r0] == 0 and tidx[r0] % 2:
+            for r in range(r0, r0 + n):
+                ms.putcell("FLAG_CATEGORY", r, rng.random((1, nc, ncorr)) < 0.1)
         ms.putcol("WEIGHT", np.ones((n, ncorr), np.float32), startrow=r0, nrow=n)
         ms.putcol("SIGMA", np.ones((n, ncorr), np.float32), startrow=r0, nrow=n)
     if layout == "flagged":

@@ -36,20 +36,39 @@ def ms_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 def reference(ms: Path, rows: np.ndarray, chan: list[int] | None = None) -> dict[str, np.ndarray]:
     """python-casacore's values of every defined main-table column for ``rows`` of the whole MS.
 
-    Built row by row: a whole-column ``getcol`` is wrong when cell shapes vary.
+    Built row by row: a whole-column ``getcol`` is wrong when cell shapes vary. A column with
+    no cell in these rows is absent; one with cells in some rows only holds zeros elsewhere and
+    comes with ``<COL>_DEFINED`` (casacore's ``iscelldefined`` per row).
     """
     from casacore import tables
 
     out: dict[str, np.ndarray] = {}
     with tables.table(str(ms), ack=False) as tab:
         for col in tab.colnames():
-            if not len(rows) or not tab.iscelldefined(col, int(rows[0])):
+            defined = np.array([tab.iscelldefined(col, int(r)) for r in rows], bool)
+            if not defined.any():
                 continue
-            value = np.concatenate([tab.getcol(col, int(r), 1) for r in rows])
+            cells = [tab.getcol(col, int(r), 1) for r, d in zip(rows, defined, strict=True) if d]
+            value = np.concatenate(cells)
+            if not defined.all():
+                full = np.zeros((len(rows), *value.shape[1:]), value.dtype)
+                full[defined] = value
+                value = full
+                out[col + "_DEFINED"] = defined
             if chan is not None and value.ndim == 3:
                 value = value[:, chan[0]:chan[1]]
             out[col] = value
     return out
+
+
+def all_rows(got: dict[str, np.ndarray]) -> np.ndarray:
+    """The row numbers a load returned, over all its DATA_DESC_ID groups, sorted."""
+    from skyplug.plugins.formats.ms.load import groups
+
+    return np.sort(np.concatenate([g["ROWID"] for g in groups(got).values()]))
+
+
+EXTRAS = {"ROWID", "CHAN_FREQ", "ANTENNA_NAME", "ANTENNA_POSITION"}
 
 
 def assert_equal_columns(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
@@ -58,6 +77,7 @@ def assert_equal_columns(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
     Floating and complex values are compared bit for bit: NaN equals NaN only with the same
     payload, in the same part of a complex value; -0.0 differs from 0.0.
     """
+    assert set(got) - EXTRAS == set(want), (sorted(set(got) - EXTRAS), sorted(want))  # nothing invented
     for col, value in want.items():
         assert col in got, f"column {col} missing"
         assert got[col].dtype == value.dtype, (col, got[col].dtype, value.dtype)

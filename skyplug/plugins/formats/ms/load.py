@@ -8,6 +8,7 @@ standalone MS (``--as ms``) deep-copied from the mirror and renamed into place a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -28,6 +29,9 @@ from skyplug.plugins.formats.ms import mirror, tsm
 from skyplug.plugins.formats.ms.layout import TILED
 from skyplug.plugins.formats.ms.plan import requests
 
+SHARED = ("ANTENNA_NAME", "ANTENNA_POSITION")  # the same for every DATA_DESC_ID group
+GROUP = "@"  # ``DATA@2``: a column of the rows of DATA_DESC_ID 2 in a partition of several shapes
+DEFINED = "_DEFINED"  # suffix of the per-row mask of a column defined in some rows only
 EXTRA_DIMS = {"UVW": ("row", "uvw"), "CHAN_FREQ": ("chan",), "ANTENNA_NAME": ("antenna",),
               "ANTENNA_POSITION": ("antenna", "xyz"), "ROWID": ("row",)}
 
@@ -135,17 +139,24 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
         return [(m, s, d) for name in names if name in futures
                 for (m, s, _), d in zip(groups[name], futures[name].result(), strict=True)]
 
+    def read(cached: mirror.CachedTable) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for suffix, q in _ddid_groups(p):
+            got = _read(q, tree.uri, root, cached, fetched, decode_pool)
+            out.update({k if k in SHARED else k + suffix: v for k, v in got.items()})
+        return out
+
     try:
         if p.meta.get("casacore_bulk", True):
             got = [(m[len(root):], s, d) for m, s, d in fetched(groups)]
             with mirror.sparse_mirror(small, sizes, got) as ms:
                 tab = mirror.open_table(ms, tree.uri)
                 try:
-                    out = _read(p, tree.uri, root, mirror.CachedTable(ms, tab), fetched, decode_pool)
+                    out = read(mirror.CachedTable(ms, tab))
                 finally:
                     tab.close()
         else:
-            out = _read(p, tree.uri, root, mirror.cached_table(small, tree.uri), fetched, decode_pool)
+            out = read(mirror.cached_table(small, tree.uri))
     finally:
         for f in futures.values():  # a failed fetch fails the load, even when nothing decoded it
             f.exception()
@@ -155,6 +166,28 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
     timings.last = {"prepare": t_started - t0, "fetch": (max(arrived) if arrived else t_started) - t0,
                     "total": end - t0}
     return out
+
+
+def _ddid_groups(p: Partition) -> list[tuple[str, Partition]]:
+    """(key suffix, partition of one DATA_DESC_ID) for a partition whose windows differ in shape,
+    else the partition itself with no suffix."""
+    if "ddids" not in p.selection:
+        return [("", p)]
+    base = {k: v for k, v in p.selection.items() if k != "ddids"}
+    return [(f"{GROUP}{d}", dataclasses.replace(p, selection={**base, "ddid": d, "nrows": n}))
+            for d, n in p.selection["ddids"]]
+
+
+def groups(arrs: dict[str, np.ndarray]) -> dict[int | None, dict[str, np.ndarray]]:
+    """The arrays of a load split per DATA_DESC_ID: ``{d: {"DATA": ..., ...}}`` for a partition
+    whose windows differ in shape (keys ``DATA@d``), else ``{None: arrs}``."""
+    out: dict[int | None, dict[str, np.ndarray]] = {}
+    shared = {k: v for k, v in arrs.items() if k in SHARED}
+    for name, value in arrs.items():
+        base, _, d = name.partition(GROUP)
+        if d:
+            out.setdefault(int(d), dict(shared))[base] = value
+    return out or {None: arrs}
 
 
 def _fetch(tree: Tree, reqs: list[tuple[str, int, int]], arrived: list[float]) -> list[bytes]:
@@ -181,7 +214,7 @@ def _read(p: Partition, uri: str, root: str, cached: mirror.CachedTable, fetched
             raise FormatError(uri, f"columns {sorted(set(bulk) - set(fast))} need casacore "
                                    "to decode, but the partition was planned without")
 
-        def decode(col: str, cubes: list[dict[str, Any]], dtype: str) -> np.ndarray | None:
+        def decode(col: str, cubes: list[dict[str, Any]], dtype: str) -> dict[str, np.ndarray]:
             found = tsm.Pieces(fetched({root + c["file"] for c in cubes}))
             return _decode(uri, col, cubes, dtype, endian, rows, chan, found, root)
 
@@ -189,7 +222,8 @@ def _read(p: Partition, uri: str, root: str, cached: mirror.CachedTable, fetched
         out: dict[str, np.ndarray] = {"ROWID": rows.astype(np.int64)}
         out.update(_casacore_columns(tab, rows, [c for c in colnames if c not in fast], chan))
         out.update(_spectral_and_antennas(cached, out, chan))
-    out.update({col: v for col, f in decoded.items() if (v := f.result()) is not None})
+    for f in decoded.values():
+        out.update(f.result())
     return out
 
 
@@ -213,7 +247,9 @@ def _casacore_columns(tab: Any, rows: np.ndarray, cols: list[str], chan: list[in
                       ) -> dict[str, np.ndarray]:
     """Columns read by casacore (channel-sliced when the cells are (chan, corr)).
 
-    A contiguous run of rows is read in place; other row sets through a row selection.
+    A contiguous run of rows is read in place; other row sets through a row selection. Array
+    cells may be undefined (no array stored): a column with none in these rows is left out, one
+    defined in some rows only comes with its ``<COL>_DEFINED`` mask (see :func:`_with_mask`).
     """
     out: dict[str, np.ndarray] = {}
     if not len(rows):
@@ -222,26 +258,51 @@ def _casacore_columns(tab: Any, rows: np.ndarray, cols: list[str], chan: list[in
     run = int(rows[-1]) - first + 1 == n
     sub = tab if run else tab.selectrows(rows)
     at = (first, n) if run else (0, -1)
+    picked: list[Any] = []  # row selections opened here, closed at the end
+
+    def select(t: Any, which: np.ndarray) -> Any:
+        picked.append(t.selectrows(which))
+        return picked[-1]
+
+    def read(t: Any, col: str, start: int, count: int) -> np.ndarray:
+        shape = "" if t.isscalarcol(col) else t.getcolshapestring(col, start, 1)[0]
+        if chan is not None and shape.count(",") == 1:
+            ncorr = int(shape.strip("[]").split(",")[1])
+            return t.getcolslice(col, [chan[0], 0], [chan[1] - 1, ncorr - 1], startrow=start, nrow=count)
+        return t.getcol(col, start, count)
+
     try:
+        rsub = None
         for col in cols:
-            if not sub.iscelldefined(col, at[0]):
+            if sub.isscalarcol(col):
+                out[col] = read(sub, col, *at)
                 continue
-            shape = "" if sub.isscalarcol(col) else sub.getcolshapestring(col, at[0], 1)[0]
-            if chan is not None and shape.count(",") == 1:
-                ncorr = int(shape.strip("[]").split(",")[1])
-                out[col] = sub.getcolslice(col, [chan[0], 0], [chan[1] - 1, ncorr - 1], startrow=at[0],
-                                           nrow=at[1])
-            else:
-                out[col] = sub.getcol(col, at[0], at[1])
+            rsub = rsub if rsub is not None else (sub if not run else select(tab, rows))
+            defined = tsm.defined_rows(rsub, col)
+            if defined.all():
+                out[col] = read(sub, col, *at)
+            elif defined.any():
+                values = read(select(rsub, np.flatnonzero(defined)), col, 0, -1)
+                out.update(_with_mask(col, defined, np.flatnonzero(defined), values))
     finally:
+        for t in picked:
+            t.close()
         if not run:
             sub.close()
     return out
 
 
+def _with_mask(col: str, defined: np.ndarray, idx: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    """A partly defined column: its values (zeros where a row has no cell) and ``<COL>_DEFINED``."""
+    full = np.zeros((len(defined), *values.shape[1:]), values.dtype)
+    full[idx] = values
+    return {col: full, col + DEFINED: np.asarray(defined, bool).copy()}
+
+
 def _decode(uri: str, col: str, cubes: list[dict[str, Any]], dtype: str, endian: str, rows: np.ndarray,
-            chan: list[int] | None, found: tsm.Pieces, root: str) -> np.ndarray | None:
-    """A tiled column of ``rows`` from the fetched tiles; None when no row has a cell."""
+            chan: list[int] | None, found: tsm.Pieces, root: str) -> dict[str, np.ndarray]:
+    """A tiled column of ``rows`` from the fetched tiles: left out when no row has a cell,
+    with its ``<COL>_DEFINED`` mask when some rows have none (they are in no hypercube)."""
     parts = []
     try:
         for cube in cubes:
@@ -251,16 +312,21 @@ def _decode(uri: str, col: str, cubes: list[dict[str, Any]], dtype: str, endian:
     except KeyError as exc:
         raise FormatError(uri, f"column {col}: {exc.args[0]}") from exc
     if not parts:
-        return None
-    if sum(len(i) for i, _ in parts) != len(rows) or len({v.shape[1:] for _, v in parts}) > 1:
-        raise FormatError(uri, f"column {col}: cells of these rows differ in shape or are undefined; "
-                               "partition by spw")
-    if len(parts) == 1:  # one cube holds every row, in order: its values are the column
-        return parts[0][1]
-    out = np.empty((len(rows), *parts[0][1].shape[1:]), parts[0][1].dtype)
-    for idx, values in parts:
+        return {}
+    if len({v.shape[1:] for _, v in parts}) > 1:
+        raise FormatError(uri, f"column {col}: cells of these rows differ in shape; partition by spw")
+    covered = sum(len(i) for i, _ in parts)
+    if len(parts) == 1 and covered == len(rows):  # one cube holds every row, in order: its values
+        return {col: parts[0][1]}
+    idx = np.concatenate([i for i, _ in parts])
+    values = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
+    if covered == len(rows):
+        out = np.empty((len(rows), *values.shape[1:]), values.dtype)
         out[idx] = values
-    return out
+        return {col: out}
+    defined = np.zeros(len(rows), bool)
+    defined[idx] = True
+    return _with_mask(col, defined, idx, values)
 
 
 def _spectral_and_antennas(cached: mirror.CachedTable, cols: dict[str, np.ndarray],
@@ -290,16 +356,26 @@ def _subtables(ms: Path, ddid: int) -> dict[str, np.ndarray]:
 
 
 def to_xarray(arrs: dict[str, np.ndarray]) -> Any:
-    """The arrays as an xarray Dataset in the dask-ms row schema."""
+    """The arrays as an xarray Dataset in the dask-ms row schema.
+
+    Masks ``<COL>_DEFINED`` have dims (row,); the arrays of a DATA_DESC_ID group ``<COL>@<d>``
+    (see :func:`groups`) get their own dims ``row@<d>``, ``chan@<d>``, ``corr@<d>``.
+    """
     import xarray as xr
 
     data_vars, coords = {}, {}
     for name, value in arrs.items():
-        if name in EXTRA_DIMS:
-            dims = EXTRA_DIMS[name]
+        base, _, group = name.partition(GROUP)
+        if base in EXTRA_DIMS:
+            dims = EXTRA_DIMS[base]
+        elif base.endswith(DEFINED):
+            dims = ("row",)
         else:
-            dims = ("row", "chan", "corr")[: value.ndim] if value.ndim != 2 else ("row", "corr")
-        target = coords if name in ("ROWID", "CHAN_FREQ") else data_vars
+            dims = {1: ("row",), 2: ("row", "corr"), 3: ("row", "chan", "corr"),
+                    4: ("row", "flagcat", "chan", "corr")}[value.ndim]
+        if group:
+            dims = tuple(d if d in ("antenna", "xyz", "uvw") else f"{d}{GROUP}{group}" for d in dims)
+        target = coords if base in ("ROWID", "CHAN_FREQ") else data_vars
         target[name] = (dims, value)
     return xr.Dataset(data_vars, coords=coords)
 

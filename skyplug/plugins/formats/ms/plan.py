@@ -6,8 +6,11 @@ timestamps that some row's averaging window spans, so no averaged row straddles 
 A partition names its rows by predicates a worker re-evaluates on the small files (a row span,
 a time window, a DATA_DESC_ID, baselines) plus the expected row count, and lists the byte ranges
 of the tiles / Dysco blocks those rows and channels need: one range per tiled column when the
-rows are contiguous and the tiles hold whole cells. When spectral windows differ in shape, time
-and row partitions are also split by DATA_DESC_ID, so every partition has one (chan, corr) shape.
+rows are contiguous and the tiles hold whole cells. Time and row partitions are never split by
+DATA_DESC_ID, so ``n`` gives at most ``n`` partitions whatever the spectral windows; when the
+windows of a partition differ in (chan, corr) shape, it lists them with their row counts
+(``selection["ddids"]``) and its arrays come per DATA_DESC_ID (see ``load.groups``). A plan
+with fewer partitions than asked says why in every partition's ``meta["note"]``.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ def plan(index: dict[str, Any], by: str, n: int, *, baselines: Sequence[Sequence
         raise PluginError(f"{index.get('uri')}: MS partitions by {', '.join(AXES)}, not {by!r}")
     groups = np.asarray(index["groups"], dtype=np.int64).reshape(-1, 4)
     ddids = index["ddids_used"]
-    split_ddid = len({cell_shape(index, d) for d in ddids}) > 1
-    per_ddid = ddids if split_ddid or by in ("spw", "chan") else [None]
+    shapes = {d: cell_shape(index, d) for d in ddids}
+    per_ddid = ddids if by in ("spw", "chan") else [None]
     sels: list[dict[str, Any]] = []
     if by == "time":  # whole slots: no row's averaging window reaches across a cut
         times = index["times"]
@@ -59,15 +62,34 @@ def plan(index: dict[str, Any], by: str, n: int, *, baselines: Sequence[Sequence
         sels = [{"ddid": d} for d in ddids]
     else:
         for d in ddids:
-            nchan = cell_shape(index, d)[0]
             sels += [{"chan": [c0, c1], "ddid": d if len(ddids) > 1 else None}
-                     for c0, c1 in split_even(nchan, n)]
+                     for c0, c1 in split_even(shapes[d][0], n)]
+    row_ddid = np.repeat(groups[:, 3], groups[:, 1] - groups[:, 0])  # groups are row runs, in order
     parts = []
     for sel in sels:
         rows = _rows(groups, sel)
         if len(rows):
+            used, counts = np.unique(row_ddid[rows], return_counts=True)
+            if sel.get("ddid") is None and len({shapes.get(int(d)) for d in used}) > 1:
+                sel["ddids"] = [[int(d), int(c)] for d, c in zip(used, counts, strict=True)]
             parts.append((sel, rows))
-    return [_partition(index, i, len(parts), sel, rows, baselines) for i, (sel, rows) in enumerate(parts)]
+    note = _fewer_note(index, by, n, len(parts)) if len(parts) < n else None
+    return [_partition(index, i, len(parts), sel, rows, baselines, note)
+            for i, (sel, rows) in enumerate(parts)]
+
+
+def _fewer_note(index: dict[str, Any], by: str, n: int, got: int) -> str:
+    """Why a plan along ``by`` has ``got`` partitions rather than the ``n`` asked for."""
+    if by == "time":
+        if index.get("time_slots"):
+            return (f"{got} partitions, not {n}: rows averaged over several timestamps (baseline-dependent "
+                    f"averaging) join the {len(index['times'])} timestamps into {got} whole time windows")
+        return f"{got} partitions, not {n}: the MS has {got} timestamps"
+    if by == "rows":
+        return f"{got} partitions, not {n}: the MS has {index['nrow']} rows"
+    if by == "spw":
+        return f"{got} partitions, not {n}: one per DATA_DESC_ID in use ({got})"
+    return f"{got} partitions, not {n}: the spectral windows have fewer channels than {n}"
 
 
 def _rows(groups: np.ndarray, sel: dict[str, Any]) -> np.ndarray:
@@ -86,7 +108,7 @@ def _rows(groups: np.ndarray, sel: dict[str, Any]) -> np.ndarray:
 
 
 def _partition(index: dict[str, Any], i: int, count: int, sel: dict[str, Any], rows: np.ndarray,
-               baselines: Sequence[Sequence[int]] | None) -> Partition:
+               baselines: Sequence[Sequence[int]] | None, note: str | None) -> Partition:
     root, chan = index["root"], sel.get("chan")
     per_file: dict[str, list[tuple[int, int]]] = {}
     for dm in index["managers"]:
@@ -102,6 +124,7 @@ def _partition(index: dict[str, Any], i: int, count: int, sel: dict[str, Any], r
         "span": [int(rows[0]), int(rows[-1]) + 1],
         "time": sel.get("time"),
         "ddid": sel.get("ddid"),
+        "ddids": sel.get("ddids"),
         "chan": chan,
         "baselines": [[int(a), int(b)] for a, b in baselines] if baselines else None,
         "nrows": len(rows),
@@ -117,6 +140,9 @@ def _partition(index: dict[str, Any], i: int, count: int, sel: dict[str, Any], r
                             "casacore_bulk": casacore_bulk}
     if not explicit:
         meta["strided"] = lay.compress(requests)
+        meta["range_count"] = len(requests)
+    if note:
+        meta["note"] = note
     return make_partition(index, i, count, selection, explicit, expected_bytes=total, **meta)
 
 

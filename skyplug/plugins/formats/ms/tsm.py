@@ -29,13 +29,14 @@ class GeometryError(ValueError):
 def cubes(tab: Any, seq: int, kind: str, info: dict[str, Any], cols: Sequence[str]) -> list[dict[str, Any]]:
     """Non-empty hypercubes of one tiled manager: file, shapes, bucket size, rows they hold.
 
-    TiledShapeStMan puts the rows of each cell shape in its own cube, in row order; the count
-    is checked against the cube so that a different placement fails instead of misreading.
+    TiledShapeStMan puts the rows of each cell shape in its own cube, in row order; rows with
+    no array (undefined cells, e.g. CASA's FLAG_CATEGORY) are in no cube. The count is checked
+    against the cube so that a different placement fails instead of misreading.
     """
     nrow = tab.nrows()
     hyper = info["SPEC"].get("HYPERCUBES", {})
     varying = kind == "TiledShapeStMan" and nrow and tab.isvarcol(cols[0])
-    shapes = np.asarray(tab.getcolshapestring(cols[0])) if varying else None
+    shapes = cell_shapes(tab, cols[0]) if varying and hyper else None
     out = []
     for k in sorted(hyper, key=lambda k: int(k.lstrip("*"))):
         h = hyper[k]
@@ -54,6 +55,27 @@ def cubes(tab: Any, seq: int, kind: str, info: dict[str, Any], cols: Sequence[st
         if cube["cube"][-1]:
             out.append(cube)
     return out
+
+
+def defined_rows(tab: Any, col: str) -> np.ndarray:
+    """Whether each row of ``tab`` has a cell in ``col`` (TaQL ISDEFINED, evaluated by casacore)."""
+    return np.broadcast_to(np.asarray(tab.calc(f"ISDEFINED({col})"), bool), (tab.nrows(),))
+
+
+def cell_shapes(tab: Any, col: str) -> np.ndarray:
+    """casacore's shape string of every row's cell in ``col``; ``""`` where a row has none."""
+    defined = defined_rows(tab, col)
+    if defined.all():
+        return np.asarray(tab.getcolshapestring(col))
+    shapes = np.full(tab.nrows(), "", dtype=object)
+    rows = np.flatnonzero(defined)
+    if len(rows):
+        sub = tab.selectrows(rows)
+        try:
+            shapes[rows] = sub.getcolshapestring(col)
+        finally:
+            sub.close()
+    return shapes
 
 
 def decodable(cols: Sequence[str], value_type: str | None, cubes_: Sequence[dict[str, Any]]) -> bool:
