@@ -9,9 +9,10 @@ import pytest
 
 import skyplug
 from skyplug.core import config
-from skyplug.core.dataset import bytes_read, load_partition, open_target
+from skyplug.core.dataset import bytes_read, fetch_partition, load_partition, open_target
 from skyplug.core.source import Source
 from skyplug.core.zip import ZipTree
+from skyplug.plugins.formats.ms.plan import requests
 from skyplug.plugins.locators.local import LocalSource
 from skyplug.synthetic.ms import make_ms, zip_ms
 
@@ -132,3 +133,23 @@ def test_index_reads_under_two_percent_of_dp3_like(dp3_like, fetch_log, zipped: 
     payload = p.selection["nrows"] * 64 * 4 * (8 + 4 + 1 / 8) + 24 * p.selection["nrows"]
     assert p.expected_bytes < 1.5 * payload
     assert len(p.ranges) == len(index["big"])  # one range per tiled column
+
+
+@pytest.mark.parametrize("layout", ["tcsm", "casa"])
+def test_as_ms_from_zip_fetches_only_its_tiles(ms_factory, monkeypatch, tmp_path: Path, layout: str) -> None:
+    """Coalescing on (the default): a zip's members lie side by side, so one request across
+    members would read the small files and other tiles between them again for every partition."""
+    log: list[tuple[int, int]] = []
+    original = LocalSource._fetch
+
+    def logged(self: LocalSource, start: int, end: int, version: str) -> bytes:
+        log.append((start, end))
+        return original(self, start, end, version)
+
+    monkeypatch.setattr(LocalSource, "_fetch", logged)
+    parts = skyplug.open(str(ms_factory(layout, zip="stored"))).plan("time", 3)
+    for p in parts:
+        log.clear()
+        report = fetch_partition(p, tmp_path, as_="ms")
+        assert report["bytes_fetched"] == sum(e - s for s, e in log) == p.expected_bytes
+        assert len(log) <= len(requests(p))  # no more requests than planned ranges

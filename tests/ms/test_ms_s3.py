@@ -40,3 +40,21 @@ def test_s3_bytes_equal_plain_and_zip(ms_factory, s3env, monkeypatch: pytest.Mon
         structure = bytes_read(z)
         load_partition(q, target=z)
         assert bytes_read(t) == bytes_read(z) - structure == p.expected_bytes
+
+
+def test_s3_zip_as_ms_reads_its_tiles_once(ms_factory, s3env, tmp_path, monkeypatch) -> None:
+    """``--as ms`` from a zip in S3, coalescing on: each partition reads its planned bytes only,
+    and a cold worker fetches the small files once per object version, then reuses them."""
+    from skyplug.core import config
+    from skyplug.core.dataset import fetch_partition
+
+    uri = s3env.upload(ms_factory("casa", zip="stored"), "casa.ms.zip")
+    parts = [Partition.from_json(p.to_json()) for p in skyplug.open(uri).plan("time", 3)]
+    for p in parts:
+        assert fetch_partition(p, tmp_path / "warm", as_="ms")["bytes_fetched"] == p.expected_bytes
+    monkeypatch.setenv("SKYPLUG_CACHE_DIR", str(tmp_path / "cold-worker"))
+    config.set_config(config.Config.from_dict(s3env.config.raw))
+    first = fetch_partition(parts[0], tmp_path / "cold", as_="ms")["bytes_fetched"]
+    assert first >= parts[0].expected_bytes + parts[0].meta["small_bytes"]
+    for p in parts[1:]:
+        assert fetch_partition(p, tmp_path / "cold", as_="ms")["bytes_fetched"] == p.expected_bytes

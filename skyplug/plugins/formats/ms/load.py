@@ -67,8 +67,7 @@ def opened(p: Partition, tree: Tree, for_copy: bool = False
     deep copy would otherwise fail on, with a warning naming them.
     """
     root, small, sizes, reqs = _prepare(p, tree)
-    datas = tree.read_ranges(reqs) if reqs else []
-    pieces = [(m[len(root):], s, d) for (m, s, _), d in zip(reqs, datas, strict=True)]
+    pieces = [(m[len(root):], s, d) for m, s, d in _fetch_per_file(tree, reqs)]
     with mirror.sparse_mirror(small, sizes, pieces) as ms:
         dropped = mirror.drop_dangling_subtables(ms) if for_copy else {}
         tab = mirror.open_table(ms, tree.uri)
@@ -127,9 +126,7 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
     """
     t0 = time.perf_counter()
     root, small, sizes, reqs = _prepare(p, tree)
-    groups: dict[str, list[tuple[str, int, int]]] = {}
-    for r in reqs:
-        groups.setdefault(r[0], []).append(r)
+    groups = _by_file(reqs)
     fetch_pool, decode_pool = _pool()
     arrived: list[float] = []
     futures = {m: fetch_pool.submit(_fetch, tree, rs, arrived) for m, rs in groups.items()}
@@ -188,6 +185,26 @@ def groups(arrs: dict[str, np.ndarray]) -> dict[int | None, dict[str, np.ndarray
         if d:
             out.setdefault(int(d), dict(shared))[base] = value
     return out or {None: arrs}
+
+
+def _by_file(reqs: Iterable[tuple[str, int, int]]) -> dict[str, list[tuple[str, int, int]]]:
+    """Requests grouped by bulk file: each file's ranges are coalesced on their own, as planned
+    (in a zip, one request across members would read the members lying between them)."""
+    out: dict[str, list[tuple[str, int, int]]] = {}
+    for r in reqs:
+        out.setdefault(r[0], []).append(r)
+    return out
+
+
+def _fetch_per_file(tree: Tree, reqs: list[tuple[str, int, int]]) -> list[tuple[str, int, bytes]]:
+    """(member, start, bytes) of every request, each bulk file fetched concurrently on its own."""
+    fetch_pool, _ = _pool()
+    by_file = _by_file(reqs)
+    futures = {m: fetch_pool.submit(tree.read_ranges, rs) for m, rs in by_file.items()}
+    for f in futures.values():  # wait for all, so a failure leaves no fetch running
+        f.exception()
+    return [(m, s, d) for name, rs in by_file.items()
+            for (m, s, _), d in zip(rs, futures[name].result(), strict=True)]
 
 
 def _fetch(tree: Tree, reqs: list[tuple[str, int, int]], arrived: list[float]) -> list[bytes]:
