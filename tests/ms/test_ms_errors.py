@@ -115,3 +115,47 @@ def test_absent_subtable_is_reported_not_fatal(ms_copy, tmp_path: Path) -> None:
     out = tmp_path / "out"
     fetch_partition(p, out, as_="ms")
     assert (out / "part-0000.ms" / "table.dat").exists()
+
+
+def grow_sparse(path: Path, size: int) -> None:
+    """Make ``path`` ``size`` bytes long without writing them (a hole)."""
+    with path.open("r+b") as fh:
+        fh.truncate(size)
+
+
+@pytest.mark.parametrize("member", ["ANTENNA/table.f0", "table.f0", "table.dat"])
+def test_huge_small_file_is_refused_before_reading(ms_copy, monkeypatch, member: str) -> None:
+    """A "small" file of 300 MB (a subtable file, an SSM file, table.dat) passes the default
+    256 MiB bound: one FormatError naming the object and the member, nothing read whole."""
+    from skyplug.plugins.locators.local import LocalSource
+
+    ms = ms_copy()
+    grow_sparse(ms / member, 300 * 1024 * 1024)
+    read: list[int] = []
+    original = LocalSource._fetch
+
+    def counted(self: LocalSource, start: int, end: int, version: str) -> bytes:
+        read.append(end - start)
+        return original(self, start, end, version)
+
+    monkeypatch.setattr(LocalSource, "_fetch", counted)
+    with pytest.raises(FormatError) as err:
+        skyplug.open(str(ms)).index()
+    msg = str(err.value)
+    assert str(ms) in msg and f"member {member} " in msg and "max_small_bytes" in msg
+    assert sum(read) < 1024 * 1024
+
+
+def test_small_file_limit_is_configurable(ms_copy, ms_factory) -> None:
+    from skyplug.core import config
+
+    ms = ms_copy()
+    small = skyplug.open(str(ms)).index()["small_bytes"]
+    config.set_config(config.Config.from_dict({"formats": {"ms": {"max_small_bytes": small // 2}}}))
+    with pytest.raises(FormatError, match=r"over the limit of \d+ \(\[formats.ms\] max_small_bytes"):
+        skyplug.open(str(ms)).index(refresh=True)
+    config.set_config(config.Config.from_dict({"formats": {"ms": {"max_small_bytes": "lots"}}}))
+    with pytest.raises(skyplug.core.errors.ConfigError, match="max_small_bytes"):
+        skyplug.open(str(ms)).index(refresh=True)
+    config.set_config(config.Config.from_dict({"formats": {"ms": {"max_small_bytes": small}}}))
+    assert skyplug.open(str(ms)).index(refresh=True)["small_bytes"] == small

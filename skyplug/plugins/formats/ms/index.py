@@ -15,7 +15,7 @@ import numpy as np
 
 from skyplug.core.errors import FormatError, SkyplugWarning
 from skyplug.core.source import Tree
-from skyplug.plugins.formats.ms import dysco, mirror, tsm
+from skyplug.plugins.formats.ms import dysco, limits, mirror, tsm
 from skyplug.plugins.formats.ms import layout as lay
 from skyplug.plugins.formats.ms.tabledat import Truncated, parse_table_dat
 
@@ -29,11 +29,13 @@ def build_index(tree: Tree) -> dict[str, Any]:
         root = lay.find_root(members)
     except ValueError as exc:
         raise FormatError(uri, str(exc)) from exc
+    limits.check_small(uri, members, [root + "table.dat"])  # before reading it, as any small file
     raw = tree.read_member(root + "table.dat")
     tdat = parse_main_table_dat(raw, f"{uri}/{root}table.dat")
     big = lay.big_files(root, members, tdat.managers)
     dysco_files = [name for name, seq in big.items() if tdat.managers[seq] == "DyscoStMan"]
     small = [m for m in mirror.small_members(members, root, list(big)) if m != root + "table.dat"]
+    limits.check_small(uri, members, [root + "table.dat", *small])
     requests = [(m, 0, members[m]) for m in small]
     requests += [(root + name, 0, min(members[root + name], dysco.HEAD_READ)) for name in dysco_files]
     datas = tree.read_ranges(requests)

@@ -29,6 +29,7 @@ from typing import Any
 from skyplug.core.config import get_config
 from skyplug.core.errors import FormatError
 from skyplug.core.source import Tree
+from skyplug.plugins.formats.ms import limits
 
 
 def cache_dir(uri: str, version: str) -> Path:
@@ -80,6 +81,7 @@ def ensure_small(tree: Tree, uri: str, version: str, root: str, big: Sequence[st
     if missing:
         raise FormatError(tree.uri, f"bulk file {root}{missing[0]} is missing")
     names = small_members(members, root, big)
+    limits.check_small(uri, members, names)
     datas = tree.read_ranges([(m, 0, members[m]) for m in names])
     store(path, root, dict(zip(names, datas, strict=True)), {b: members[root + b] for b in big})
     return path, sum(map(len, datas))
