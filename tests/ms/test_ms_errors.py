@@ -159,3 +159,29 @@ def test_small_file_limit_is_configurable(ms_copy, ms_factory) -> None:
         skyplug.open(str(ms)).index(refresh=True)
     config.set_config(config.Config.from_dict({"formats": {"ms": {"max_small_bytes": small}}}))
     assert skyplug.open(str(ms)).index(refresh=True)["small_bytes"] == small
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+@pytest.mark.parametrize("manager", ["LofarStMan", "AdiosStMan", "SiscoStMan"])
+def test_undecoded_storage_manager_is_one_line(ms_copy, tmp_path: Path, manager: str, zipped: bool) -> None:
+    """A storage manager skyplug does not decode (LOFAR raw data, ADIOS2, Sisco-compressed DATA):
+    the CLI prints one line naming the object, the column and the manager, and exits non-zero."""
+    import re
+
+    from click.testing import CliRunner
+
+    from skyplug.cli import cli
+
+    ms = ms_copy()
+    rename_manager(ms / "table.dat", "TiledColumnStMan", manager)
+    uri = str(zip_ms(ms, tmp_path / "SB.ms.zip") if zipped else ms)
+    for args in (["index", uri], ["fetch", uri, "--by", "time", "-n", "3", "--as", "ms", "--out",
+                                  str(tmp_path / "out")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code != 0
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.output, result.output
+        found = re.search(rf"column (\w+) is stored by {manager}, which skyplug cannot read", lines[0])
+        assert found and found.group(1) in {"UVW", "DATA", "FLAG", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA"}
+        assert uri in lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
