@@ -51,6 +51,7 @@ class Sky:
         self, services_: dict[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch, **multisite: Any
     ):
         self.services, self.tmp, self.monkeypatch = services_, tmp, monkeypatch
+        monkeypatch.setenv("SKYPLUG_DATA_DIR", str(tmp / "data"))  # the default location DB's folder
         self.bucket = f"sky{uuid.uuid4().hex[:10]}"
         self.sites: dict[str, Any] = {}
         for name, svc in services_.items():

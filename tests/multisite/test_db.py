@@ -31,13 +31,14 @@ def _obj(db: LocationDB, key: str = "k", version: str = "sha256:aa"):
 
 def test_migrations_are_versioned_and_upgrade_old_schemas(open_db) -> None:
     db = open_db()
-    assert db.schema_version == len(MIGRATIONS) == 2
-    assert db.migrate() == 2  # idempotent
+    assert db.schema_version == len(MIGRATIONS) == 3
+    assert db.migrate() == 3  # idempotent
     db.execute("DROP TABLE sites")
     db.execute("DROP INDEX replicas_site_state")
-    db.execute("DELETE FROM schema_version WHERE version = 2")  # a version-1 database
+    db.execute("ALTER TABLE replicas DROP COLUMN site_identity")
+    db.execute("DELETE FROM schema_version WHERE version >= 2")  # a version-1 database
     again = open_db()
-    assert again.schema_version == 2
+    assert again.schema_version == 3
     again.record_site("edge", 12.0, failed=False)
     again.record_site("edge", 2.0, failed=False)
     assert again.site_stats()["edge"]["latency_ms"] == pytest.approx(10.0)  # EWMA 0.8 * 12 + 0.2 * 2

@@ -41,14 +41,16 @@ def _parse_range(text: str, size: int) -> tuple[int, int]:
     return start, end
 
 
-def _sky_object(uri: str, at: str | None) -> Any:
+def _sky_object(uri: str, at: str | None, readonly: bool = False) -> Any:
+    """The SkySource of a sky:// object; ``readonly`` commands never create or change the DB."""
     from skyplug.core.uri import parse_uri
+    from skyplug.plugins.locators.multisite.context import get_context
     from skyplug.plugins.locators.multisite.locator import SkySource, open_sky
 
     u = parse_uri(uri)
     if u.scheme != "sky":
         raise ConfigError(f"{uri}: not a sky:// URI")
-    target = open_sky(u, at)
+    target = open_sky(u, at, ctx=get_context(readonly=readonly))
     if not isinstance(target, SkySource):
         raise NotFound(f"{uri}: is a prefix, not an object")
     return target
@@ -90,12 +92,13 @@ def register(cli: click.Group) -> None:
     def locate_cmd(uri: str, at: str | None, as_json: bool) -> None:
         """The replicas a client at SITE would read, in the order it tries them."""
         from skyplug.plugins.locators.multisite import physical
+        from skyplug.plugins.locators.multisite.placement import rank
 
-        src = _sky_object(uri, at)
+        src = _sky_object(uri, at, readonly=True)
         ctx = src.ctx
         cands = [
             c.public(physical.describe(ctx.site(c.replica.site), c.replica.pbucket, c.replica.pkey))
-            for c in src.candidates()
+            for c in rank(ctx.settings, ctx.db, src.obj, src.at, unverified=True)
         ]
         data = {
             "uri": uri,
@@ -110,6 +113,7 @@ def register(cli: click.Group) -> None:
         for i, c in enumerate(cands, 1):
             lat = "?" if c["latency_ms"] is None else f"{c['latency_ms']:.1f} ms"
             flags = " local" * c["local"] + " failed-recently" * c["failed_recently"]
+            flags += " unverified (re-checked on next read)" * (not c["verified"])
             lines.append(
                 f"{i:3d}. {c['site']:12} ${c['egress_per_gb']:.4f}/GB  {lat:>10}{flags}  {c['address']}"
             )
@@ -160,7 +164,7 @@ def register(cli: click.Group) -> None:
         from skyplug.plugins.locators.multisite.db import BAD, READY
         from skyplug.plugins.locators.multisite.fill import ensure_replica, verify_replica
 
-        src = _sky_object(uri, None)
+        src = _sky_object(uri, None, readonly=not (verify or pin or unpin))
         ctx, obj = src.ctx, src.obj
         report: dict[str, str] = {}
         if verify:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from skyplug.core.config import Config, Site, get_config
 from skyplug.plugins.locators.multisite import trace
-from skyplug.plugins.locators.multisite.db import LocationDB, open_db
+from skyplug.plugins.locators.multisite.db import LocationDB, NoNamespace, move_sqlite, open_db
 from skyplug.plugins.locators.multisite.settings import Settings, load_settings
+
+log = logging.getLogger("skyplug.multisite")
 
 
 @dataclass
@@ -48,14 +52,35 @@ _cache: dict[int, Context] = {}
 _lock = threading.Lock()
 
 
-def get_context(config: Config | None = None) -> Context:
-    """The Context of ``config`` (default: the process-wide configuration), built once."""
+def get_context(config: Config | None = None, *, readonly: bool = False) -> Context:
+    """The Context of ``config`` (default: the process-wide configuration), built once.
+
+    ``readonly`` (commands that only look): the location DB is opened read-only and never created;
+    a missing one raises NoNamespace.
+    """
     config = config or get_config()
     with _lock:
         ctx = _cache.get(id(config))
-        if ctx is None or ctx.settings.config is not config:
+        stale = ctx is None or ctx.settings.config is not config
+        if stale or (ctx is not None and ctx.db.readonly and not readonly):
             settings = load_settings(config)
-            ctx = Context(settings, open_db(settings.db_url))
+            ctx = Context(settings, _open(settings, readonly))
             _cache.clear()  # one live configuration at a time
             _cache[id(config)] = ctx
+        assert ctx is not None
         return ctx
+
+
+def _open(settings: Settings, readonly: bool) -> LocationDB:
+    """Open the location DB; move the one an older skyplug kept in the cache folder (once)."""
+    legacy = settings.legacy_db
+    path = Path(settings.db_url[len("sqlite:///") :]) if settings.db_url.startswith("sqlite:///") else None
+    if legacy is not None and path is not None and legacy.is_file() and not path.exists():
+        if readonly:
+            raise NoNamespace(
+                f"the location DB is still at its old place {legacy} (a cache folder): the next "
+                f"write (skyplug cp) moves it to {path}"
+            )
+        move_sqlite(legacy, path)
+        log.warning("moved the location DB from the cache folder %s to %s", legacy, path)
+    return open_db(settings.db_url, readonly)

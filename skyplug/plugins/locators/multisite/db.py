@@ -320,10 +320,10 @@ class LocationDB:
         pbucket: str,
         pkey: str,
         etag: str,
-        identity: str,
         *,
         is_base: bool,
         pinned: bool = False,
+        identity: str | None = None,
     ) -> bool:
         """Record a verified replica written by this client (a write's copy); replaces a bad one.
 
@@ -437,7 +437,7 @@ class LocationDB:
         checksum: str,
         ttl: float | None,
         source: str | None,
-        identity: str,
+        identity: str | None = None,
     ) -> bool:
         """pending -> ready, only while we still hold the lease."""
         now = time.time()
@@ -527,6 +527,26 @@ class LocationDB:
             "last_failure = COALESCE(excluded.last_failure, sites.last_failure), updated = excluded.updated",
             (name, latency_ms, int(failed), now if failed else None, now),
         )
+
+
+def move_sqlite(old: Path, new: Path) -> None:
+    """Move a SQLite location DB (with its WAL) to ``new`` by SQLite's online backup, then rename
+    the old file to ``<name>.moved`` so that no client keeps writing to it unnoticed."""
+    new.parent.mkdir(parents=True, exist_ok=True)
+    tmp = new.with_name(f"{new.name}.part")
+    src = sqlite3.connect(old, timeout=60)
+    try:
+        dst = sqlite3.connect(tmp)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    tmp.replace(new)
+    old.replace(old.with_name(f"{old.name}.moved"))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{old}{suffix}").unlink(missing_ok=True)
 
 
 _dbs: dict[str, LocationDB] = {}

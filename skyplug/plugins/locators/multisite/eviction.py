@@ -1,8 +1,9 @@
 """Eviction: fixed TTL or T-even TTL per replica, plus a size cap per site with LRU.
 
 A replica's TTL counts from its last access (a hit refreshes it). The base copy, pinned replicas
-and the last ready replica of an object are never evicted. Pending replicas whose lease expired
-(a filler that died) are rolled back here too.
+and the last ready replica of an object are never evicted, nor a replica whose object has no other
+copy seen intact just before (the DB may remember replicas a wiped or redeployed site lost).
+Pending replicas whose lease expired (a filler that died) are rolled back here too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 from skyplug.core.errors import SkyplugError
 from skyplug.plugins.locators.multisite import physical
 from skyplug.plugins.locators.multisite.context import Context
-from skyplug.plugins.locators.multisite.db import EVICTING, READY, Replica
+from skyplug.plugins.locators.multisite.db import EVICTING, READY, Obj, Replica
+from skyplug.plugins.locators.multisite.fill import check_replica
+from skyplug.plugins.locators.multisite.placement import trusted
 
 log = logging.getLogger("skyplug.multisite")
 
@@ -85,14 +88,39 @@ def plan(ctx: Context, site: str | None = None, now: float | None = None) -> lis
     return out
 
 
+def _another_copy_seen(ctx: Context, obj: Obj, rep: Replica) -> bool:
+    """Whether a replica of ``obj`` other than ``rep`` was just seen on its site (HEAD: size and
+    version, on the site as configured now); the ones found gone or changed are marked bad."""
+    for other in ctx.db.replicas(obj.id):
+        if other.id == rep.id or not trusted(ctx.settings, other):
+            continue
+        try:
+            reason = check_replica(ctx, obj, other, deep=False)
+        except SkyplugError:  # unreachable now: proves nothing
+            continue
+        if reason is None:
+            return True
+        ctx.db.mark_bad(other.id, reason)
+    return False
+
+
 def run(ctx: Context, site: str | None = None, dry_run: bool = False) -> list[Eviction]:
     """Evict what :func:`plan` chose: mark evicting (readers skip it), delete the bytes, drop the row."""
     chosen = plan(ctx, site)
     if dry_run:
         return chosen
     done = []
+    objects = {o.id: o for o in ctx.db.objects()}
     for ev in chosen:
         rep = ev.replica
+        if rep.state == READY and not _another_copy_seen(ctx, objects[rep.object_id], rep):
+            log.warning(
+                "%s at %s: kept (%s): no other replica was found intact",
+                objects[rep.object_id].uri,
+                rep.site,
+                ev.reason,
+            )
+            continue
         if not ctx.db.claim_for_removal(rep):
             continue  # it was read, refilled or taken meanwhile
         try:

@@ -20,7 +20,7 @@ from skyplug.core.source import RETRIES, Source, TransientError, backoff
 from skyplug.plugins.locators.multisite import physical
 from skyplug.plugins.locators.multisite.context import Context
 from skyplug.plugins.locators.multisite.db import BAD, READY, Obj, Replica
-from skyplug.plugins.locators.multisite.placement import HEALTH, rank
+from skyplug.plugins.locators.multisite.placement import HEALTH, rank, trusted
 
 log = logging.getLogger("skyplug.multisite")
 
@@ -32,13 +32,28 @@ class LeaseLost(SiteError):
 
 
 def ensure_replica(
-    ctx: Context, obj: Obj, site_name: str, *, tee: Tee | None = None, wait: bool = True
+    ctx: Context,
+    obj: Obj,
+    site_name: str,
+    *,
+    tee: Tee | None = None,
+    wait: bool = True,
+    confirm: bool = False,
 ) -> tuple[Replica | None, bool]:
     """(a ready replica of ``obj`` at ``site_name``, whether this call filled it).
 
     The replica was there, is filled now, or is waited for; with ``wait=False`` it is None when
-    another client is filling it.
+    another client is filling it. Recorded replicas not seen on their site's current identity are
+    re-checked first; with ``confirm`` a recorded ready replica at ``site_name`` is also seen
+    (HEAD: size and version) before it is trusted, and refilled when it is gone.
     """
+    recheck(ctx, obj)
+    if confirm:
+        current = ctx.db.site_row(obj.id, site_name)
+        if current is not None and current.state == READY:
+            reason = check_replica(ctx, obj, current, deep=False)
+            if reason is not None:
+                ctx.db.mark_bad(current.id, reason)
     pbucket, pkey = physical.location(ctx.site(site_name), obj.bucket, obj.pkey)
     delay = 0.01
     while True:
@@ -138,7 +153,7 @@ def _fill_from_sources(
                 physical.delete(site, rep.pbucket, rep.pkey)
                 continue
             ttl = ctx.settings.ttl_for(rep.site, srep.site)
-            if not db.complete(rep.id, owner, etag, hasher.version, ttl, srep.site):
+            if not db.complete(rep.id, owner, etag, hasher.version, ttl, srep.site, site.identity):
                 raise LeaseLost(f"{obj.uri} at site {rep.site!r}: fill lease lost before completion")
             done = db.replica(rep.id)
             assert done is not None
@@ -231,6 +246,58 @@ def _source_failed(ctx: Context, obj: Obj, srep: Replica, exc: Exception, errors
     errors.append(f"site {srep.site!r}: {exc}")
 
 
+def check_replica(
+    ctx: Context, obj: Obj, rep: Replica, *, deep: bool = True, etags: set[str] | None = None
+) -> str | None:
+    """Why the replica ``rep`` is not what the DB says (None: it was just seen right).
+
+    HEAD: it exists with the object's size and, on the site it was recorded on, its recorded
+    version. With ``deep`` also its content: an S3 ETag among ``etags`` (the MD5s of the bytes,
+    default the single-part MD5) proves it, else the replica is read whole and its sha256 checked.
+    A site that cannot be reached raises SiteError: that proves nothing either way.
+    """
+    site = ctx.site(rep.site)
+    moved = rep.site_identity is not None and rep.site_identity != site.identity
+    where = f"site {rep.site!r}" + (f" (now {site.identity}, was {rep.site_identity})" if moved else "")
+    src = physical.open_source(site, rep.pbucket, rep.pkey, None)
+    try:
+        size, version = src.size, src.version
+    except NotFound:
+        return f"{where}: replica not found (removed, or the site was wiped or redeployed)"
+    if size != obj.size:
+        return f"{where}: replica has {size} bytes, {obj.size} expected"
+    same_server = rep.site_identity == site.identity
+    if same_server and rep.etag is not None and version != rep.etag:
+        return f"{where}: replica changed behind our back (version {version}, {rep.etag} recorded)"
+    if not deep:
+        return None
+    if site.type == "s3" and version.strip('"') in (etags or {obj.md5}):
+        return None
+    try:
+        got = physical.read_checksum(physical.open_source(site, rep.pbucket, rep.pkey, version, size))
+    except (StaleObjectError, NotFound) as exc:
+        return f"{where}: replica changed while checked: {exc}"
+    return None if got == obj.version else f"{where}: checksum mismatch: {got} found, {obj.version} expected"
+
+
+def recheck(ctx: Context, obj: Obj) -> None:
+    """Verify (deep) the ready replicas of ``obj`` not seen on their site's current identity: right
+    ones are stamped with it, wrong or missing ones marked bad; unreachable sites stay unchecked."""
+    for rep in ctx.db.replicas(obj.id):
+        if rep.state != READY or rep.site not in ctx.config.sites or trusted(ctx.settings, rep):
+            continue
+        try:
+            reason = check_replica(ctx, obj, rep)
+        except SiteError as exc:
+            log.warning("%s: cannot re-check the replica at %s: %s", obj.uri, rep.site, exc)
+            continue
+        if reason is None:
+            ctx.db.set_identity(rep.id, ctx.site(rep.site).identity)
+        else:
+            log.warning("%s: %s", obj.uri, reason)
+            ctx.db.mark_bad(rep.id, reason)
+
+
 def verify_replica(ctx: Context, obj: Obj, rep: Replica) -> str | None:
     """Re-read a ready replica and check its sha256; mark it bad and say why when wrong."""
     src = physical.open_source(ctx.site(rep.site), rep.pbucket, rep.pkey, rep.etag, obj.size)
@@ -240,6 +307,7 @@ def verify_replica(ctx: Context, obj: Obj, rep: Replica) -> str | None:
         reason = f"changed or removed behind our back: {exc}"
     else:
         if got == obj.version:
+            ctx.db.set_identity(rep.id, ctx.site(rep.site).identity)
             return None
         reason = f"checksum mismatch: {got} found, {obj.version} expected"
     ctx.db.mark_bad(rep.id, reason)

@@ -25,7 +25,7 @@ from skyplug.core.uri import URI
 from skyplug.plugins.locators.multisite import physical
 from skyplug.plugins.locators.multisite.context import Context, get_context
 from skyplug.plugins.locators.multisite.db import Obj, Replica
-from skyplug.plugins.locators.multisite.fill import Tee, ensure_replica
+from skyplug.plugins.locators.multisite.fill import Tee, ensure_replica, recheck
 from skyplug.plugins.locators.multisite.placement import HEALTH, Candidate, fills_on_read, rank
 
 log = logging.getLogger("skyplug.multisite")
@@ -44,6 +44,7 @@ class SkySource(Source):
         self._lock = threading.Lock()
         self._prepared = False
         self._candidates: list[Candidate] | None = None
+        self._rechecked = False
         self._physical: dict[int, Source] = {}
         self._touched: set[int] = set()
         self._traced = False
@@ -58,6 +59,9 @@ class SkySource(Source):
         """The ranked ready replicas (cached until a replica turns bad or a fill completes)."""
         with self._lock:
             if self._candidates is None:
+                if not self._rechecked and not self.ctx.db.readonly:
+                    recheck(self.ctx, self.obj)  # replicas recorded on a site since redeployed
+                    self._rechecked = True
                 self._candidates = rank(self.ctx.settings, self.ctx.db, self.obj, self.at)
             return list(self._candidates)
 

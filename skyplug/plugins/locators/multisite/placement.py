@@ -28,6 +28,7 @@ class Candidate:
     egress_per_gb: float
     latency_ms: float | None
     failed_recently: bool
+    verified: bool = True  # seen on the site as it is configured now (else listed last, not read)
 
     def public(self, address: str) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class Candidate:
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3),
             "failed_recently": self.failed_recently,
             "is_base": self.replica.is_base,
+            "verified": self.verified,
         }
 
 
@@ -78,13 +80,29 @@ class Health:
 HEALTH = Health()
 
 
-def rank(settings: Settings, db: LocationDB, obj: Obj, at: str | None) -> list[Candidate]:
-    """The ready replicas of ``obj`` in the order a client at ``at`` should try them."""
+def trusted(settings: Settings, rep: Replica) -> bool:
+    """A ready replica last seen on the site as configured now (same type, endpoint, bucket/path)."""
+    site = settings.config.sites.get(rep.site)
+    return rep.state == READY and site is not None and rep.site_identity == site.identity
+
+
+def rank(
+    settings: Settings, db: LocationDB, obj: Obj, at: str | None, *, unverified: bool = False
+) -> list[Candidate]:
+    """The ready replicas of ``obj`` in the order a client at ``at`` should try them.
+
+    Replicas not seen on their site's current identity (recorded before identities were kept, or
+    the site was redeployed elsewhere under its name) are left out, or listed last with
+    ``unverified`` (for ``locate``): :func:`fill.recheck` verifies them first.
+    """
     stats = db.site_stats()
     now = time.time()
     out = []
     for rep in db.replicas(obj.id):
         if rep.state != READY or rep.site not in settings.config.sites:
+            continue
+        verified = trusted(settings, rep)
+        if not verified and not unverified:
             continue
         row = stats.get(rep.site) or {}
         measured = HEALTH.latency.get(rep.site, row.get("latency_ms"))
@@ -99,10 +117,12 @@ def rank(settings: Settings, db: LocationDB, obj: Obj, at: str | None) -> list[C
                 egress_per_gb=settings.egress_price(rep.site, at),
                 latency_ms=measured,
                 failed_recently=now - last_fail < FAILURE_PENALTY_SECONDS,
+                verified=verified,
             )
         )
     out.sort(
         key=lambda c: (
+            not c.verified,
             c.failed_recently,
             not c.local,
             c.egress_per_gb,

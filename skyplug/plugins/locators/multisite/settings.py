@@ -3,7 +3,7 @@
 ```toml
 client_site = "edge"                      # where this client runs (or --at SITE)
 [multisite]
-db = "sqlite:///var/skyplug/locations.db" # or postgresql://user@host/db (default: under cache_dir)
+db = "sqlite:///var/skyplug/locations.db" # or postgresql://user@host/db (default: the user data dir)
 trace = "/var/skyplug/trace.csv"          # access trace (default: under cache_dir)
 lease_seconds = 60                        # a fill not renewed for this long is rolled back
 [multisite.policies]                      # longest matching "bucket/prefix" wins; "*" is the default
@@ -20,9 +20,12 @@ max_bytes = 10_000_000_000                # size cap, least recently used first
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import platformdirs
 
 from skyplug.core.config import Config
 from skyplug.core.errors import ConfigError
@@ -56,6 +59,7 @@ class Settings:
     config: Config
     db_url: str
     trace_path: Path
+    legacy_db: Path | None = None  # where the default DB lived before (the cache dir), if elsewhere
     lease_seconds: float = 60.0
     client_site: str | None = None
     policies: dict[str, Placement] = field(default_factory=dict)
@@ -97,11 +101,19 @@ def t_even(egress_per_gb: float, storage_per_gb_month: float) -> float | None:
     return egress_per_gb / storage_per_gb_month * MONTH_SECONDS
 
 
+def data_dir() -> Path:
+    """The user's data folder (``$SKYPLUG_DATA_DIR``, else platformdirs' user data dir): the
+    location DB is the namespace's authoritative state, never kept in a cache folder."""
+    return Path(os.environ.get("SKYPLUG_DATA_DIR") or platformdirs.user_data_dir("skyplug"))
+
+
 def load_settings(config: Config) -> Settings:
     """Parse and check ``[multisite]`` of a configuration."""
     raw: dict[str, Any] = dict(config.raw.get("multisite", {}))
     base = config.cache_dir / "multisite"
-    db_url = str(raw.get("db") or f"sqlite:///{base / 'locations.db'}")
+    default_db = data_dir() / "multisite" / "locations.db"
+    db_url = str(raw.get("db") or f"sqlite:///{default_db}")
+    legacy = None if raw.get("db") or base == default_db.parent else base / "locations.db"
     trace = Path(raw["trace"]).expanduser() if raw.get("trace") else base / "trace.csv"
     policies: dict[str, Placement] = {}
     for prefix, value in raw.get("policies", {}).items():
@@ -142,6 +154,7 @@ def load_settings(config: Config) -> Settings:
         config=config,
         db_url=db_url,
         trace_path=trace,
+        legacy_db=legacy,
         lease_seconds=float(raw.get("lease_seconds", 60.0)),
         client_site=config.client_site,
         policies=policies,
