@@ -120,7 +120,7 @@ class Dataset:
             return self._index
         fmt, target = self.format, self.target
         cache = IndexCache(get_config().cache_dir)
-        key = cache_key(str(self.uri), target.version, fmt.name, fmt.version)
+        key = cache_key(self.site, str(self.uri), target.version, fmt.name, fmt.version)
         cached = None if refresh else cache.get(key)
         if cached is not None:
             self.index_stats = {"bytes_read": 0, "seconds": 0.0, "cached": True}

@@ -9,12 +9,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from skyplug.core.config import Site
+
 SCHEMA = 1
 
 
-def cache_key(uri: str, version: str, fmt: str, fmt_version: int) -> str:
-    """The cache key of an index: object, version, format and both schemas."""
-    text = json.dumps([SCHEMA, uri, version, fmt, fmt_version])
+def cache_key(site: Site | None, uri: str, version: str, fmt: str, fmt_version: int) -> str:
+    """The cache key of an index: where the object lives (the site's identity, not its name: one
+    name may point at another server), object, version, format and both schemas. ``site`` is None
+    for local paths and ``sky://`` (whose versions are content checksums)."""
+    where = site.identity if site is not None else None
+    text = json.dumps([SCHEMA, where, uri, version, fmt, fmt_version])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
