@@ -97,6 +97,12 @@ class Source(ABC):
 
     ``version`` is the ETag (S3) or ``mtime_ns-size`` (local). When ``expected_version`` is given,
     every read is conditional on it and a changed object raises :class:`StaleObjectError`.
+
+    The contract every implementation keeps (``tests/test_source_contract.py`` checks it on each):
+    ``size`` and a stable ``version``; ``read_ranges(ranges, max_gap=None)`` returns each range's
+    bytes in the order asked, merging requests only across gaps up to ``max_gap``; empty ranges
+    give ``b""`` and no ranges ``[]``; a range outside ``[0, size]`` is one FormatError naming the
+    object and offset; bytes of a changed object are never returned: StaleObjectError instead.
     """
 
     max_gap = MAX_GAP
