@@ -73,6 +73,7 @@ class SourceContract:
         with pytest.raises(FormatError) as err:
             src.read_ranges([(0, 4), rng])
         assert src.uri in str(err.value) and "outside" in str(err.value)
+        assert err.value.offset == rng[0]  # where the bad range starts
         assert len(str(err.value).splitlines()) == 1
 
     def test_a_changed_object_is_stale(self, make: Make, data: bytes) -> None:

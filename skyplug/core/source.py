@@ -251,7 +251,9 @@ class WindowSource(Source):
         for start, end in ranges:
             if not 0 <= start <= end <= self.size:
                 raise FormatError(
-                    self.uri, f"range [{start}, {end}) is outside the member ({self.size} bytes)"
+                    self.uri,
+                    f"range [{start}, {end}) is outside the member ({self.size} bytes)",
+                    offset=start,
                 )
         return self.parent.read_ranges([(s + self.offset, e + self.offset) for s, e in ranges], max_gap)
 
