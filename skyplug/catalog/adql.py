@@ -91,6 +91,68 @@ FORBIDDEN: tuple[type[exp.Expression], ...] = (
     exp.Transaction,
 )
 
+# Every other node type is refused: what sqlglot accepts beyond ADQL 2.0 (GLOB, REGEXP, JSON
+# operators, LATERAL, ...) never reaches the database.
+SYNTAX_OK: tuple[type[exp.Expression], ...] = (
+    exp.Select,
+    exp.Union,
+    exp.Intersect,
+    exp.Except,
+    exp.From,
+    exp.Join,
+    exp.Where,
+    exp.Group,
+    exp.Having,
+    exp.Order,
+    exp.Ordered,
+    exp.Limit,
+    exp.Offset,
+    exp.Distinct,
+    exp.Subquery,
+    exp.Table,
+    exp.TableAlias,
+    exp.Alias,
+    exp.Column,
+    exp.Identifier,
+    exp.Star,
+    exp.Literal,
+    exp.Null,
+    exp.Boolean,
+    exp.Paren,
+    exp.Neg,
+    exp.Not,
+    exp.And,
+    exp.Or,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Mod,
+    exp.DPipe,
+    exp.In,
+    exp.Between,
+    exp.Like,
+    exp.ILike,
+    exp.Is,
+    exp.DataType,
+    exp.Anonymous,
+    *FUNCS_OK,
+)
+
+# Bounds that keep parsing and translation cheap whatever the input (measured in docs/catalog.md):
+MAX_QUERY_BYTES = 32_768  # of the ADQL text
+MAX_LITERALS = 1_000  # numbers and strings (an IN list, a POLYGON's coordinates)
+MAX_NESTING = 24  # parentheses, so subqueries and function calls
+MAX_NODES = 10_000  # of the parsed tree
+MAX_DEPTH = 200  # of the parsed tree (a long OR chain is a deep one)
+INT64 = 2**63
+_CONNECTIVE = re.compile(r"\b(?:AND|OR)\b", re.I)
 
 CAST_TYPES = frozenset(
     {
@@ -158,16 +220,21 @@ class _Scope:
 
 
 def parse(adql: str) -> exp.Expression:
-    """Parse one ADQL query; raise ADQLError for anything but a single SELECT."""
+    """Parse one ADQL query; raise ADQLError for anything but a single bounded SELECT of ADQL."""
+    _check_text(adql)
     try:
         trees = [t for t in sqlglot.parse(adql, read="tsql") if t is not None]
     except SqlglotError as exc:
         raise ADQLError(f"ADQL syntax error: {_first_line(exc)}") from exc
+    except RecursionError:
+        raise ADQLError(f"the query nests too deeply (at most {MAX_NESTING} levels)") from None
     if len(trees) != 1:
         raise ADQLError("exactly one ADQL query is allowed")
+    _check_shape(trees[0])
     tree = trees[0].transform(_normalise, copy=False)
     if not isinstance(tree, exp.Select | exp.Union | exp.Intersect | exp.Except):
         raise ADQLError(f"only SELECT queries are allowed (got {tree.key.upper()})")
+    literals = 0
     for node in tree.walk():
         if isinstance(node, FORBIDDEN):
             raise ADQLError(f"{node.key.upper()} is not allowed in a query")
@@ -175,11 +242,73 @@ def parse(adql: str) -> exp.Expression:
             raise ADQLError(f"unknown function {node.this}")
         if isinstance(node, exp.Cast) and node.to.this not in CAST_TYPES:
             raise ADQLError(f"CAST to {node.to.sql()} is not allowed")
-        if isinstance(node, exp.Func) and not isinstance(
-            node, (exp.Anonymous, exp.Connector, exp.Binary, *FUNCS_OK)
-        ):
-            raise ADQLError(f"function {node.sql_name()} is not part of ADQL")
+        if not isinstance(node, SYNTAX_OK):
+            what = f"function {node.sql_name()}" if isinstance(node, exp.Func) else node.key.upper()
+            raise ADQLError(f"{what} is not part of ADQL")
+        if isinstance(node, exp.Literal):
+            literals += 1
+            if not node.is_string:
+                _value(node)  # numbers out of range are refused here, not by the database
+        if isinstance(node, exp.Anonymous):
+            _check_geometry_arity(node)
+    if literals > MAX_LITERALS:
+        raise ADQLError(f"the query has {literals} constants; at most {MAX_LITERALS} are allowed")
     return tree
+
+
+def _check_text(adql: str) -> None:
+    """Size and parenthesis nesting, checked in one linear pass before any parsing."""
+    size = len(adql.encode("utf-8", "replace"))
+    if size > MAX_QUERY_BYTES:
+        raise ADQLError(f"the query is {size} bytes; at most {MAX_QUERY_BYTES} are allowed")
+    depth = deepest = 0
+    quote = False
+    for ch in adql:
+        if ch == "'":
+            quote = not quote
+        elif quote:
+            continue
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise ADQLError(f"the query nests {deepest} parentheses deep; at most {MAX_NESTING} are allowed")
+    connectives = len(_CONNECTIVE.findall(adql))  # each AND / OR is one more level of the tree
+    if connectives > MAX_DEPTH:
+        raise ADQLError(f"the query has {connectives} AND/OR; at most {MAX_DEPTH} are allowed")
+
+
+def _check_shape(tree: exp.Expression) -> None:
+    """Node count and depth, without recursion (sqlglot's generator recurses per level)."""
+    count, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ADQLError(f"the query is too large (more than {MAX_NODES} syntax nodes)")
+        if depth > MAX_DEPTH:
+            raise ADQLError(f"the query is too deeply nested (more than {MAX_DEPTH} levels of operators)")
+        stack.extend((child, depth + 1) for child in node.iter_expressions())
+
+
+_ARITY = {"POINT": (2, 2), "CIRCLE": (2, 3), "BOX": (4, 4), "COORD1": (1, 1), "COORD2": (1, 1)}
+
+
+def _check_geometry_arity(node: exp.Anonymous) -> None:
+    """POLYGON needs at least three vertices; POINT, CIRCLE and BOX their fixed arguments."""
+    name = str(node.this).upper()
+    if name == "POLYGON":
+        n = len(_args(node))
+        if n < 6 or n % 2:
+            raise ADQLError(f"POLYGON needs at least three vertices (pairs of coordinates), got {n} numbers")
+    elif name in _ARITY:
+        lo, hi = _ARITY[name]
+        n = len(_args(node)) if name not in ("COORD1", "COORD2") else len(node.expressions)
+        if not lo <= n <= hi:
+            want = str(lo) if lo == hi else f"{lo} or {hi}"
+            raise ADQLError(f"{name} needs {want} arguments after the coordinate system, got {n}")
 
 
 def _normalise(node: exp.Expression) -> exp.Expression:
@@ -195,6 +324,13 @@ def _first_line(exc: Exception) -> str:
 
 def translate(adql: str, dialect: str, maxrec: int | None = None) -> Translation:
     """Translate for ``dialect`` ("sqlite" or "postgres"); cap the rows at ``maxrec + 1``."""
+    try:
+        return _translate(adql, dialect, maxrec)
+    except RecursionError:  # bounded above; a last guard so a request never drops its connection
+        raise ADQLError("the query is too deeply nested to translate") from None
+
+
+def _translate(adql: str, dialect: str, maxrec: int | None) -> Translation:
     tree = parse(adql)
     selects = list(tree.find_all(exp.Select))  # outer before inner
     scopes: dict[int, _Scope] = {}
@@ -718,7 +854,7 @@ def _pg_geo(node: exp.Expression) -> exp.Expression:
 
 
 def _parametrise(tree: exp.Expression, params: dict[str, Any]) -> None:
-    """Replace literals by named placeholders and collect their values."""
+    """Replace literals by named placeholders and collect their values (linear: see _swap)."""
     for node in list(tree.walk()):
         if not isinstance(node, exp.Literal):
             continue
@@ -730,7 +866,25 @@ def _parametrise(tree: exp.Expression, params: dict[str, Any]) -> None:
             continue  # positional ORDER BY / GROUP BY: integers the parser validated
         name = f"p{len(params)}"
         params[name] = _value(node)
-        node.replace(exp.Placeholder(this=name))
+        _swap(node, exp.Placeholder(this=name))
+
+
+def _swap(node: exp.Expression, new: exp.Expression) -> None:
+    """``node.replace(new)`` in O(1): sqlglot re-parents a whole argument list on every replace,
+    which made an IN list of n literals cost O(n^2)."""
+    parent, key, index = node.parent, node.arg_key, node.index
+    if parent is None:
+        return
+    up: exp.Expression | None = parent
+    while up is not None and up._hash is not None:  # what Expression.set does
+        up._hash = None
+        up = up.parent
+    if index is None:
+        parent.args[key] = new
+    else:
+        parent.args[key][index] = new
+    new.parent, new.arg_key, new.index = parent, key, index
+    node.parent = None
 
 
 def _value(lit: exp.Literal) -> Any:
@@ -738,9 +892,18 @@ def _value(lit: exp.Literal) -> Any:
         return lit.this
     text = lit.this
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
+        pass
+    else:
+        if not -INT64 < value < INT64:  # magnitude: the minus sign is a separate node
+            raise ADQLError(f"integer {text[:30]} is out of range (64-bit integers only)")
+        return value
+    try:
         v = float(text)
+    except ValueError:
+        raise ADQLError(f"invalid number {text[:30]}") from None
+    else:
         if not math.isfinite(v):
-            raise ADQLError(f"invalid number {text}") from None
+            raise ADQLError(f"invalid number {text[:30]}")
         return v

@@ -56,6 +56,10 @@ class QueryTimeout(CatalogError):
     """The query ran longer than the statement timeout."""
 
 
+class QueryCancelled(CatalogError):
+    """The query was stopped on request (a UWS job aborted or deleted)."""
+
+
 class CatalogUnreachable(CatalogError):
     """The catalogue's database server cannot be reached (wrong host, port, password, down)."""
 
@@ -229,15 +233,29 @@ class Catalog(abc.ABC):
         return out
 
     # reading
-    def query(self, text: str, maxrec: int | None = None, timeout: float | None = None) -> Result:
-        """Run an ADQL query; at most ``maxrec`` rows (default and hard limit apply)."""
+    def query(
+        self,
+        text: str,
+        maxrec: int | None = None,
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+        slot: contextlib.AbstractContextManager[Any] | None = None,
+    ) -> Result:
+        """Run an ADQL query; at most ``maxrec`` rows (default and hard limit apply).
+
+        ``timeout`` never exceeds the catalogue's statement timeout; setting ``cancel`` stops the
+        running statement (QueryCancelled); ``slot`` is entered around the database work only, after
+        the (bounded, cheap) translation, so refused queries never hold one.
+        """
+        timeout = self.timeout if timeout is None else min(timeout, self.timeout)
         maxrec = DEFAULT_MAXREC if maxrec is None else maxrec
         if maxrec < 0:
             raise adql.ADQLError("MAXREC must not be negative")
         maxrec = min(maxrec, self.hard_maxrec)
         tr = adql.translate(text, self.dialect, max(maxrec, 1))
         t0 = time.perf_counter()
-        names, rows = self._run(tr, maxrec + 1, timeout or self.timeout)
+        with slot or contextlib.nullcontext():
+            names, rows = self._run(tr, maxrec + 1, timeout, cancel)
         overflow = len(rows) > maxrec or (maxrec == 0 and bool(rows))
         rows = rows[:maxrec]
         columns = self._columns(tr, names, rows)
@@ -268,7 +286,7 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def _run(
-        self, tr: adql.Translation, nmax: int, timeout: float
+        self, tr: adql.Translation, nmax: int, timeout: float, cancel: threading.Event | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and at most ``nmax`` rows of a translated query, on a read-only connection."""
 
@@ -542,18 +560,21 @@ class SQLiteCatalog(Catalog):
         return n
 
     def _run(
-        self, tr: adql.Translation, nmax: int, timeout: float
+        self, tr: adql.Translation, nmax: int, timeout: float, cancel: threading.Event | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         conn = self._connect(readonly=True)
         deadline = time.monotonic() + timeout
-        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 20_000)
+        stop = cancel or threading.Event()
+        conn.set_progress_handler(lambda: int(stop.is_set() or time.monotonic() > deadline), 20_000)
         try:
             cur = conn.execute(tr.sql, tr.params)
             rows = cur.fetchmany(nmax)
             names = [d[0] for d in cur.description or ()]
         except sqlite3.OperationalError as exc:
             if "interrupted" in str(exc):
-                raise QueryTimeout(f"query exceeded the {timeout:g} s statement timeout") from exc
+                if stop.is_set():
+                    raise QueryCancelled("query aborted") from None
+                raise QueryTimeout(f"query exceeded the {timeout:g} s statement timeout") from None
             raise adql.ADQLError(f"query failed: {exc}") from exc
         except sqlite3.Error as exc:
             raise adql.ADQLError(f"query failed: {exc}") from exc
@@ -723,7 +744,7 @@ class PgCatalog(Catalog):
         return n
 
     def _run(
-        self, tr: adql.Translation, nmax: int, timeout: float
+        self, tr: adql.Translation, nmax: int, timeout: float, cancel: threading.Event | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         import psycopg
 
@@ -732,6 +753,9 @@ class PgCatalog(Catalog):
         except queue.Empty:
             conn = self._connect(readonly=True)
         ok = False
+        done = threading.Event()
+        if cancel is not None:
+            threading.Thread(target=_cancel_on, args=(conn, cancel, done), daemon=True).start()
         try:
             with conn.cursor() as cur:
                 if timeout != self.timeout:
@@ -743,16 +767,19 @@ class PgCatalog(Catalog):
                 names = [d.name for d in cur.description or ()]
             conn.rollback()
             ok = True
-        except psycopg.errors.QueryCanceled as exc:
+        except psycopg.errors.QueryCanceled:
             conn.rollback()
             ok = True
-            raise QueryTimeout(f"query exceeded the {timeout:g} s statement timeout") from exc
+            if cancel is not None and cancel.is_set():
+                raise QueryCancelled("query aborted") from None
+            raise QueryTimeout(f"query exceeded the {timeout:g} s statement timeout") from None
         except psycopg.Error as exc:
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
                 ok = True
             raise adql.ADQLError(f"query failed: {str(exc).splitlines()[0]}") from exc
         finally:
+            done.set()
             if ok:
                 try:
                     self._pool.put_nowait(conn)
@@ -776,6 +803,16 @@ class PgCatalog(Catalog):
                 self._pool.get_nowait().close()
             except queue.Empty:
                 return
+
+
+def _cancel_on(conn: Any, cancel: threading.Event, done: threading.Event) -> None:
+    """Cancel ``conn``'s running statement (the server's pg_cancel_backend) once ``cancel`` is set."""
+    while not done.is_set():
+        if cancel.wait(0.05):
+            if not done.is_set():
+                with contextlib.suppress(Exception):
+                    getattr(conn, "cancel_safe", conn.cancel)()
+            return
 
 
 def _one_line(exc: BaseException) -> str:
@@ -802,6 +839,7 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "PgCatalog",
+    "QueryCancelled",
     "QueryTimeout",
     "Result",
     "ResultColumn",

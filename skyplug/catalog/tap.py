@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
+import os
 import shutil
 import socket
 import threading
@@ -23,12 +25,21 @@ from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from skyplug.catalog import adql, votable
-from skyplug.catalog.db import Catalog, CatalogError, QueryTimeout
+from skyplug.catalog.db import Catalog, CatalogError, QueryCancelled, QueryTimeout
 from skyplug.catalog.model import KEYS, SCHEMAS, TABLES, Table
 from skyplug.core.errors import SkyplugError
 
-EXECUTION_DURATION = 600
 RETENTION = 86400 * 2
+# Abuse bounds (docs/security.md): request sizes, jobs and concurrent queries per client address.
+MAX_BODY_BYTES = 65_536  # of a request body; more is refused unparsed
+MAX_DRAIN_BYTES = 16 * 2**20  # a refused body up to this size is read and discarded, else dropped
+MAX_PARAM_BYTES = adql.MAX_QUERY_BYTES  # of any one parameter value (QUERY, UPLOAD, ...)
+MAX_JOBS_PER_CLIENT = 32  # UWS jobs kept (any phase) per client address
+MAX_JOBS_TOTAL = 512
+MAX_ACTIVE_JOBS_PER_CLIENT = 2  # QUEUED or EXECUTING
+ASYNC_WORKERS = 4  # so one client's two heavy jobs leave room for others
+ASYNC_NICENESS = 10  # async workers' CPU priority (higher = lower priority)
+MAX_QUERIES_PER_CLIENT = 4  # running at once, sync and async together
 GEO_FEATURES = adql.GEOMETRY_FUNCTIONS
 PHASES = (
     "PENDING",
@@ -42,6 +53,7 @@ PHASES = (
     "SUSPENDED",
     "ARCHIVED",
 )
+log = logging.getLogger("skyplug.catalog.tap")
 XSI = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
 
 EXAMPLES: tuple[tuple[str, str, str], ...] = (
@@ -88,6 +100,12 @@ def _parse_iso(s: str) -> dt.datetime:
     return dt.datetime.fromisoformat(s.strip().replace("Z", "+00:00")).astimezone(dt.UTC)
 
 
+def _background_priority() -> None:
+    """Async workers run at a lower CPU priority (Linux: per thread), so long jobs yield to sync queries."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ASYNC_NICENESS)
+
+
 class TapError(SkyplugError):
     """A request the service refuses; ``status`` is the HTTP status."""
 
@@ -109,10 +127,11 @@ class Job:
     creation: str = field(default_factory=lambda: _iso(_now()) or "")
     start: str | None = None
     end: str | None = None
-    duration: int = EXECUTION_DURATION
+    duration: int = 0  # seconds; 0 = the catalogue's statement timeout
     destruction: str = field(default_factory=lambda: _iso(_now() + dt.timedelta(seconds=RETENTION)) or "")
     error: str | None = None
     result_mime: str | None = None
+    owner: str = ""  # the client address that created it (for the per-client limits)
 
 
 class JobStore:
@@ -125,7 +144,10 @@ class JobStore:
         self.jobs: dict[str, Job] = {}
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tap-async")
+        self.pool = ThreadPoolExecutor(
+            max_workers=ASYNC_WORKERS, thread_name_prefix="tap-async", initializer=_background_priority
+        )
+        self.cancels: dict[str, threading.Event] = {}  # of the jobs queued or running
         for path in sorted(self.root.glob("*/job.json")):
             try:
                 job = Job(**json.loads(path.read_text()))
@@ -147,9 +169,23 @@ class JobStore:
         tmp.write_text(json.dumps(asdict(job)))
         tmp.replace(d / "job.json")
 
-    def create(self, params: dict[str, str]) -> Job:
-        job = Job(uuid.uuid4().hex[:16], {k: v for k, v in params.items() if k != "PHASE"})
+    def create(self, params: dict[str, str], owner: str = "") -> Job:
+        self.expire()
+        job = Job(
+            uuid.uuid4().hex[:16],
+            {k: v for k, v in params.items() if k != "PHASE"},
+            duration=self.service.execution_duration,
+            owner=owner,
+        )
         with self.lock:
+            mine = sum(1 for j in self.jobs.values() if j.owner == owner)
+            if mine >= MAX_JOBS_PER_CLIENT:
+                raise TapError(
+                    f"too many jobs ({mine}) from this client; delete some (at most {MAX_JOBS_PER_CLIENT})",
+                    429,
+                )
+            if len(self.jobs) >= MAX_JOBS_TOTAL:
+                raise TapError(f"the service holds its maximum of {MAX_JOBS_TOTAL} jobs; retry later", 503)
             self.jobs[job.job_id] = job
             self._save(job)
         if params.get("PHASE", "").upper() == "RUN":
@@ -174,32 +210,54 @@ class JobStore:
         with self.lock:
             if job.phase not in ("PENDING", "HELD"):
                 return
+            active = sum(
+                1 for j in self.jobs.values() if j.owner == job.owner and j.phase in ("QUEUED", "EXECUTING")
+            )
+            if active >= MAX_ACTIVE_JOBS_PER_CLIENT:
+                raise TapError(
+                    f"this client already runs {active} jobs (at most {MAX_ACTIVE_JOBS_PER_CLIENT}); "
+                    "wait for one to finish",
+                    429,
+                )
+            self.cancels[job.job_id] = threading.Event()
             self.update(job, phase="QUEUED")
         self.pool.submit(self._execute, job)
 
     def _execute(self, job: Job) -> None:
         with self.lock:
-            if job.phase != "QUEUED":
+            cancel = self.cancels.get(job.job_id)
+            if job.phase != "QUEUED" or cancel is None:
                 return
             self.update(job, phase="EXECUTING", start=_iso(_now()))
         try:
-            body, mime = self.service.execute(job.params, timeout=float(job.duration or EXECUTION_DURATION))
+            timeout = float(job.duration or self.service.execution_duration)
+            body, mime = self.service.execute(job.params, timeout=timeout, cancel=cancel, client=job.owner)
             (self.root / job.job_id / "result").write_bytes(body)
             with self.lock:
                 if job.phase == "EXECUTING":
                     self.update(job, phase="COMPLETED", end=_iso(_now()), result_mime=mime)
-        except (SkyplugError, ValueError, OSError) as exc:
+        except QueryCancelled:
+            pass  # abort() already set the phase
+        except Exception as exc:  # a job must end in ERROR, whatever went wrong
+            message = str(exc) if isinstance(exc, SkyplugError | ValueError | OSError) else "internal error"
             if not (self.root / job.job_id).exists():
                 return  # deleted while it ran
-            (self.root / job.job_id / "error").write_bytes(votable.error_votable(str(exc)))
+            (self.root / job.job_id / "error").write_bytes(votable.error_votable(message))
             with self.lock:
                 if job.phase == "EXECUTING":
-                    self.update(job, phase="ERROR", end=_iso(_now()), error=str(exc))
+                    self.update(job, phase="ERROR", end=_iso(_now()), error=message)
+        finally:
+            with self.lock:
+                self.cancels.pop(job.job_id, None)
 
     def abort(self, job: Job) -> None:
+        """ABORT: the phase at once, and the running statement is interrupted."""
         with self.lock:
             if job.phase in ("PENDING", "QUEUED", "EXECUTING", "HELD"):
                 self.update(job, phase="ABORTED", end=_iso(_now()))
+            cancel = self.cancels.get(job.job_id)
+        if cancel is not None:
+            cancel.set()
 
     def delete(self, job: Job) -> None:
         with self.lock:
@@ -238,9 +296,36 @@ class TapService:
     def __init__(self, catalog: Catalog, jobs_dir: Path, maxrec: int = 10_000) -> None:
         self.catalog = catalog
         self.maxrec = min(maxrec, catalog.hard_maxrec)
+        self.execution_duration = max(1, int(catalog.timeout))  # async jobs: the statement timeout
+        self._running: dict[str, int] = {}
+        self._running_lock = threading.Lock()
         self.jobs = JobStore(jobs_dir, self)
 
-    def execute(self, params: dict[str, str], timeout: float | None = None) -> tuple[bytes, str]:
+    @contextlib.contextmanager
+    def _slot(self, client: str) -> Any:
+        """One of the client's MAX_QUERIES_PER_CLIENT concurrent query slots, or a 429 error."""
+        with self._running_lock:
+            n = self._running.get(client, 0)
+            if n >= MAX_QUERIES_PER_CLIENT:
+                raise TapError(
+                    f"this client already runs {n} queries (at most {MAX_QUERIES_PER_CLIENT} at once)", 429
+                )
+            self._running[client] = n + 1
+        try:
+            yield
+        finally:
+            with self._running_lock:
+                self._running[client] -= 1
+                if not self._running[client]:
+                    del self._running[client]
+
+    def execute(
+        self,
+        params: dict[str, str],
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+        client: str = "",
+    ) -> tuple[bytes, str]:
         """Run a doQuery request; return the body and its MIME type (errors raise)."""
         request = params.get("REQUEST", "doQuery")
         if request.lower() != "doquery":
@@ -268,7 +353,8 @@ class TapService:
             if maxrec < 0:
                 raise TapError("MAXREC must not be negative")
             maxrec = min(maxrec, self.catalog.hard_maxrec)
-        result = self.catalog.query(query, maxrec=maxrec, timeout=timeout)
+        slot = self._slot(client)
+        result = self.catalog.query(query, maxrec=maxrec, timeout=timeout, cancel=cancel, slot=slot)
         return votable.render(result, mime, query), mime
 
     # VOSI and DALI documents
@@ -304,7 +390,8 @@ class TapService:
             "</languageFeatures></language>"
             f"{formats}"
             f"<retentionPeriod><default>{RETENTION}</default></retentionPeriod>"
-            f"<executionDuration><default>{EXECUTION_DURATION}</default></executionDuration>"
+            f"<executionDuration><default>{self.execution_duration}</default>"
+            f"<hard>{self.execution_duration}</hard></executionDuration>"
             f'<outputLimit><default unit="row">{self.maxrec}</default>'
             f'<hard unit="row">{self.catalog.hard_maxrec}</hard></outputLimit>'
             "</capability>"
@@ -503,7 +590,13 @@ class _Handler(BaseHTTPRequestHandler):
         query = urlsplit(self.path).query
         pairs = parse_qsl(query, keep_blank_values=True)
         if self.command == "POST":
-            n = int(self.headers.get("Content-Length") or 0)
+            try:
+                n = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                raise TapError("Content-Length must be a number") from None
+            if n > MAX_BODY_BYTES:
+                self._drain(n)
+                raise TapError(f"request body of {n} bytes; at most {MAX_BODY_BYTES} are accepted", 413)
             self._quickack()  # clients (urllib3) send the body apart: ACK the headers now
             ctype = self.headers.get("Content-Type", "")
             raw = self.rfile.read(n) if n else b""
@@ -513,8 +606,24 @@ class _Handler(BaseHTTPRequestHandler):
                 pairs += parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
         params: dict[str, str] = {}
         for k, v in pairs:
+            if len(v) > MAX_PARAM_BYTES:
+                raise TapError(
+                    f"parameter {k[:40]} is {len(v)} bytes; at most {MAX_PARAM_BYTES} are accepted", 413
+                )
             params[k.upper()] = v  # TAP parameter names are case-insensitive
         return params
+
+    def _drain(self, n: int) -> None:
+        """Discard a refused body (cheaply, in chunks) so the client reads the error, not a reset;
+        past MAX_DRAIN_BYTES the connection is closed instead."""
+        if n > MAX_DRAIN_BYTES:
+            self.close_connection = True
+            return
+        while n > 0:
+            chunk = self.rfile.read(min(n, 65_536))
+            if not chunk:
+                break
+            n -= len(chunk)
 
     def _base(self) -> str:
         host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
@@ -569,16 +678,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(exc.status, votable.error_votable(str(exc)), votable.VOTABLE_MIME)
         except (ValueError, OSError, SkyplugError) as exc:
             self._send(500, votable.error_votable(f"internal error: {exc}"), votable.VOTABLE_MIME)
+        except Exception as exc:  # answer with a VOTable, never drop the connection
+            log.error("TAP request %s failed: %s: %s", path, type(exc).__name__, exc)
+            self._send(
+                500, votable.error_votable(f"internal error ({type(exc).__name__})"), votable.VOTABLE_MIME
+            )
 
     def _sync(self, params: dict[str, str]) -> None:
         if self.command not in ("GET", "POST"):
             raise TapError("sync accepts GET and POST", 405)
         try:
-            body, mime = self.service.execute(params)
+            body, mime = self.service.execute(params, client=self.client_address[0])
         except QueryTimeout as exc:
             self._send(500, votable.error_votable(str(exc)), votable.VOTABLE_MIME)
             return
-        except (adql.ADQLError, TapError, CatalogError) as exc:
+        except TapError as exc:
+            self._send(exc.status, votable.error_votable(str(exc)), votable.VOTABLE_MIME)
+            return
+        except (adql.ADQLError, CatalogError) as exc:
             self._send(400, votable.error_votable(str(exc)), votable.VOTABLE_MIME)
             return
         self._send(200, body, mime)
@@ -588,7 +705,7 @@ class _Handler(BaseHTTPRequestHandler):
         jobs = svc.jobs
         if not rest:
             if self.command == "POST":
-                job = jobs.create(params)
+                job = jobs.create(params, owner=self.client_address[0])
                 self._redirect(f"{base}/async/{job.job_id}")
             else:
                 phases = [p.upper() for p in params.get("PHASE", "").split(",") if p]
@@ -632,7 +749,7 @@ class _Handler(BaseHTTPRequestHandler):
                     value = int(float(params.get("EXECUTIONDURATION", "")))
                 except ValueError:
                     raise TapError("EXECUTIONDURATION must be a number of seconds") from None
-                jobs.update(job, duration=max(1, min(value, EXECUTION_DURATION)))
+                jobs.update(job, duration=max(1, min(value, svc.execution_duration)))
                 self._redirect(f"{base}/async/{job.job_id}")
             else:
                 self._send(200, str(job.duration), "text/plain")

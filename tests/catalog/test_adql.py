@@ -65,3 +65,70 @@ def test_star_expands_to_declared_columns_natural_join_once() -> None:
 def test_maxrec_caps_the_limit() -> None:
     assert translate("SELECT obs_id FROM ivoa.obscore", "sqlite", 5).params["p0"] == 6
     assert translate("SELECT TOP 3 obs_id FROM ivoa.obscore", "sqlite", 5).params["p0"] == 3
+
+
+# --- bounds and the ADQL allow-list (abuse) ------------------------------------------------------
+BASE = "SELECT obs_id FROM ivoa.obscore WHERE "
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("SELECT glob('a*', obs_id) FROM ivoa.obscore", "GLOB is not part of ADQL"),
+        (BASE + "obs_id GLOB 'a*'", "GLOB is not part of ADQL"),
+        (BASE + "obs_id REGEXP 'a'", "not part of ADQL"),
+        (BASE + "1 = INTERSECTS(s_region, POLYGON('ICRS', 1.0, 2.0, 3.0, 4.0))", "at least three vertices"),
+        (BASE + "1 = INTERSECTS(s_region, POLYGON(1.0, 2.0, 3.0, 4.0, 5.0))", "at least three vertices"),
+        (BASE + "1 = CONTAINS(POINT('ICRS', s_ra), CIRCLE('ICRS', 1.0, 2.0, 3.0))", "POINT needs 2"),
+        (BASE + "s_ra > 9223372036854775808", "out of range"),
+        (BASE + "s_ra > -9223372036854775809", "out of range"),
+        (BASE + "(" * 60 + "s_ra > 1" + ")" * 60, "parentheses deep"),
+        (BASE + " OR ".join("s_ra > s_dec" for _ in range(300)), "AND/OR"),
+        (BASE + "obs_id IN (" + ",".join("'x'" for _ in range(1200)) + ")", "constants"),
+        (BASE + "obs_id IN (" + ",".join(f"'{i}'" for i in range(8000)) + ")", "bytes; at most"),
+        ("SELECT " + "+".join("s_ra" for _ in range(400)) + " FROM ivoa.obscore", "nested"),
+    ],
+)
+def test_abusive_queries_are_refused(query: str, message: str, dialect: str) -> None:
+    with pytest.raises(ADQLError, match=message):
+        translate(query, dialect)
+
+
+def test_bounds_allow_ordinary_queries() -> None:
+    translate(BASE + "s_ra > 9223372036854775807 AND s_dec < -9223372036854775807", "sqlite")
+    translate(BASE + "(" * 20 + "s_ra > 1" + ")" * 20, "sqlite")
+    poly = ",".join(f"{i % 360}.0, {i % 170 - 85}.0" for i in range(400))
+    translate(BASE + f"1 = INTERSECTS(s_region, POLYGON('ICRS', {poly}))", "postgres")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_translation_cost_is_bounded_at_the_limits(dialect: str) -> None:
+    """The largest queries the bounds let through translate in well under a second of CPU."""
+    import time
+
+    at_limit = [
+        BASE + "obs_id IN (" + ",".join(f"'{i}'" for i in range(990)) + ")",
+        BASE
+        + "1 = INTERSECTS(s_region, POLYGON('ICRS', "
+        + ",".join(f"{i % 360}.0, {i % 170 - 85}.0" for i in range(495))
+        + "))",
+        BASE + " OR ".join(f"s_ra > {i}" for i in range(190)),
+        "SELECT " + ",".join(f"ABS(s_ra + {i})" for i in range(990)) + " FROM ivoa.obscore",
+        "SELECT " + ",".join("s_ra" for _ in range(3000)) + " FROM ivoa.obscore",
+    ]
+    for query in at_limit:
+        t0 = time.process_time()
+        translate(query, dialect, 100)
+        assert time.process_time() - t0 < 0.5, query[:60]
+    # linear, no longer quadratic: 4x the literals costs far less than 16x the time
+    small = BASE + "obs_id IN (" + ",".join(f"'{i}'" for i in range(240)) + ")"
+    large = BASE + "obs_id IN (" + ",".join(f"'{i}'" for i in range(960)) + ")"
+    t0 = time.process_time()
+    for _ in range(5):
+        translate(small, dialect)
+    t_small = time.process_time() - t0
+    t0 = time.process_time()
+    for _ in range(5):
+        translate(large, dialect)
+    assert time.process_time() - t0 < 8 * t_small
