@@ -13,6 +13,8 @@ import sqlite3
 from click.testing import CliRunner
 
 from skyplug.cli import cli
+from skyplug.core.uri import parse_uri
+from skyplug.plugins.locators.multisite.locator import open_sky
 
 
 def run(sky, *args: str):
@@ -172,3 +174,20 @@ def test_default_db_lives_in_the_data_folder_and_an_old_one_is_moved(sky, monkey
     with sqlite3.connect(new) as conn:
         assert conn.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 1
     assert not (cache / "multisite" / "locations.db").exists()
+
+
+def test_replicas_recorded_before_identities_cost_one_head_to_trust(sky) -> None:
+    sky.apply(policies={"*": {"policy": "push", "targets": ["lake-a"]}})
+    data = b"upgrade" * 20_000
+    obj = sky.put(data, "u.bin", at="edge")
+    sky.ctx.db.execute("UPDATE replicas SET site_identity = NULL")  # a DB from before migration 3
+    sky.apply(policies={"*": "write-local"})
+    proxies = {s: sky.services[s].proxy for s in ("edge", "lake-a")}
+    before = {s: p.stats()["requests"] for s, p in proxies.items()}
+    src = open_sky(parse_uri(sky.uri("u.bin")), "lake-b")
+    assert src.read(100, 200) == data[100:200]
+    spent = {s: p.stats()["requests"] - before[s] for s, p in proxies.items()}
+    assert spent == {"edge": 1, "lake-a": 2}  # one HEAD each; the range from lake-a (cheapest)
+    assert {r.site: r.site_identity for r in sky.ctx.db.replicas(obj.id)} == {
+        s: sky.config.site(s).identity for s in ("edge", "lake-a")
+    }

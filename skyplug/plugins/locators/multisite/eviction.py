@@ -17,7 +17,7 @@ from skyplug.core.errors import SkyplugError
 from skyplug.plugins.locators.multisite import physical
 from skyplug.plugins.locators.multisite.context import Context
 from skyplug.plugins.locators.multisite.db import EVICTING, READY, Obj, Replica
-from skyplug.plugins.locators.multisite.fill import check_replica
+from skyplug.plugins.locators.multisite.fill import check_replica, recheck
 from skyplug.plugins.locators.multisite.placement import trusted
 
 log = logging.getLogger("skyplug.multisite")
@@ -91,6 +91,7 @@ def plan(ctx: Context, site: str | None = None, now: float | None = None) -> lis
 def _another_copy_seen(ctx: Context, obj: Obj, rep: Replica) -> bool:
     """Whether a replica of ``obj`` other than ``rep`` was just seen on its site (HEAD: size and
     version, on the site as configured now); the ones found gone or changed are marked bad."""
+    recheck(ctx, obj)  # replicas recorded on a site since redeployed count once seen there
     for other in ctx.db.replicas(obj.id):
         if other.id == rep.id or not trusted(ctx.settings, other):
             continue

@@ -252,8 +252,9 @@ def check_replica(
     """Why the replica ``rep`` is not what the DB says (None: it was just seen right).
 
     HEAD: it exists with the object's size and, on the site it was recorded on, its recorded
-    version. With ``deep`` also its content: an S3 ETag among ``etags`` (the MD5s of the bytes,
-    default the single-part MD5) proves it, else the replica is read whole and its sha256 checked.
+    version. With ``deep`` also its content: on S3 an ETag among ``etags`` (the MD5s of the bytes,
+    default the single-part MD5) or equal to the recorded one (checked against our MD5s when it was
+    written) proves it, so a re-check costs one HEAD; else the replica is read whole (sha256).
     A site that cannot be reached raises SiteError: that proves nothing either way.
     """
     site = ctx.site(rep.site)
@@ -271,7 +272,8 @@ def check_replica(
         return f"{where}: replica changed behind our back (version {version}, {rep.etag} recorded)"
     if not deep:
         return None
-    if site.type == "s3" and version.strip('"') in (etags or {obj.md5}):
+    proofs = set(etags or {obj.md5}) | ({rep.etag.strip('"')} if rep.etag else set())
+    if site.type == "s3" and version.strip('"') in proofs:  # ETags checked against our MD5s
         return None
     try:
         got = physical.read_checksum(physical.open_source(site, rep.pbucket, rep.pkey, version, size))
