@@ -109,3 +109,22 @@ def test_partition_cli_says_why_fewer(ms_factory) -> None:
     assert len(plan) == 3 and "3 whole time windows" in plan[0]["meta"]["note"]
     result = CliRunner().invoke(cli, ["partition", uri, "--by", "time", "-n", "5"])
     assert result.exit_code == 0 and "note: 3 partitions, not 5" in result.output
+
+
+def test_masks_and_groups_in_xarray_and_npz(ms_factory, tmp_path: Path) -> None:
+    pytest.importorskip("xarray")
+    from skyplug.core.dataset import load_partition
+
+    casa = skyplug.open(str(ms_factory("casa"))).plan("spw", 3)[0]
+    xds = load_partition(casa, as_="xarray")
+    assert xds["WEIGHT_SPECTRUM_DEFINED"].dims == ("row",)
+    assert xds["WEIGHT_SPECTRUM"].dims == ("row", "chan", "corr")
+    p = skyplug.open(str(ms_factory("bda4"))).plan("time", 3)[1]
+    xds = load_partition(p, as_="xarray")
+    assert xds["DATA@2"].dims == ("row@2", "chan@2", "corr@2")
+    assert xds["ANTENNA_NAME"].dims == ("antenna",)
+    path = Path(fetch_partition(p, tmp_path, as_="npz")["outputs"][0])
+    loaded = p.load()
+    with np.load(path) as npz:
+        assert set(npz.files) == set(loaded)
+        assert np.array_equal(npz["DATA@3"], loaded["DATA@3"], equal_nan=True)
