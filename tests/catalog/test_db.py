@@ -225,3 +225,33 @@ def test_having_on_alias_and_union(catalog: Catalog) -> None:
         "SELECT obs_publisher_did FROM ivoa.obscore UNION SELECT obs_publisher_did FROM ivoa.obscore_radio"
     )
     assert len(res.rows) == N_RECORDS
+
+
+HEAVY = "SELECT COUNT(*) AS n FROM ivoa.obscore AS a, ivoa.obscore AS b, ivoa.obscore AS c"
+
+
+def test_cancel_interrupts_the_running_statement(catalog) -> None:
+    import threading
+    import time
+
+    from skyplug.catalog.db import QueryCancelled
+
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(QueryCancelled):
+        catalog.query(HEAVY, timeout=20, cancel=cancel)
+    assert time.monotonic() - t0 < 2.0
+    assert catalog.query("SELECT COUNT(*) AS n FROM ivoa.obscore").rows[0][0] == 2000  # pool still fine
+
+
+def test_a_longer_timeout_is_capped_by_the_statement_timeout(backend_url: str) -> None:
+    import time
+
+    from skyplug.catalog.db import QueryTimeout
+
+    with open_catalog(backend_url, timeout=1.0) as cat:
+        t0 = time.monotonic()
+        with pytest.raises(QueryTimeout, match="1 s statement timeout"):
+            cat.query(HEAVY, timeout=600)
+        assert time.monotonic() - t0 < 3.0
