@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError
+from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError, SkyplugError
 from skyplug.core.logs import redact_url
 
 PENDING, READY, BAD, EVICTING = "pending", "ready", "bad", "evicting"
@@ -238,7 +238,9 @@ class LocationDB:
         """The schema version, 0 when the DB has no schema table yet (without creating one)."""
         try:
             return self.schema_version
-        except Exception:  # no schema_version table: a new or foreign DB
+        except SkyplugError:  # cannot connect: say so
+            raise
+        except Exception:  # no schema_version table (sqlite3 or psycopg error): a new or foreign DB
             return 0
 
     def migrate(self) -> int:
