@@ -56,6 +56,8 @@ def _words(key: str) -> list[str]:
 
 def is_secret_key(key: str) -> bool:
     """True when a configuration key names a credential (see the module's stem and word lists)."""
+    if any(c in str(key) for c in "/*."):
+        return False  # a bucket prefix or pattern ([multisite] policies), not a setting's name
     words = _words(str(key))
     if not words or words[-1] in _HARMLESS_LAST:
         return False
