@@ -43,8 +43,21 @@ from pathlib import Path
 
 import numpy as np
 
-LAYOUTS = ("tcsm", "chansplit", "tssm", "dysco", "ssm", "twospw", "unsorted", "bda", "badsubtables",
-           "flagged", "casa", "casavla", "bda4")
+LAYOUTS = (
+    "tcsm",
+    "chansplit",
+    "tssm",
+    "dysco",
+    "ssm",
+    "twospw",
+    "unsorted",
+    "bda",
+    "badsubtables",
+    "flagged",
+    "casa",
+    "casavla",
+    "bda4",
+)
 VARSHAPE = ("twospw", "casa", "casavla", "bda4")  # spectral windows of different widths
 CASA = ("casa", "casavla")
 BDA_FACTORS = (4, 2, 1)  # integrations averaged for short, medium and long baselines
@@ -57,25 +70,61 @@ CENTRE = np.array([4323914.0, 165533.0, 4670321.0])
 def _dminfo(layout: str, nchan: int, ncorr: int, tile_rows: int, tile_chan: int, tile_corr: int) -> dict:
     """The data-manager layout of the main table (names follow DP3's MSWriter)."""
     spec_cols = ["DATA", "FLAG", "WEIGHT_SPECTRUM"]
-    scalars = ["ARRAY_ID", "DATA_DESC_ID", "EXPOSURE", "FEED1", "FEED2", "FIELD_ID", "FLAG_ROW",
-               "INTERVAL", "OBSERVATION_ID", "PROCESSOR_ID", "SCAN_NUMBER", "STATE_ID", "TIME",
-               "TIME_CENTROID"]
+    scalars = [
+        "ARRAY_ID",
+        "DATA_DESC_ID",
+        "EXPOSURE",
+        "FEED1",
+        "FEED2",
+        "FIELD_ID",
+        "FLAG_ROW",
+        "INTERVAL",
+        "OBSERVATION_ID",
+        "PROCESSOR_ID",
+        "SCAN_NUMBER",
+        "STATE_ID",
+        "TIME",
+        "TIME_CENTROID",
+    ]
     if layout in CASA:
         return _casa_dminfo(layout, scalars, tile_rows)
     if layout == "ssm":
-        return {"*1": {"TYPE": "StandardStMan", "NAME": "SSMAll", "SPEC": {"BUCKETSIZE": 8192},
-                       "COLUMNS": ["ANTENNA1", "ANTENNA2", "FLAG_CATEGORY", "UVW", "WEIGHT", "SIGMA",
-                                   *spec_cols]},
-                "*2": {"TYPE": "IncrementalStMan", "NAME": "ISMData", "SPEC": {"BUCKETSIZE": 32768},
-                       "COLUMNS": scalars}}
-    dm = {"*1": {"TYPE": "StandardStMan", "NAME": "SSMVar", "SPEC": {"BUCKETSIZE": 32768},
-                 "COLUMNS": ["ANTENNA1", "ANTENNA2", "FLAG_CATEGORY"]},
-          "*2": {"TYPE": "IncrementalStMan", "NAME": "ISMData", "SPEC": {"BUCKETSIZE": 32768},
-                 "COLUMNS": scalars}}
+        return {
+            "*1": {
+                "TYPE": "StandardStMan",
+                "NAME": "SSMAll",
+                "SPEC": {"BUCKETSIZE": 8192},
+                "COLUMNS": ["ANTENNA1", "ANTENNA2", "FLAG_CATEGORY", "UVW", "WEIGHT", "SIGMA", *spec_cols],
+            },
+            "*2": {
+                "TYPE": "IncrementalStMan",
+                "NAME": "ISMData",
+                "SPEC": {"BUCKETSIZE": 32768},
+                "COLUMNS": scalars,
+            },
+        }
+    dm = {
+        "*1": {
+            "TYPE": "StandardStMan",
+            "NAME": "SSMVar",
+            "SPEC": {"BUCKETSIZE": 32768},
+            "COLUMNS": ["ANTENNA1", "ANTENNA2", "FLAG_CATEGORY"],
+        },
+        "*2": {
+            "TYPE": "IncrementalStMan",
+            "NAME": "ISMData",
+            "SPEC": {"BUCKETSIZE": 32768},
+            "COLUMNS": scalars,
+        },
+    }
 
     def tiled(key: str, kind: str, name: str, col: str, shape: list[int]) -> None:
-        dm[key] = {"TYPE": kind, "NAME": name,
-                   "SPEC": {"DEFAULTTILESHAPE": np.array(shape, dtype=np.int32)}, "COLUMNS": [col]}
+        dm[key] = {
+            "TYPE": kind,
+            "NAME": name,
+            "SPEC": {"DEFAULTTILESHAPE": np.array(shape, dtype=np.int32)},
+            "COLUMNS": [col],
+        }
 
     cell = [tile_corr, tile_chan, tile_rows]
     tiled("*3", "TiledColumnStMan", "TiledUVW", "UVW", [3, tile_rows * 2])
@@ -87,10 +136,19 @@ def _dminfo(layout: str, nchan: int, ncorr: int, tile_rows: int, tile_chan: int,
     tiled("*7", flag_kind, "TiledWeight", "WEIGHT", [tile_corr, tile_rows * 8])
     tiled("*8", flag_kind, "TiledSigma", "SIGMA", [tile_corr, tile_rows * 8])
     if layout == "dysco":
-        dm["*4"] = {"TYPE": "DyscoStMan", "NAME": "DyscoData",
-                    "SPEC": {"dataBitCount": 10, "weightBitCount": 12, "distribution": "TruncatedGaussian",
-                             "normalization": "AF", "studentTNu": 0.0, "distributionTruncation": 2.5},
-                    "COLUMNS": ["DATA", "WEIGHT_SPECTRUM"]}
+        dm["*4"] = {
+            "TYPE": "DyscoStMan",
+            "NAME": "DyscoData",
+            "SPEC": {
+                "dataBitCount": 10,
+                "weightBitCount": 12,
+                "distribution": "TruncatedGaussian",
+                "normalization": "AF",
+                "studentTNu": 0.0,
+                "distributionTruncation": 2.5,
+            },
+            "COLUMNS": ["DATA", "WEIGHT_SPECTRUM"],
+        }
         del dm["*6"]
     return dm
 
@@ -98,19 +156,38 @@ def _dminfo(layout: str, nchan: int, ncorr: int, tile_rows: int, tile_chan: int,
 def _casa_dminfo(layout: str, scalars: list[str], tile_rows: int) -> dict:
     """CASA's layout: scalars in StandardStMan, UVW tiled by column, other arrays by shape."""
     ssm = ["ANTENNA1", "ANTENNA2", *scalars] + (["FLAG_CATEGORY"] if layout == "casavla" else [])
-    dm = {"*1": {"TYPE": "StandardStMan", "NAME": "StandardStMan", "SPEC": {"BUCKETSIZE": 32768},
-                 "COLUMNS": ssm},
-          "*2": {"TYPE": "TiledColumnStMan", "NAME": "TiledUVW",
-                 "SPEC": {"DEFAULTTILESHAPE": np.array([3, tile_rows * 2], np.int32)}, "COLUMNS": ["UVW"]}}
-    shaped = [("DATA", "TiledDATA", 3), ("FLAG", "TiledFlag", 3), ("WEIGHT_SPECTRUM", "TiledWgtSpectrum", 3),
-              ("SIGMA_SPECTRUM", "TiledSigmaSpectrum", 3), ("WEIGHT", "TiledWgt", 2),
-              ("SIGMA", "TiledSigma", 2)]
+    dm = {
+        "*1": {
+            "TYPE": "StandardStMan",
+            "NAME": "StandardStMan",
+            "SPEC": {"BUCKETSIZE": 32768},
+            "COLUMNS": ssm,
+        },
+        "*2": {
+            "TYPE": "TiledColumnStMan",
+            "NAME": "TiledUVW",
+            "SPEC": {"DEFAULTTILESHAPE": np.array([3, tile_rows * 2], np.int32)},
+            "COLUMNS": ["UVW"],
+        },
+    }
+    shaped = [
+        ("DATA", "TiledDATA", 3),
+        ("FLAG", "TiledFlag", 3),
+        ("WEIGHT_SPECTRUM", "TiledWgtSpectrum", 3),
+        ("SIGMA_SPECTRUM", "TiledSigmaSpectrum", 3),
+        ("WEIGHT", "TiledWgt", 2),
+        ("SIGMA", "TiledSigma", 2),
+    ]
     if layout == "casa":
         shaped.append(("FLAG_CATEGORY", "TiledFlagCategory", 4))
     for i, (col, name, ndim) in enumerate(shaped, start=3):
         shape = {2: [4, tile_rows], 3: [4, 16, tile_rows], 4: [4, 16, 1, tile_rows]}[ndim]  # corr, chan, cat
-        dm[f"*{i}"] = {"TYPE": "TiledShapeStMan", "NAME": name,
-                       "SPEC": {"DEFAULTTILESHAPE": np.array(shape, np.int32)}, "COLUMNS": [col]}
+        dm[f"*{i}"] = {
+            "TYPE": "TiledShapeStMan",
+            "NAME": name,
+            "SPEC": {"DEFAULTTILESHAPE": np.array(shape, np.int32)},
+            "COLUMNS": [col],
+        }
     return dm
 
 
@@ -143,8 +220,16 @@ def _antennas(nant: int, rng: np.random.Generator) -> np.ndarray:
     return CENTRE + offs[:, :1] * east + offs[:, 1:] * north
 
 
-def make_ms(path: str | Path, layout: str = "tcsm", *, nant: int = 6, ntime: int = 12, nchan: int = 16,
-            tile_rows: int = 16, seed: int = 7) -> Path:
+def make_ms(
+    path: str | Path,
+    layout: str = "tcsm",
+    *,
+    nant: int = 6,
+    ntime: int = 12,
+    nchan: int = 16,
+    tile_rows: int = 16,
+    seed: int = 7,
+) -> Path:
     """Write an MS at ``path`` in ``layout``; return the path. Deterministic for a seed."""
     from casacore import tables as t
 
@@ -157,11 +242,17 @@ def make_ms(path: str | Path, layout: str = "tcsm", *, nant: int = 6, ntime: int
     ncorr = 1 if layout == "unsorted" else 4
     tile_chan = max(1, nchan // 4) if layout in ("chansplit", "unsorted", "tssm") else nchan
     tile_corr = 2 if layout == "chansplit" else ncorr
-    spws = {"twospw": [nchan, nchan // 2], "casa": [nchan, nchan // 2, nchan // 4],
-            "casavla": [nchan, nchan // 2, nchan // 4],
-            "bda4": [nchan, nchan * 3 // 4, nchan // 2, nchan // 4]}.get(layout, [nchan])
-    ms = t.default_ms(str(path), _main_desc(layout, nchan, ncorr),
-                      _dminfo(layout, nchan, ncorr, tile_rows, tile_chan, tile_corr))
+    spws = {
+        "twospw": [nchan, nchan // 2],
+        "casa": [nchan, nchan // 2, nchan // 4],
+        "casavla": [nchan, nchan // 2, nchan // 4],
+        "bda4": [nchan, nchan * 3 // 4, nchan // 2, nchan // 4],
+    }.get(layout, [nchan])
+    ms = t.default_ms(
+        str(path),
+        _main_desc(layout, nchan, ncorr),
+        _dminfo(layout, nchan, ncorr, tile_rows, tile_chan, tile_corr),
+    )
     a1, a2 = np.triu_indices(nant)  # autocorrelations included
     nbl = len(a1)
     times = MJD_START + 10.0 * np.arange(ntime)
@@ -246,7 +337,7 @@ def _bda_rows(pos: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarra
     for i in range(len(times)):
         for b in np.flatnonzero((i + 1) % factor == 0):
             f = int(factor[b])
-            out.append((float(np.mean(times[i + 1 - f:i + 1])), step * f, int(a1[b]), int(a2[b])))
+            out.append((float(np.mean(times[i + 1 - f : i + 1])), step * f, int(a1[b]), int(a2[b])))
     tcol, interval, ant1, ant2 = (np.asarray(x) for x in zip(*out, strict=True))
     return tcol, interval, ant1.astype(np.int32), ant2.astype(np.int32)
 
@@ -372,8 +463,9 @@ def main() -> None:
     ap.add_argument("--tile-rows", type=int, default=16)
     ap.add_argument("--zip", choices=("stored", "deflated"))
     args = ap.parse_args()
-    ms = make_ms(args.out, args.layout, nant=args.nant, ntime=args.ntime, nchan=args.nchan,
-                 tile_rows=args.tile_rows)
+    ms = make_ms(
+        args.out, args.layout, nant=args.nant, ntime=args.ntime, nchan=args.nchan, tile_rows=args.tile_rows
+    )
     if args.zip:
         zip_ms(ms, f"{ms}.zip", args.zip)
 

@@ -56,7 +56,7 @@ def reference(ms: Path, rows: np.ndarray, chan: list[int] | None = None) -> dict
                 value = full
                 out[col + "_DEFINED"] = defined
             if chan is not None and value.ndim == 3:
-                value = value[:, chan[0]:chan[1]]
+                value = value[:, chan[0] : chan[1]]
             out[col] = value
     return out
 

@@ -47,8 +47,9 @@ def bulk_spans(uri: str) -> dict[str, tuple[str, int, int]]:
     return out
 
 
-def tile_bytes_read(log: list[tuple[str, int, int]], spans: dict[str, tuple[str, int, int]],
-                    allowed: int = 0) -> int:
+def tile_bytes_read(
+    log: list[tuple[str, int, int]], spans: dict[str, tuple[str, int, int]], allowed: int = 0
+) -> int:
     """Bytes read inside bulk members, beyond the first ``allowed`` bytes (a Dysco header)."""
     total = 0
     for path, s, e in log:
@@ -114,8 +115,9 @@ def test_cold_worker_fetches_small_files_once(ms_factory, monkeypatch, tmp_path:
 @pytest.fixture(scope="module")
 def dp3_like(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str | None], Path]:
     """A DP3-like 64-channel MS (24 antennas, tiles of 512 rows), plain or zipped."""
-    ms = make_ms(tmp_path_factory.mktemp("dp3") / "SB226.ms", "tcsm", nant=24, ntime=40, nchan=64,
-                 tile_rows=512)
+    ms = make_ms(
+        tmp_path_factory.mktemp("dp3") / "SB226.ms", "tcsm", nant=24, ntime=40, nchan=64, tile_rows=512
+    )
 
     def get(zipped: str | None) -> Path:
         return ms if zipped is None else zip_ms(ms, ms.with_suffix(".ms.zip"))

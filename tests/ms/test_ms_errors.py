@@ -35,7 +35,7 @@ def rename_manager(table_dat: Path, old: str, new: str) -> None:
     desc_end = r.pos + struct.unpack_from(">I", data, r.pos)[0]
     old_s = struct.pack(">I", len(old)) + old.encode()
     pos = data.index(old_s, desc_end)
-    data = data[:pos] + struct.pack(">I", len(new)) + new.encode() + data[pos + len(old_s):]
+    data = data[:pos] + struct.pack(">I", len(new)) + new.encode() + data[pos + len(old_s) :]
     length = struct.unpack_from(">I", data, 4)[0] + len(new) - len(old)
     table_dat.write_bytes(data[:4] + struct.pack(">I", length) + data[8:])
 
@@ -69,9 +69,14 @@ def test_missing_tile_file(ms_copy) -> None:
     assert "table.f3_TSM0" in msg and "DATA" in msg and "TiledColumnStMan" in msg and "missing" in msg
 
 
-@pytest.mark.parametrize("layout,name,manager", [("tcsm", "table.f3_TSM0", "TiledColumnStMan"),
-                                                 ("twospw", "table.f3_TSM2", "TiledShapeStMan"),
-                                                 ("dysco", "table.f3", "DyscoStMan")])
+@pytest.mark.parametrize(
+    "layout,name,manager",
+    [
+        ("tcsm", "table.f3_TSM0", "TiledColumnStMan"),
+        ("twospw", "table.f3_TSM2", "TiledShapeStMan"),
+        ("dysco", "table.f3", "DyscoStMan"),
+    ],
+)
 def test_tile_file_shorter_than_layout(ms_copy, layout: str, name: str, manager: str) -> None:
     ms = ms_copy(layout)
     with (ms / name).open("r+b") as fh:
@@ -95,7 +100,7 @@ def test_zip_with_broken_central_directory(ms_factory, tmp_path: Path) -> None:
     z = zip_ms(ms_factory("tcsm"), tmp_path / "SB226.ms.zip")
     data = bytearray(z.read_bytes())
     cd_offset = struct.unpack_from("<I", data, len(data) - 22 + 16)[0]
-    data[cd_offset:cd_offset + 4] = b"XXXX"
+    data[cd_offset : cd_offset + 4] = b"XXXX"
     z.write_bytes(bytes(data))
     with pytest.raises(FormatError, match="central directory") as err:
         skyplug.open(str(z)).index()
@@ -175,8 +180,10 @@ def test_undecoded_storage_manager_is_one_line(ms_copy, tmp_path: Path, manager:
     ms = ms_copy()
     rename_manager(ms / "table.dat", "TiledColumnStMan", manager)
     uri = str(zip_ms(ms, tmp_path / "SB.ms.zip") if zipped else ms)
-    for args in (["index", uri], ["fetch", uri, "--by", "time", "-n", "3", "--as", "ms", "--out",
-                                  str(tmp_path / "out")]):
+    for args in (
+        ["index", uri],
+        ["fetch", uri, "--by", "time", "-n", "3", "--as", "ms", "--out", str(tmp_path / "out")],
+    ):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code != 0
         lines = result.output.strip().splitlines()
@@ -185,3 +192,16 @@ def test_undecoded_storage_manager_is_one_line(ms_copy, tmp_path: Path, manager:
         assert found and found.group(1) in {"UVW", "DATA", "FLAG", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA"}
         assert uri in lines[0]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cold_worker_checks_the_small_file_limit(ms_factory, monkeypatch, tmp_path: Path) -> None:
+    """A worker with an empty cache reads the small files whole too: the same bound holds there."""
+    from skyplug.core import config
+
+    uri = str(ms_factory("tcsm", zip="stored"))
+    p = skyplug.open(uri).plan("time", 2)[0]
+    monkeypatch.setenv("SKYPLUG_CACHE_DIR", str(tmp_path / "worker-cache"))
+    config.set_config(config.Config.from_dict({"formats": {"ms": {"max_small_bytes": 1000}}}))
+    with pytest.raises(FormatError, match=r"member \S+ \(\d+ bytes\).*max_small_bytes") as err:
+        p.load()
+    assert uri in str(err.value)

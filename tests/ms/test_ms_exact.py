@@ -15,8 +15,21 @@ from skyplug.core.partition import Partition
 from skyplug.plugins.formats.ms.load import groups
 from tests.ms.conftest import all_rows, assert_equal_columns, reference
 
-LAYOUTS = ["tcsm", "chansplit", "tssm", "dysco", "ssm", "twospw", "unsorted",
-           "bda", "badsubtables", "flagged", "casa", "casavla", "bda4"]
+LAYOUTS = [
+    "tcsm",
+    "chansplit",
+    "tssm",
+    "dysco",
+    "ssm",
+    "twospw",
+    "unsorted",
+    "bda",
+    "badsubtables",
+    "flagged",
+    "casa",
+    "casavla",
+    "bda4",
+]
 AXES = [("time", 5), ("rows", 3), ("spw", 2), ("chan", 3)]
 
 
@@ -48,8 +61,9 @@ def test_exact_plain(ms_factory, layout: str, by: str, n: int) -> None:
     check_all(str(ms), ms, by, n)
 
 
-@pytest.mark.parametrize("layout", ["tcsm", "chansplit", "dysco", "twospw", "bda", "badsubtables", "flagged",
-                                    "casa", "casavla"])
+@pytest.mark.parametrize(
+    "layout", ["tcsm", "chansplit", "dysco", "twospw", "bda", "badsubtables", "flagged", "casa", "casavla"]
+)
 @pytest.mark.parametrize("by,n", [("time", 4), ("chan", 2)])
 def test_exact_zip_stored(ms_factory, layout: str, by: str, n: int) -> None:
     with warnings.catch_warnings():
@@ -90,7 +104,7 @@ def test_unsorted_time_partitions_hold_whole_timestamps(ms_factory) -> None:
     assert ds.index()["sorted_by_time"] is False
     times = [set(np.unique(p.load()["TIME"]).tolist()) for p in ds.plan("time", 4)]
     for i, a in enumerate(times):
-        for b in times[i + 1:]:
+        for b in times[i + 1 :]:
             assert not a & b
     assert sum(len(t) for t in times) == len(ds.index()["times"])
 
@@ -120,8 +134,9 @@ def test_xarray_output(ms_factory) -> None:
 
 
 @pytest.mark.parametrize("layout,decoded", [("chansplit", True), ("twospw", True), ("dysco", False)])
-def test_tiles_decoded_with_numpy(ms_factory, monkeypatch: pytest.MonkeyPatch, layout: str,
-                                  decoded: bool) -> None:
+def test_tiles_decoded_with_numpy(
+    ms_factory, monkeypatch: pytest.MonkeyPatch, layout: str, decoded: bool
+) -> None:
     """Tiled columns come from the fetched tiles (numpy); only Dysco goes through casacore."""
     from skyplug.plugins.formats.ms import load
 

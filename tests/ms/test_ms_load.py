@@ -35,8 +35,9 @@ def test_zip_partition_loads_without_central_directory(ms_factory, monkeypatch: 
 
 
 @pytest.mark.parametrize("zipped", [None, "stored"])
-def test_cold_worker_zip_or_folder(ms_factory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                   zipped: str | None) -> None:
+def test_cold_worker_zip_or_folder(
+    ms_factory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, zipped: str | None
+) -> None:
     """An empty small-file cache is filled once (for a zip, after reading its central directory)."""
     parts = skyplug.open(str(ms_factory("tcsm", zip=zipped))).plan("time", 2)
     monkeypatch.setenv("SKYPLUG_CACHE_DIR", str(tmp_path / "cold"))
@@ -46,8 +47,9 @@ def test_cold_worker_zip_or_folder(ms_factory, monkeypatch: pytest.MonkeyPatch, 
         assert_equal_columns(got, reference(ms_factory("tcsm"), got["ROWID"]))
 
 
-@pytest.mark.parametrize("layout,by", [("tcsm", "time"), ("chansplit", "chan"), ("twospw", "time"),
-                                       ("dysco", "rows")])
+@pytest.mark.parametrize(
+    "layout,by", [("tcsm", "time"), ("chansplit", "chan"), ("twospw", "time"), ("dysco", "rows")]
+)
 def test_concurrent_loads_are_exact(ms_factory, layout: str, by: str) -> None:
     """Threads loading partitions of one MS at once share its open table without mixing rows."""
     ms = ms_factory(layout)

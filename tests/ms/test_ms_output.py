@@ -31,8 +31,9 @@ def assert_written(out: Path, ms: Path, rows: np.ndarray) -> None:
         assert_equal_columns(reference(out, at), reference(ms, rows[at]))
 
 
-@pytest.mark.parametrize("layout", ["tcsm", "chansplit", "tssm", "dysco", "ssm", "twospw", "unsorted", "casa",
-                                    "casavla", "bda4"])
+@pytest.mark.parametrize(
+    "layout", ["tcsm", "chansplit", "tssm", "dysco", "ssm", "twospw", "unsorted", "casa", "casavla", "bda4"]
+)
 def test_as_ms_is_exact_and_complete(ms_factory, tmp_path: Path, layout: str) -> None:
     from casacore import tables
 
@@ -48,8 +49,11 @@ def test_as_ms_is_exact_and_complete(ms_factory, tmp_path: Path, layout: str) ->
     rows = all_rows(p.load())
     assert_written(out, ms, rows)
     with tables.table(str(ms), ack=False) as src, tables.table(str(out), ack=False) as dst:
-        subs = [k for k in src.keywordnames() if isinstance(src.getkeyword(k), str)
-                and src.getkeyword(k).startswith("Table:")]
+        subs = [
+            k
+            for k in src.keywordnames()
+            if isinstance(src.getkeyword(k), str) and src.getkeyword(k).startswith("Table:")
+        ]
         assert subs and set(subs) <= set(dst.keywordnames())
         for name in subs:
             with tables.table(str(ms / name), ack=False) as a, tables.table(str(out / name), ack=False) as b:
@@ -88,6 +92,16 @@ def test_as_npz(ms_factory, tmp_path: Path) -> None:
     assert path.name == "part-0001.npz"
     with np.load(path) as npz:
         got = {k: npz[k] for k in npz.files}
-    assert {"DATA", "FLAG", "WEIGHT_SPECTRUM", "UVW", "TIME", "ANTENNA1", "ANTENNA2",
-            "CHAN_FREQ", "ANTENNA_NAME", "ANTENNA_POSITION"} <= set(got)
+    assert {
+        "DATA",
+        "FLAG",
+        "WEIGHT_SPECTRUM",
+        "UVW",
+        "TIME",
+        "ANTENNA1",
+        "ANTENNA2",
+        "CHAN_FREQ",
+        "ANTENNA_NAME",
+        "ANTENNA_POSITION",
+    } <= set(got)
     assert_equal_columns(got, reference(ms, got["ROWID"], p.selection["chan"]))

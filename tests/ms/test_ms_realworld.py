@@ -76,8 +76,9 @@ def test_casa_from_s3_prefix_and_zip(ms_factory, s3env, tmp_path: Path) -> None:
             for got in groups(q.load()).values():
                 assert_equal_columns(got, reference(ms, got["ROWID"]))
         out = Path(fetch_partition(parts[1], tmp_path / uri.rsplit("/", 1)[1], as_="ms")["outputs"][0])
-        assert np.array_equal(defined(out, "WEIGHT_SPECTRUM"),
-                              defined(ms, "WEIGHT_SPECTRUM")[all_rows(parts[1].load())])
+        assert np.array_equal(
+            defined(out, "WEIGHT_SPECTRUM"), defined(ms, "WEIGHT_SPECTRUM")[all_rows(parts[1].load())]
+        )
         assert not defined(out, "FLAG_CATEGORY").any()
 
 

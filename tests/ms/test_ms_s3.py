@@ -17,8 +17,10 @@ pytestmark = pytest.mark.s3
 @pytest.mark.parametrize("layout", ["chansplit", "dysco", "twospw"])
 def test_exact_from_s3_prefix_and_zip(ms_factory, s3env, layout: str) -> None:
     ms = ms_factory(layout)
-    for uri in (s3env.upload(ms, f"{layout}.ms"), s3env.upload(ms_factory(layout, zip="stored"),
-                                                               f"{layout}.ms.zip")):
+    for uri in (
+        s3env.upload(ms, f"{layout}.ms"),
+        s3env.upload(ms_factory(layout, zip="stored"), f"{layout}.ms.zip"),
+    ):
         ds = skyplug.open(uri)
         assert ds.index()["nrow"] > 0
         for by, n in [("time", 3), ("chan", 2)]:

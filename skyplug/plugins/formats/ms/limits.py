@@ -29,6 +29,9 @@ def check_small(obj: str, sizes: Mapping[str, int], names: Sequence[str]) -> Non
     total = sum(sizes[m] for m in names)
     if total > limit:
         largest = max(names, key=lambda m: sizes[m])
-        raise FormatError(obj, f"member {largest} ({sizes[largest]} bytes) brings the small files the index "
-                               f"reads whole to {total} bytes, over the limit of {limit} "
-                               "([formats.ms] max_small_bytes in skyplug.toml)")
+        raise FormatError(
+            obj,
+            f"member {largest} ({sizes[largest]} bytes) brings the small files the index "
+            f"reads whole to {total} bytes, over the limit of {limit} "
+            "([formats.ms] max_small_bytes in skyplug.toml)",
+        )

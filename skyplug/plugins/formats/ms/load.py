@@ -32,8 +32,13 @@ from skyplug.plugins.formats.ms.plan import requests
 SHARED = ("ANTENNA_NAME", "ANTENNA_POSITION")  # the same for every DATA_DESC_ID group
 GROUP = "@"  # ``DATA@2``: a column of the rows of DATA_DESC_ID 2 in a partition of several shapes
 DEFINED = "_DEFINED"  # suffix of the per-row mask of a column defined in some rows only
-EXTRA_DIMS = {"UVW": ("row", "uvw"), "CHAN_FREQ": ("chan",), "ANTENNA_NAME": ("antenna",),
-              "ANTENNA_POSITION": ("antenna", "xyz"), "ROWID": ("row",)}
+EXTRA_DIMS = {
+    "UVW": ("row", "uvw"),
+    "CHAN_FREQ": ("chan",),
+    "ANTENNA_NAME": ("antenna",),
+    "ANTENNA_POSITION": ("antenna", "xyz"),
+    "ROWID": ("row",),
+}
 
 
 def _prepare(p: Partition, tree: Tree) -> tuple[str, Path, dict[str, int], list[tuple[str, int, int]]]:
@@ -57,8 +62,9 @@ def _prepare(p: Partition, tree: Tree) -> tuple[str, Path, dict[str, int], list[
 
 
 @contextlib.contextmanager
-def opened(p: Partition, tree: Tree, for_copy: bool = False
-           ) -> Iterator[tuple[Any, np.ndarray, Path, dict[str, str]]]:
+def opened(
+    p: Partition, tree: Tree, for_copy: bool = False
+) -> Iterator[tuple[Any, np.ndarray, Path, dict[str, str]]]:
     """(casacore table on the mirror, the partition's rows, mirror path, dropped subtables -> why).
 
     All removed afterwards.
@@ -67,7 +73,7 @@ def opened(p: Partition, tree: Tree, for_copy: bool = False
     deep copy would otherwise fail on, with a warning naming them.
     """
     root, small, sizes, reqs = _prepare(p, tree)
-    pieces = [(m[len(root):], s, d) for m, s, d in _fetch_per_file(tree, reqs)]
+    pieces = [(m[len(root) :], s, d) for m, s, d in _fetch_per_file(tree, reqs)]
     with mirror.sparse_mirror(small, sizes, pieces) as ms:
         dropped = mirror.drop_dangling_subtables(ms) if for_copy else {}
         tab = mirror.open_table(ms, tree.uri)
@@ -89,13 +95,17 @@ def select_rows(tab: Any, p: Partition, uri: str) -> np.ndarray:
         keep &= tab.getcol("DATA_DESC_ID", a, b - a) == sel["ddid"]
     rows = a + np.flatnonzero(keep)
     if len(rows) != sel["nrows"]:
-        raise FormatError(uri, f"partition {p.index}: {len(rows)} rows match its selection, "
-                               f"{sel['nrows']} were planned (the index does not fit the data)")
+        raise FormatError(
+            uri,
+            f"partition {p.index}: {len(rows)} rows match its selection, "
+            f"{sel['nrows']} were planned (the index does not fit the data)",
+        )
     if "baselines" in sel:
         a1, a2 = tab.getcol("ANTENNA1", a, b - a)[rows - a], tab.getcol("ANTENNA2", a, b - a)[rows - a]
         wanted = {(int(x), int(y)) for x, y in sel["baselines"]}
-        rows = rows[np.fromiter(((int(x), int(y)) in wanted for x, y in zip(a1, a2, strict=True)),
-                                bool, len(rows))]
+        rows = rows[
+            np.fromiter(((int(x), int(y)) in wanted for x, y in zip(a1, a2, strict=True)), bool, len(rows))
+        ]
     return rows
 
 
@@ -111,8 +121,10 @@ def _pool() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
     pid = os.getpid()
     with _pools_lock:
         if pid not in _pools:
-            _pools[pid] = (ThreadPoolExecutor(FETCHERS, thread_name_prefix="skyplug-ms-get"),
-                           ThreadPoolExecutor(DECODERS, thread_name_prefix="skyplug-ms-decode"))
+            _pools[pid] = (
+                ThreadPoolExecutor(FETCHERS, thread_name_prefix="skyplug-ms-get"),
+                ThreadPoolExecutor(DECODERS, thread_name_prefix="skyplug-ms-decode"),
+            )
         return _pools[pid]
 
 
@@ -133,8 +145,12 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
     t_started = time.perf_counter()
 
     def fetched(names: Iterable[str]) -> list[tuple[str, int, bytes]]:
-        return [(m, s, d) for name in names if name in futures
-                for (m, s, _), d in zip(groups[name], futures[name].result(), strict=True)]
+        return [
+            (m, s, d)
+            for name in names
+            if name in futures
+            for (m, s, _), d in zip(groups[name], futures[name].result(), strict=True)
+        ]
 
     def read(cached: mirror.CachedTable) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -145,7 +161,7 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
 
     try:
         if p.meta.get("casacore_bulk", True):
-            got = [(m[len(root):], s, d) for m, s, d in fetched(groups)]
+            got = [(m[len(root) :], s, d) for m, s, d in fetched(groups)]
             with mirror.sparse_mirror(small, sizes, got) as ms:
                 tab = mirror.open_table(ms, tree.uri)
                 try:
@@ -160,8 +176,11 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
     for f in futures.values():
         f.result()
     end = time.perf_counter()
-    timings.last = {"prepare": t_started - t0, "fetch": (max(arrived) if arrived else t_started) - t0,
-                    "total": end - t0}
+    timings.last = {
+        "prepare": t_started - t0,
+        "fetch": (max(arrived) if arrived else t_started) - t0,
+        "total": end - t0,
+    }
     return out
 
 
@@ -171,8 +190,10 @@ def _ddid_groups(p: Partition) -> list[tuple[str, Partition]]:
     if "ddids" not in p.selection:
         return [("", p)]
     base = {k: v for k, v in p.selection.items() if k != "ddids"}
-    return [(f"{GROUP}{d}", dataclasses.replace(p, selection={**base, "ddid": d, "nrows": n}))
-            for d, n in p.selection["ddids"]]
+    return [
+        (f"{GROUP}{d}", dataclasses.replace(p, selection={**base, "ddid": d, "nrows": n}))
+        for d, n in p.selection["ddids"]
+    ]
 
 
 def groups(arrs: dict[str, np.ndarray]) -> dict[int | None, dict[str, np.ndarray]]:
@@ -203,8 +224,11 @@ def _fetch_per_file(tree: Tree, reqs: list[tuple[str, int, int]]) -> list[tuple[
     futures = {m: fetch_pool.submit(tree.read_ranges, rs) for m, rs in by_file.items()}
     for f in futures.values():  # wait for all, so a failure leaves no fetch running
         f.exception()
-    return [(m, s, d) for name, rs in by_file.items()
-            for (m, s, _), d in zip(rs, futures[name].result(), strict=True)]
+    return [
+        (m, s, d)
+        for name, rs in by_file.items()
+        for (m, s, _), d in zip(rs, futures[name].result(), strict=True)
+    ]
 
 
 def _fetch(tree: Tree, reqs: list[tuple[str, int, int]], arrived: list[float]) -> list[bytes]:
@@ -216,20 +240,32 @@ def _fetch(tree: Tree, reqs: list[tuple[str, int, int]], arrived: list[float]) -
 Fetched = Callable[[Iterable[str]], list[tuple[str, int, bytes]]]
 
 
-def _read(p: Partition, uri: str, root: str, cached: mirror.CachedTable, fetched: Fetched,
-          decode_pool: ThreadPoolExecutor) -> dict[str, np.ndarray]:
+def _read(
+    p: Partition,
+    uri: str,
+    root: str,
+    cached: mirror.CachedTable,
+    fetched: Fetched,
+    decode_pool: ThreadPoolExecutor,
+) -> dict[str, np.ndarray]:
     """The partition's columns: tiled ones decoded by numpy from ``fetched``, others by casacore."""
     chan = p.selection.get("chan")
     with cached.lock:
         tab = cached.table
         rows = select_rows(tab, p, uri)
         if "layout" not in cached.memo:
-            cached.memo["layout"] = (*_tiled_columns(tab), "<" if tab.endianformat() == "little" else ">",
-                                     list(tab.colnames()))
+            cached.memo["layout"] = (
+                *_tiled_columns(tab),
+                "<" if tab.endianformat() == "little" else ">",
+                list(tab.colnames()),
+            )
         fast, bulk, endian, colnames = cached.memo["layout"]
         if not p.meta.get("casacore_bulk", True) and set(bulk) - set(fast):  # never read holes as data
-            raise FormatError(uri, f"columns {sorted(set(bulk) - set(fast))} need casacore "
-                                   "to decode, but the partition was planned without")
+            raise FormatError(
+                uri,
+                f"columns {sorted(set(bulk) - set(fast))} need casacore "
+                "to decode, but the partition was planned without",
+            )
 
         def decode(col: str, cubes: list[dict[str, Any]], dtype: str) -> dict[str, np.ndarray]:
             found = tsm.Pieces(fetched({root + c["file"] for c in cubes}))
@@ -260,8 +296,9 @@ def _tiled_columns(tab: Any) -> tuple[dict[str, tuple[list[dict[str, Any]], str]
     return fast, bulk
 
 
-def _casacore_columns(tab: Any, rows: np.ndarray, cols: list[str], chan: list[int] | None
-                      ) -> dict[str, np.ndarray]:
+def _casacore_columns(
+    tab: Any, rows: np.ndarray, cols: list[str], chan: list[int] | None
+) -> dict[str, np.ndarray]:
     """Columns read by casacore (channel-sliced when the cells are (chan, corr)).
 
     A contiguous run of rows is read in place; other row sets through a row selection. Array
@@ -316,8 +353,17 @@ def _with_mask(col: str, defined: np.ndarray, idx: np.ndarray, values: np.ndarra
     return {col: full, col + DEFINED: np.asarray(defined, bool).copy()}
 
 
-def _decode(uri: str, col: str, cubes: list[dict[str, Any]], dtype: str, endian: str, rows: np.ndarray,
-            chan: list[int] | None, found: tsm.Pieces, root: str) -> dict[str, np.ndarray]:
+def _decode(
+    uri: str,
+    col: str,
+    cubes: list[dict[str, Any]],
+    dtype: str,
+    endian: str,
+    rows: np.ndarray,
+    chan: list[int] | None,
+    found: tsm.Pieces,
+    root: str,
+) -> dict[str, np.ndarray]:
     """A tiled column of ``rows`` from the fetched tiles: left out when no row has a cell,
     with its ``<COL>_DEFINED`` mask when some rows have none (they are in no hypercube)."""
     parts = []
@@ -346,15 +392,16 @@ def _decode(uri: str, col: str, cubes: list[dict[str, Any]], dtype: str, endian:
     return _with_mask(col, defined, idx, values)
 
 
-def _spectral_and_antennas(cached: mirror.CachedTable, cols: dict[str, np.ndarray],
-                          chan: list[int] | None) -> dict[str, Any]:
+def _spectral_and_antennas(
+    cached: mirror.CachedTable, cols: dict[str, np.ndarray], chan: list[int] | None
+) -> dict[str, Any]:
     """CHAN_FREQ of the partition's spectral window and the antennas (read once per table)."""
     ddid = int(cols["DATA_DESC_ID"][0]) if len(cols.get("DATA_DESC_ID", [])) else 0
     if ("subtables", ddid) not in cached.memo:
         cached.memo[("subtables", ddid)] = _subtables(cached.path, ddid)
     out = {k: v.copy() for k, v in cached.memo[("subtables", ddid)].items()}  # callers may write
     if chan and "CHAN_FREQ" in out:
-        out["CHAN_FREQ"] = out["CHAN_FREQ"][chan[0]:chan[1]]
+        out["CHAN_FREQ"] = out["CHAN_FREQ"][chan[0] : chan[1]]
     return out
 
 
@@ -362,9 +409,11 @@ def _subtables(ms: Path, ddid: int) -> dict[str, np.ndarray]:
     from casacore import tables
 
     out: dict[str, np.ndarray] = {}
-    with contextlib.suppress(RuntimeError), \
-            tables.table(str(ms / "DATA_DESCRIPTION"), ack=False) as dd, \
-            tables.table(str(ms / "SPECTRAL_WINDOW"), ack=False) as spw:
+    with (
+        contextlib.suppress(RuntimeError),
+        tables.table(str(ms / "DATA_DESCRIPTION"), ack=False) as dd,
+        tables.table(str(ms / "SPECTRAL_WINDOW"), ack=False) as spw,
+    ):
         out["CHAN_FREQ"] = spw.getcell("CHAN_FREQ", int(dd.getcell("SPECTRAL_WINDOW_ID", ddid)))
     with contextlib.suppress(RuntimeError), tables.table(str(ms / "ANTENNA"), ack=False) as ant:
         out["ANTENNA_NAME"] = np.asarray(ant.getcol("NAME"), dtype=str)
@@ -388,8 +437,12 @@ def to_xarray(arrs: dict[str, np.ndarray]) -> Any:
         elif base.endswith(DEFINED):
             dims = ("row",)
         else:
-            dims = {1: ("row",), 2: ("row", "corr"), 3: ("row", "chan", "corr"),
-                    4: ("row", "flagcat", "chan", "corr")}[value.ndim]
+            dims = {
+                1: ("row",),
+                2: ("row", "corr"),
+                3: ("row", "chan", "corr"),
+                4: ("row", "flagcat", "chan", "corr"),
+            }[value.ndim]
         if group:
             dims = tuple(d if d in ("antenna", "xyz", "uvw") else f"{d}{GROUP}{group}" for d in dims)
         target = coords if base in ("ROWID", "CHAN_FREQ") else data_vars
@@ -413,14 +466,32 @@ def write_ms(p: Partition, tree: Tree, out: Path) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if dropped:
-        warnings.warn(f"{p.uri}: {out.name} lacks the subtables skyplug cannot copy: "
-                      + "; ".join(f"{k} ({why}{', written empty' if k in emptied else ', left out'})"
-                                  for k, why in dropped.items()), SkyplugWarning, stacklevel=2)
+        warnings.warn(
+            f"{p.uri}: {out.name} lacks the subtables skyplug cannot copy: "
+            + "; ".join(
+                f"{k} ({why}{', written empty' if k in emptied else ', left out'})"
+                for k, why in dropped.items()
+            ),
+            SkyplugWarning,
+            stacklevel=2,
+        )
     return out
 
 
-REQUIRED_SUBTABLES = ("ANTENNA", "DATA_DESCRIPTION", "FEED", "FIELD", "FLAG_CMD", "HISTORY", "OBSERVATION",
-                      "POINTING", "POLARIZATION", "PROCESSOR", "SPECTRAL_WINDOW", "STATE")
+REQUIRED_SUBTABLES = (
+    "ANTENNA",
+    "DATA_DESCRIPTION",
+    "FEED",
+    "FIELD",
+    "FLAG_CMD",
+    "HISTORY",
+    "OBSERVATION",
+    "POINTING",
+    "POLARIZATION",
+    "PROCESSOR",
+    "SPECTRAL_WINDOW",
+    "STATE",
+)
 
 
 def _empty_required_subtables(ms: Path, dropped: dict[str, str]) -> list[str]:
@@ -444,8 +515,12 @@ def _lossless_dminfo(tab: Any) -> dict[str, Any]:
         return {}
     for key, v in info.items():
         if v["TYPE"] == "DyscoStMan":
-            info[key] = {"TYPE": "TiledColumnStMan", "NAME": f"{v['NAME']}Tiled", "SPEC": {},
-                         "COLUMNS": v["COLUMNS"]}
+            info[key] = {
+                "TYPE": "TiledColumnStMan",
+                "NAME": f"{v['NAME']}Tiled",
+                "SPEC": {},
+                "COLUMNS": v["COLUMNS"],
+            }
     return info
 
 

@@ -39,8 +39,9 @@ def cell_shape(index: dict[str, Any], ddid: int) -> tuple[int, int]:
     return nchan, ncorr
 
 
-def plan(index: dict[str, Any], by: str, n: int, *, baselines: Sequence[Sequence[int]] | None = None,
-         **opts: Any) -> list[Partition]:
+def plan(
+    index: dict[str, Any], by: str, n: int, *, baselines: Sequence[Sequence[int]] | None = None, **opts: Any
+) -> list[Partition]:
     """``n`` partitions along ``by`` (per DATA_DESC_ID where shapes differ); ``baselines`` filters."""
     if by not in AXES:
         raise PluginError(f"{index.get('uri')}: MS partitions by {', '.join(AXES)}, not {by!r}")
@@ -62,8 +63,10 @@ def plan(index: dict[str, Any], by: str, n: int, *, baselines: Sequence[Sequence
         sels = [{"ddid": d} for d in ddids]
     else:
         for d in ddids:
-            sels += [{"chan": [c0, c1], "ddid": d if len(ddids) > 1 else None}
-                     for c0, c1 in split_even(shapes[d][0], n)]
+            sels += [
+                {"chan": [c0, c1], "ddid": d if len(ddids) > 1 else None}
+                for c0, c1 in split_even(shapes[d][0], n)
+            ]
     row_ddid = np.repeat(groups[:, 3], groups[:, 1] - groups[:, 0])  # groups are row runs, in order
     parts = []
     for sel in sels:
@@ -74,16 +77,19 @@ def plan(index: dict[str, Any], by: str, n: int, *, baselines: Sequence[Sequence
                 sel["ddids"] = [[int(d), int(c)] for d, c in zip(used, counts, strict=True)]
             parts.append((sel, rows))
     note = _fewer_note(index, by, n, len(parts)) if len(parts) < n else None
-    return [_partition(index, i, len(parts), sel, rows, baselines, note)
-            for i, (sel, rows) in enumerate(parts)]
+    return [
+        _partition(index, i, len(parts), sel, rows, baselines, note) for i, (sel, rows) in enumerate(parts)
+    ]
 
 
 def _fewer_note(index: dict[str, Any], by: str, n: int, got: int) -> str:
     """Why a plan along ``by`` has ``got`` partitions rather than the ``n`` asked for."""
     if by == "time":
         if index.get("time_slots"):
-            return (f"{got} partitions, not {n}: rows averaged over several timestamps (baseline-dependent "
-                    f"averaging) join the {len(index['times'])} timestamps into {got} whole time windows")
+            return (
+                f"{got} partitions, not {n}: rows averaged over several timestamps (baseline-dependent "
+                f"averaging) join the {len(index['times'])} timestamps into {got} whole time windows"
+            )
         return f"{got} partitions, not {n}: the MS has {got} timestamps"
     if by == "rows":
         return f"{got} partitions, not {n}: the MS has {index['nrow']} rows"
@@ -107,8 +113,15 @@ def _rows(groups: np.ndarray, sel: dict[str, Any]) -> np.ndarray:
     return rows
 
 
-def _partition(index: dict[str, Any], i: int, count: int, sel: dict[str, Any], rows: np.ndarray,
-               baselines: Sequence[Sequence[int]] | None, note: str | None) -> Partition:
+def _partition(
+    index: dict[str, Any],
+    i: int,
+    count: int,
+    sel: dict[str, Any],
+    rows: np.ndarray,
+    baselines: Sequence[Sequence[int]] | None,
+    note: str | None,
+) -> Partition:
     root, chan = index["root"], sel.get("chan")
     per_file: dict[str, list[tuple[int, int]]] = {}
     for dm in index["managers"]:
@@ -118,8 +131,9 @@ def _partition(index: dict[str, Any], i: int, count: int, sel: dict[str, Any], r
         elif dm["type"] == "DyscoStMan":
             per_file[root + dm["file"]] = dysco.ranges(dm, rows)
     # near ranges are joined exactly as Source.read_ranges will, so planned bytes = fetched bytes
-    requests = [(m, s, e) for m, rs in per_file.items()
-                for s, e in plan_ranges(rs, Source.max_gap, max_part=1 << 62)]
+    requests = [
+        (m, s, e) for m, rs in per_file.items() for s, e in plan_ranges(rs, Source.max_gap, max_part=1 << 62)
+    ]
     selection = {
         "span": [int(rows[0]), int(rows[-1]) + 1],
         "time": sel.get("time"),
@@ -132,12 +146,18 @@ def _partition(index: dict[str, Any], i: int, count: int, sel: dict[str, Any], r
     selection = {k: v for k, v in selection.items() if v is not None}
     total = sum(e - s for _, s, e in requests)
     explicit = requests if len(requests) <= MAX_EXPLICIT else []
-    casacore_bulk = any(dm["type"] == "DyscoStMan" or (dm["type"] in lay.TILED and not dm.get("numpy"))
-                        for dm in index["managers"])
+    casacore_bulk = any(
+        dm["type"] == "DyscoStMan" or (dm["type"] in lay.TILED and not dm.get("numpy"))
+        for dm in index["managers"]
+    )
     # bulk file sizes travel with the partition: a worker needs no listing of a zip to load it
     big = index.get("big_sizes") or index["big"]
-    meta: dict[str, Any] = {"root": root, "big": big, "small_bytes": index["small_bytes"],
-                            "casacore_bulk": casacore_bulk}
+    meta: dict[str, Any] = {
+        "root": root,
+        "big": big,
+        "small_bytes": index["small_bytes"],
+        "casacore_bulk": casacore_bulk,
+    }
     if not explicit:
         meta["strided"] = lay.compress(requests)
         meta["range_count"] = len(requests)

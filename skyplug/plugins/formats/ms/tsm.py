@@ -16,8 +16,19 @@ import numpy as np
 
 from skyplug.plugins.formats.ms.layout import merge, row_runs
 
-DTYPES = {"boolean": "?", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
-          "int64": "i8", "float": "f4", "double": "f8", "complex": "c8", "dcomplex": "c16"}
+DTYPES = {
+    "boolean": "?",
+    "uchar": "u1",
+    "short": "i2",
+    "ushort": "u2",
+    "int": "i4",
+    "uint": "u4",
+    "int64": "i8",
+    "float": "f4",
+    "double": "f8",
+    "complex": "c8",
+    "dcomplex": "c16",
+}
 
 Range = tuple[int, int]
 
@@ -41,16 +52,22 @@ def cubes(tab: Any, seq: int, kind: str, info: dict[str, Any], cols: Sequence[st
     for k in sorted(hyper, key=lambda k: int(k.lstrip("*"))):
         h = hyper[k]
         number = 0 if kind == "TiledColumnStMan" else int(k.lstrip("*"))
-        cube = {"file": f"table.f{seq}_TSM{number}", "cube": [int(x) for x in h["CubeShape"]],
-                "tile": [int(x) for x in h["TileShape"]], "bucket": int(h["BucketSize"])}
+        cube = {
+            "file": f"table.f{seq}_TSM{number}",
+            "cube": [int(x) for x in h["CubeShape"]],
+            "tile": [int(x) for x in h["TileShape"]],
+            "bucket": int(h["BucketSize"]),
+        }
         if shapes is None:
             cube["runs"] = [[0, nrow, 0]]
         else:
             cell = "[" + ", ".join(str(int(x)) for x in reversed(h["CellShape"])) + "]"
             rows = np.flatnonzero(shapes == cell)
             if len(rows) != cube["cube"][-1]:
-                raise GeometryError(f"column {', '.join(cols)} ({kind}): {len(rows)} rows of shape {cell} "
-                                    f"but its hypercube {cube['file']} holds {cube['cube'][-1]}")
+                raise GeometryError(
+                    f"column {', '.join(cols)} ({kind}): {len(rows)} rows of shape {cell} "
+                    f"but its hypercube {cube['file']} holds {cube['cube'][-1]}"
+                )
             cube["runs"] = [[a, b, int(np.searchsorted(rows, a))] for a, b in row_runs(rows)]
         if cube["cube"][-1]:
             out.append(cube)
@@ -119,8 +136,10 @@ def cube_ranges(cube: dict[str, Any], rows: np.ndarray, chan: Sequence[int] | No
     per_slab, bucket = int(np.prod(grid)), int(cube["bucket"])
     j0, j1 = _chan_tiles(cube, chan)
     lo, hi = grid[0] * j0, grid[0] * j1  # tile offsets inside one row-tile slab
-    return merge(((int(tr) * per_slab + lo) * bucket, (int(tr) * per_slab + hi) * bucket)
-                 for tr in np.unique(pos // int(cube["tile"][-1])))
+    return merge(
+        ((int(tr) * per_slab + lo) * bucket, (int(tr) * per_slab + hi) * bucket)
+        for tr in np.unique(pos // int(cube["tile"][-1]))
+    )
 
 
 class Pieces:
@@ -138,7 +157,7 @@ class Pieces:
         i = bisect_right(starts, start) - 1
         if i < 0 or start + (end - start) > starts[i] + len(datas[i]):
             raise KeyError(f"{member} bytes [{start}, {end}) were not fetched")
-        return memoryview(datas[i])[start - starts[i]:end - starts[i]]
+        return memoryview(datas[i])[start - starts[i] : end - starts[i]]
 
 
 def _tile(raw: memoryview, dt: np.dtype, n: int) -> np.ndarray:
@@ -148,8 +167,15 @@ def _tile(raw: memoryview, dt: np.dtype, n: int) -> np.ndarray:
     return np.frombuffer(raw, dt, count=n)
 
 
-def decode(cube: dict[str, Any], dtype: str, endian: str, rows: np.ndarray, chan: Sequence[int] | None,
-           pieces: Pieces, root: str) -> tuple[np.ndarray, np.ndarray]:
+def decode(
+    cube: dict[str, Any],
+    dtype: str,
+    endian: str,
+    rows: np.ndarray,
+    chan: Sequence[int] | None,
+    pieces: Pieces,
+    root: str,
+) -> tuple[np.ndarray, np.ndarray]:
     """(indices into ``rows``, values in C order (row, [chan,] corr)) of the rows this cube holds."""
     idx, pos = positions(cube["runs"], rows)
     grid, _ = tile_grid(cube)
@@ -179,9 +205,10 @@ def decode(cube: dict[str, Any], dtype: str, endian: str, rows: np.ndarray, chan
             for k0 in range(grid[0]):
                 start = (int(tr) * per_slab + k0 + grid[0] * k1) * bucket
                 t = _tile(pieces.get(member, start, start + bucket), dt, ntile).reshape(
-                    (tile[0], t1, t_rows), order="F")
-                block[k0 * tile[0]:(k0 + 1) * tile[0], (k1 - j0) * t1:(k1 - j0 + 1) * t1] = t
+                    (tile[0], t1, t_rows), order="F"
+                )
+                block[k0 * tile[0] : (k0 + 1) * tile[0], (k1 - j0) * t1 : (k1 - j0 + 1) * t1] = t
         base = j0 * t1
-        cells = block[: shape[0], c0 - base:c1 - base, at].transpose(2, 1, 0)  # (row, chan, corr)
+        cells = block[: shape[0], c0 - base : c1 - base, at].transpose(2, 1, 0)  # (row, chan, corr)
         out[lo:hi] = cells if three else cells[:, 0, :]
     return idx, out
