@@ -143,9 +143,9 @@ def test_tiles_decoded_with_numpy(
     via_casacore: list[str] = []
     original = load._casacore_columns
 
-    def spy(tab, rows, cols, chan):
+    def spy(tab, rows, cols, *args):
         via_casacore.extend(cols)
-        return original(tab, rows, cols, chan)
+        return original(tab, rows, cols, *args)
 
     monkeypatch.setattr(load, "_casacore_columns", spy)
     ms = ms_factory(layout)

@@ -273,7 +273,11 @@ def _read(
 
         decoded = {col: decode_pool.submit(decode, col, *spec) for col, spec in fast.items()}
         out: dict[str, np.ndarray] = {"ROWID": rows.astype(np.int64)}
-        out.update(_casacore_columns(tab, rows, [c for c in colnames if c not in fast], chan))
+        if "defined" not in cached.memo:  # once per table: which columns lack cells in some rows
+            cached.memo["defined"] = _definedness(tab, [c for c in colnames if c not in fast])
+        none, partly = cached.memo["defined"]
+        cols = [c for c in colnames if c not in fast and c not in none]
+        out.update(_casacore_columns(tab, rows, cols, chan, partly))
         out.update(_spectral_and_antennas(cached, out, chan))
     for f in decoded.values():
         out.update(f.result())
@@ -297,13 +301,15 @@ def _tiled_columns(tab: Any) -> tuple[dict[str, tuple[list[dict[str, Any]], str]
 
 
 def _casacore_columns(
-    tab: Any, rows: np.ndarray, cols: list[str], chan: list[int] | None
+    tab: Any, rows: np.ndarray, cols: list[str], chan: list[int] | None, partly: frozenset[str] = frozenset()
 ) -> dict[str, np.ndarray]:
     """Columns read by casacore (channel-sliced when the cells are (chan, corr)).
 
     A contiguous run of rows is read in place; other row sets through a row selection. Array
     cells may be undefined (no array stored): a column with none in these rows is left out, one
     defined in some rows only comes with its ``<COL>_DEFINED`` mask (see :func:`_with_mask`).
+    ``cols`` hold no column without any cell in the table; only the ``partly`` defined ones are
+    checked row by row (TaQL ``ISDEFINED``).
     """
     out: dict[str, np.ndarray] = {}
     if not len(rows):
@@ -328,7 +334,7 @@ def _casacore_columns(
     try:
         rsub = None
         for col in cols:
-            if sub.isscalarcol(col):
+            if col not in partly:
                 out[col] = read(sub, col, *at)
                 continue
             rsub = rsub if rsub is not None else (sub if not run else select(tab, rows))
@@ -344,6 +350,20 @@ def _casacore_columns(
         if not run:
             sub.close()
     return out
+
+
+def _definedness(tab: Any, cols: list[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(array columns with no cell in any row, array columns with cells in some rows only)."""
+    none, partly = set(), set()
+    for col in cols:
+        if tab.isscalarcol(col):
+            continue
+        defined = tsm.defined_rows(tab, col)
+        if not defined.any():
+            none.add(col)
+        elif not defined.all():
+            partly.add(col)
+    return frozenset(none), frozenset(partly)
 
 
 def _with_mask(col: str, defined: np.ndarray, idx: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
