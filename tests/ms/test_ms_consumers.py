@@ -31,8 +31,24 @@ def time_partition_ms(ms_factory, tmp_path: Path) -> Path:
 def test_wsclean_images_a_partition(time_partition_ms: Path, tmp_path: Path) -> None:
     exe = tool("wsclean")
     name = tmp_path / "img"
-    run = subprocess.run([exe, "-size", "128", "128", "-scale", "2amin", "-niter", "0", "-name", str(name),
-                          str(time_partition_ms)], capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            exe,
+            "-size",
+            "128",
+            "128",
+            "-scale",
+            "2amin",
+            "-niter",
+            "0",
+            "-name",
+            str(name),
+            str(time_partition_ms),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     image = Path(f"{name}-image.fits")
     assert image.exists() and image.stat().st_size > 128 * 128 * 4
@@ -50,3 +66,34 @@ def test_aoflagger_flags_a_partition(time_partition_ms: Path) -> None:
         after = tab.getcol("FLAG")
     assert after.shape == before.shape and not np.array_equal(after, before)
     assert after.sum() > before.sum()
+
+
+def test_wsclean_images_a_casa_window_with_undefined_cells(ms_factory, tmp_path: Path) -> None:
+    """A CASA-layout window (FLAG_CATEGORY and SIGMA_SPECTRUM without cells) written ``--as ms``
+    from a zip: WSClean reads it (the cells stay undefined, as in the source)."""
+    exe = tool("wsclean")
+    p = skyplug.open(str(ms_factory("casa", zip="stored"))).plan("spw", 3)[1]
+    ms = Path(fetch_partition(p, tmp_path / "out", as_="ms")["outputs"][0])
+    name = tmp_path / "img"
+    run = subprocess.run(
+        [
+            exe,
+            "-reorder",
+            "-size",
+            "64",
+            "64",
+            "-scale",
+            "10amin",
+            "-niter",
+            "0",
+            "-name",
+            str(name),
+            str(ms),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert Path(f"{name}-image.fits").exists()
