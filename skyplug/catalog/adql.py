@@ -153,6 +153,7 @@ MAX_NODES = 10_000  # of the parsed tree
 MAX_DEPTH = 200  # of the parsed tree (a long OR chain is a deep one)
 INT64 = 2**63
 _CONNECTIVE = re.compile(r"\b(?:AND|OR)\b", re.I)
+_PAREN_OR_STRING = re.compile(r"'(?:[^']|'')*'|[()]")
 
 CAST_TYPES = frozenset(
     {
@@ -257,27 +258,25 @@ def parse(adql: str) -> exp.Expression:
 
 
 def _check_text(adql: str) -> None:
-    """Size and parenthesis nesting, checked in one linear pass before any parsing."""
+    """Size, AND/OR count and parenthesis nesting, in linear passes before any parsing."""
     size = len(adql.encode("utf-8", "replace"))
     if size > MAX_QUERY_BYTES:
         raise ADQLError(f"the query is {size} bytes; at most {MAX_QUERY_BYTES} are allowed")
-    depth = deepest = 0
-    quote = False
-    for ch in adql:
-        if ch == "'":
-            quote = not quote
-        elif quote:
-            continue
-        elif ch == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch == ")":
-            depth -= 1
-    if deepest > MAX_NESTING:
-        raise ADQLError(f"the query nests {deepest} parentheses deep; at most {MAX_NESTING} are allowed")
     connectives = len(_CONNECTIVE.findall(adql))  # each AND / OR is one more level of the tree
     if connectives > MAX_DEPTH:
         raise ADQLError(f"the query has {connectives} AND/OR; at most {MAX_DEPTH} are allowed")
+    if adql.count("(") <= MAX_NESTING:
+        return  # cannot nest deeper than that
+    depth = deepest = 0
+    for match in _PAREN_OR_STRING.finditer(adql):  # string literals skipped whole
+        token = match.group()
+        if token == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token == ")":
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise ADQLError(f"the query nests {deepest} parentheses deep; at most {MAX_NESTING} are allowed")
 
 
 def _check_shape(tree: exp.Expression) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,9 @@ def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) ->
         raise  # one line from the CLI: nothing to serve
     except CatalogError as exc:  # e.g. a read-only database user: serve what is there
         click.echo(f"skyplug: warning: TAP_SCHEMA not refreshed: {exc}", err=True)
+    # Request threads share the GIL: a 1 ms switch interval (default 5 ms) keeps a cheap query from
+    # waiting behind threads busy refusing or formatting others (docs/security.md).
+    sys.setswitchinterval(0.001)
     jobs = Path(jobs_dir) if jobs_dir else get_config().cache_dir / "tap-jobs"
     server = TapServer(cat, host, port, jobs_dir=jobs, maxrec=settings().maxrec)
     click.echo(

@@ -94,15 +94,31 @@ def _one_error_line(result) -> str:
 
 @pytest.mark.pg
 def test_catalog_add_and_serve_never_print_the_password(pg_url: str, tmp_path: Path) -> None:
+    files = make_all(tmp_path / "data")
+    url = _with_password(pg_url)
+    try:
+        _add_and_serve(files["cube4"], url, pg_url, tmp_path)
+    finally:  # the session's PostgreSQL catalogue is shared: leave it with its synthetic records only
+        import psycopg
+
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            uri = str(files["cube4"])
+            conn.execute(
+                "DELETE FROM ivoa.obscore_radio WHERE obs_publisher_did IN "
+                "(SELECT obs_publisher_did FROM ivoa.obscore WHERE skyplug_uri = %s)",
+                (uri,),
+            )
+            conn.execute("DELETE FROM ivoa.obscore WHERE skyplug_uri = %s", (uri,))
+
+
+def _add_and_serve(cube: Path, url: str, pg_url: str, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    files = make_all(tmp_path / "data")
-    url = _with_password(pg_url)
-    res = CliRunner().invoke(cli, ["catalog", "add", str(files["cube4"]), "--db", url, "--json"])
+    res = CliRunner().invoke(cli, ["catalog", "add", str(cube), "--db", url, "--json"])
     assert res.exit_code == 0, res.output
     assert PG_CANARY not in res.output and json.loads(res.stdout)["db"].endswith(pg_url.split("@", 1)[1])
-    res = CliRunner().invoke(cli, ["catalog", "add", str(files["cube4"]), "--db", url])
+    res = CliRunner().invoke(cli, ["catalog", "add", str(cube), "--db", url])
     assert res.exit_code == 0 and PG_CANARY not in res.output
     proc = subprocess.Popen(
         [sys.executable, "-m", "skyplug.cli", "catalog", "serve", "--port", "0", "--db", url,
