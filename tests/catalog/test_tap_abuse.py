@@ -267,3 +267,15 @@ def test_normal_query_latency_while_abuse_runs(served: Served) -> None:
         f"server {statistics.mean(busy):.2f} cores"
     )
     assert p_loaded <= 2 * p_idle, f"idle {p_idle * 1000:.1f} ms, under abuse {p_loaded * 1000:.1f} ms"
+
+
+def test_concurrent_queries_per_client_are_limited(served: Served) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = tap.MAX_QUERIES_PER_CLIENT + 2
+    with ThreadPoolExecutor(n) as pool:
+        responses = list(pool.map(lambda _: sync(served, HEAVY), range(n)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(429) >= 2 and set(codes) <= {429, 500}  # 500: stopped by the statement timeout
+    refused = next(r for r in responses if r.status_code == 429)
+    assert "already runs" in _status(refused.content)[1]
