@@ -155,8 +155,19 @@ def real_fits(corpus_dir: Path) -> Any:
     return lambda key: _unxz(f"fits/{FITS[key]}.xz", corpus_dir / "fits" / FITS[key])
 
 
-NUMERIC = ("boolean", "uchar", "short", "ushort", "int", "uint", "int64", "float", "double", "complex",
-           "dcomplex")
+NUMERIC = (
+    "boolean",
+    "uchar",
+    "short",
+    "ushort",
+    "int",
+    "uint",
+    "int64",
+    "float",
+    "double",
+    "complex",
+    "dcomplex",
+)
 Column = np.ndarray | list  # a whole fixed-shape column, or one value per row (None: undefined)
 
 
@@ -211,10 +222,18 @@ def read_table(path: Path) -> TableRef:
 
 
 def want_columns(ref: TableRef, rows: np.ndarray, chan: list[int] | None = None) -> dict[str, Any]:
-    """Column -> stacked reference values for ``rows`` (channel block applied); None: all undefined;
-    "mixed": defined in some rows only."""
+    """Column -> stacked reference values for ``rows``, a channel block cutting the columns shaped
+    like FLAG (chan, corr) only (LOFAR_FULL_RES_FLAG's axes are not channels); None: every cell
+    undefined; "mixed": defined in some rows only."""
     out: dict[str, Any] = {}
-    for col, cells in ref.rows(rows).columns.items():
+    picked = ref.rows(rows).columns
+    flag = picked.get("FLAG")
+    cell = (
+        np.asarray(flag).shape[1:]
+        if isinstance(flag, np.ndarray)
+        else (np.asarray(flag[0]).shape if flag and flag[0] is not None else None)
+    )
+    for col, cells in picked.items():
         if isinstance(cells, list):
             if all(c is None for c in cells):
                 out[col] = None
@@ -225,7 +244,7 @@ def want_columns(ref: TableRef, rows: np.ndarray, chan: list[int] | None = None)
             value = np.stack([np.asarray(c) for c in cells])
         else:
             value = cells
-        if chan is not None and value.ndim == 3:
+        if chan is not None and value.ndim == 3 and value.shape[1:] == cell:  # (row, chan, corr) columns
             value = value[:, chan[0] : chan[1]]
         out[col] = value
     return out
