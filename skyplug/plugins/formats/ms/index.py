@@ -42,7 +42,7 @@ def build_index(tree: Tree) -> dict[str, Any]:
     files = {root + "table.dat": raw, **dict(zip(small, datas[: len(small)], strict=True))}
     small_dir = mirror.cache_dir(uri, tree.version)
     if not small_dir.is_dir():
-        mirror.store(small_dir, root, files, {name: members[root + name] for name in big})
+        mirror.store(small_dir, root, files, {name: members[root + name] for name in big}, obj=uri)
     heads = dict(zip(dysco_files, datas[len(small):], strict=True))
     sizes = {name: members[root + name] for name in big}
     pieces = [(name, 0, head) for name, head in heads.items()]

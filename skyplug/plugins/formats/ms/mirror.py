@@ -28,6 +28,7 @@ from typing import Any
 
 from skyplug.core.config import get_config
 from skyplug.core.errors import FormatError
+from skyplug.core.paths import safe_join, unsafe_reason
 from skyplug.core.source import Tree
 from skyplug.plugins.formats.ms import limits
 
@@ -44,21 +45,26 @@ def small_members(members: dict[str, int], root: str, big: Sequence[str]) -> lis
     return sorted(m for m in members if m.startswith(root) and m not in skip)
 
 
-def store(path: Path, root: str, files: dict[str, bytes], sizes: dict[str, int]) -> None:
+def store(path: Path, root: str, files: dict[str, bytes], sizes: dict[str, int], *, obj: str) -> None:
     """Write ``files`` (member -> bytes) and empty sparse bulk files of ``sizes`` under ``path``.
 
-    Atomic: written in a temporary folder, then renamed.
+    Atomic: written in a temporary folder, then renamed. Member names come from the dataset
+    (``obj``): one that could land outside the folder is refused before anything is written.
     """
+    outs: list[tuple[Path, bytes | int]] = [
+        (safe_join(path, _relative(member, root, obj), obj), data) for member, data in files.items()]
+    outs += [(safe_join(path, _bulk_name(name, root, obj), obj), size) for name, size in sizes.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        for member, data in files.items():
-            out = tmp / member[len(root):]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(data)
-        for name, size in sizes.items():
-            with (tmp / name).open("wb") as fh:
-                fh.truncate(size)
+        for out, content in outs:
+            dest = tmp / out.relative_to(path)
+            if isinstance(content, bytes):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(content)
+            else:
+                with dest.open("wb") as fh:
+                    fh.truncate(content)
         try:
             os.rename(tmp, path)
         except OSError:  # another process stored the same version first
@@ -68,11 +74,28 @@ def store(path: Path, root: str, files: dict[str, bytes], sizes: dict[str, int])
         raise
 
 
+def _relative(member: str, root: str, obj: str) -> str:
+    """``member``'s path inside the MS folder ``root``."""
+    if not member.startswith(root):
+        raise FormatError(obj, f"member {member!r} lies outside the Measurement Set {root!r}")
+    return member[len(root):]
+
+
+def _bulk_name(name: str, root: str, obj: str) -> str:
+    """A bulk file's name, checked to be a plain file of the main table (no folder part)."""
+    if not isinstance(name, str) or "/" in name or unsafe_reason(name):
+        raise FormatError(obj, f"member {root}{name}: a bulk file must be a plain file of the main table")
+    return name
+
+
 def ensure_small(tree: Tree, uri: str, version: str, root: str, big: Sequence[str]) -> tuple[Path, int]:
     """The cached small files of this version, fetched if absent; (folder, bytes fetched).
 
-    Only a cold cache lists the tree (for a zip, its whole central directory).
+    Only a cold cache lists the tree (for a zip, its whole central directory). ``big`` (from a
+    partition) must name plain main-table files: mirrors create them.
     """
+    for name in big:
+        _bulk_name(name, root, uri)
     path = cache_dir(uri, version)
     if path.is_dir():
         return path, 0
@@ -83,7 +106,7 @@ def ensure_small(tree: Tree, uri: str, version: str, root: str, big: Sequence[st
     names = small_members(members, root, big)
     limits.check_small(uri, members, names)
     datas = tree.read_ranges([(m, 0, members[m]) for m in names])
-    store(path, root, dict(zip(names, datas, strict=True)), {b: members[root + b] for b in big})
+    store(path, root, dict(zip(names, datas, strict=True)), {b: members[root + b] for b in big}, obj=uri)
     return path, sum(map(len, datas))
 
 
