@@ -37,11 +37,13 @@ def open_target(
     *,
     size: int | None = None,
     container: dict[str, Any] | None = None,
+    verify: bool = False,
 ) -> Target:
     """Open a URI as a Source (one object) or a Tree (a folder, a prefix, a zip).
 
     With ``version`` every read is conditional on it; ``size`` and ``container`` (from a
-    partition) spare the HEAD and the zip's central directory.
+    partition) spare the HEAD and the zip's central directory. ``verify`` checks the CRC-32 of
+    whole zip members before ranged reads (see ``skyplug.core.zip``); a partition carries it.
     """
     u = uri if isinstance(uri, URI) else parse_uri(uri)
     where = resolve_site(u, site)
@@ -56,9 +58,9 @@ def open_target(
         if size is not None:
             target.assume_size(size)
         if container and "zip" in container:
-            target = ZipTree.from_packed(target, container["zip"])
+            target = ZipTree.from_packed(target, container["zip"], verify=bool(container.get("verify")))
         elif u.name.lower().endswith(".zip"):
-            target = ZipTree(target)
+            target = ZipTree(target, verify=verify)
     return target
 
 
@@ -87,8 +89,11 @@ def sniff(target: Target, name: str) -> Format:
 class Dataset:
     """A remote or local dataset: index it once, plan partitions, describe it."""
 
-    def __init__(self, uri: str, site: str | Site | None = None, format: str | None = None) -> None:
+    def __init__(
+        self, uri: str, site: str | Site | None = None, format: str | None = None, verify: bool = False
+    ) -> None:
         self.uri = parse_uri(uri)
+        self.verify = verify
         self.site = resolve_site(self.uri, site)
         self._format_name = format
         self._target: Target | None = None
@@ -99,7 +104,7 @@ class Dataset:
     @property
     def target(self) -> Target:
         if self._target is None:
-            self._target = open_target(self.uri, self.site)
+            self._target = open_target(self.uri, self.site, verify=self.verify)
         return self._target
 
     @property
@@ -176,9 +181,14 @@ class Dataset:
         return self.format.describe(self.index())
 
 
-def open(uri: str, site: str | Site | None = None, format: str | None = None) -> Dataset:
-    """Open a dataset by URI (a path, ``file://``, ``s3://bucket/key``, ``sky://``)."""
-    return Dataset(uri, site=site, format=format)
+def open(
+    uri: str, site: str | Site | None = None, format: str | None = None, verify: bool = False
+) -> Dataset:
+    """Open a dataset by URI (a path, ``file://``, ``s3://bucket/key``, ``sky://``).
+
+    ``verify``: check the CRC-32 of each zip member whole before reading it by ranges.
+    """
+    return Dataset(uri, site=site, format=format, verify=verify)
 
 
 def _partition_target(p: Partition) -> Target:
