@@ -17,6 +17,7 @@ from skyplug.core.format import Format
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.partition import Partition
 from skyplug.core.plugins import Spec
+from skyplug.core.provenance import activity, step
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "SiteError",
     "SkyplugError",
     "Spec",
+    "activity",
     "StaleIndexError",
     "StaleObjectError",
     "get_config",
@@ -41,4 +43,5 @@ __all__ = [
     "open",
     "open_target",
     "set_config",
+    "step",
 ]

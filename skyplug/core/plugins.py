@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.engines.lithops",
     "skyplug.plugins.engines.dask",
     "skyplug.catalog.plugin",
+    "skyplug.plugins.provenance",
 )
 
 FAMILIES: dict[str, str] = {

@@ -1,0 +1,110 @@
+"""The provenance plugin: observes skyplug's event hooks and records them as IVOA provenance.
+
+Reads become ``used`` byte-range entities (derived from the object, URI + version), writes become
+``wasGeneratedBy`` file entities with their checksum. Outside an explicit ``skyplug.activity`` or
+``skyplug.step``, events are recorded only when ``SKYPLUG_PROV_DB`` or ``[provenance] enabled`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from skyplug.core import provenance as pv
+from skyplug.core.hookspecs import hookimpl
+from skyplug.core.partition import Partition
+
+
+def object_entity(act: pv.Activity, uri: str, version: str, size: int | None = None) -> str:
+    """The whole object as one entity: its URI and version (ETag / mtime) name its bytes."""
+    return act.entity(
+        "e-" + pv.content_id(uri, version),
+        name=uri.rsplit("/", 1)[-1],
+        location=uri,
+        version=version,
+        size=size,
+        entity_type="DatasetEntity",
+    )
+
+
+def ranges_entity(act: pv.Activity, p: Partition) -> str:
+    """The exact byte ranges a partition reads, derived from its object."""
+    ranges = ",".join(f"{m + ':' if m else ''}{s}-{e}" for m, s, e in p.ranges)
+    eid = act.entity(
+        "e-" + pv.content_id(p.uri, p.version, p.ranges),
+        name=f"{p.uri.rsplit('/', 1)[-1]} partition {p.index}/{p.count}",
+        location=p.uri,
+        version=p.version,
+        byteRanges=ranges,
+        size=p.fetch_bytes,
+        selection=str(p.selection),
+        format=p.format,
+    )
+    act.relate("wasDerivedFrom", eid, object_entity(act, p.uri, p.version, p.size))
+    return eid
+
+
+def _format_version(name: str) -> str:
+    from skyplug.core import plugins
+
+    try:
+        return f"{name} {plugins.find('formats', name).version}"
+    except Exception:
+        return name
+
+
+@hookimpl
+def skyplug_index_built(config: Any, uri: str, index: dict[str, Any], stats: dict[str, Any]) -> None:
+    with pv.event_activity("index", {"uri": uri}) as act:
+        if act is None:
+            return
+        version = str(index.get("version", ""))
+        act.used(object_entity(act, uri, version), role="object")
+        iid = act.entity(
+            "e-" + pv.content_id("index", uri, version, index.get("format"), index.get("format_version")),
+            name=f"index of {uri}",
+            format=f"{index.get('format')} {index.get('format_version')}",
+            bytes_read=stats.get("bytes_read"),
+        )
+        act.generated(iid, role="index")
+
+
+@hookimpl
+def skyplug_partition_loaded(config: Any, partition: Partition, stats: dict[str, Any]) -> None:
+    with pv.event_activity("load", {"partition": partition.index, "uri": partition.uri}) as act:
+        if act is None:
+            return
+        act.used(ranges_entity(act, partition), role="byte ranges")
+        aid = "agent-format-" + partition.format
+        agent = {"name": _format_version(partition.format), "agent_type": "SoftwareAgent"}
+        act.nodes.setdefault(aid, ("agent", agent))
+        act.relate("wasAssociatedWith", act.id, aid, role="Contributor")
+
+
+@hookimpl
+def skyplug_object_written(config: Any, path: str, source: Partition | None, kind: str) -> None:
+    params = {"path": path, "as": kind} | ({"partition": source.index, "uri": source.uri} if source else {})
+    with pv.event_activity("write", params) as act:
+        if act is None:
+            return
+        if source is not None:
+            act.used(ranges_entity(act, source), role="byte ranges")
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+        checksum = pv.file_checksum(path)
+        fid = act.entity(
+            "e-file-" + checksum[:32],
+            name=os.path.basename(path),
+            location=path,
+            size=size,
+            checksum=checksum,
+            format=kind,
+        )
+        act.generated(fid, role=kind)
+
+
+@hookimpl
+def skyplug_register_commands(cli: Any) -> None:
+    from skyplug.plugins.provenance.commands import prov, replay
+
+    cli.add_command(prov)
+    cli.add_command(replay)

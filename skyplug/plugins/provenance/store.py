@@ -1,0 +1,175 @@
+"""The provenance store: tables ``prov_*`` in the catalogue database (SQLite file or PostgreSQL).
+
+One row per node and relation of each run, so archivists can join them with ObsCore records.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from skyplug.core.errors import ConfigError, NotFound
+from skyplug.core.logs import redact_url
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS prov_runs (run TEXT PRIMARY KEY, name TEXT, started TEXT)",
+    "CREATE TABLE IF NOT EXISTS prov_nodes (run TEXT, id TEXT, kind TEXT, attrs TEXT, PRIMARY KEY (run, id))",
+    "CREATE TABLE IF NOT EXISTS prov_relations (run TEXT, kind TEXT, subject TEXT, object TEXT, attrs TEXT)",
+    "CREATE INDEX IF NOT EXISTS prov_rel_subject ON prov_relations (subject)",
+    "CREATE INDEX IF NOT EXISTS prov_rel_object ON prov_relations (object)",
+    "CREATE TABLE IF NOT EXISTS prov_steps (run TEXT, seq BIGINT, activity TEXT, step TEXT, record TEXT)",
+)
+
+Rows = tuple[dict[str, tuple[str, dict[str, Any]]], list[tuple[str, str, str, dict[str, Any]]]]
+
+
+class Store:
+    """Provenance rows of runs; ``url`` is ``sqlite:///FILE`` or ``postgresql://...``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn: Any = sqlite3.connect(path, timeout=30)
+            self.ph = "?"
+        elif url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            self.conn = psycopg.connect(url)
+            self.ph = "%s"
+        else:
+            raise ConfigError(f"provenance store {redact_url(url)!r}: use sqlite:///FILE or postgresql://...")
+        with self.conn:
+            for stmt in SCHEMA:
+                self.conn.execute(stmt)
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self.ph)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, act: Any) -> None:
+        """Store an activity's rows (its run is created on first write)."""
+        with self.conn:
+            cur = self.conn.cursor()
+            cur.execute(self._sql("SELECT 1 FROM prov_runs WHERE run = ?"), (act.run,))
+            if cur.fetchone() is None:
+                cur.execute(
+                    self._sql("INSERT INTO prov_runs VALUES (?, ?, ?)"), (act.run, act.name, act.start)
+                )
+            for nid, (kind, attrs) in act.nodes.items():
+                cur.execute(self._sql("DELETE FROM prov_nodes WHERE run = ? AND id = ?"), (act.run, nid))
+                cur.execute(
+                    self._sql("INSERT INTO prov_nodes VALUES (?, ?, ?, ?)"),
+                    (act.run, nid, kind, json.dumps(attrs, default=str)),
+                )
+            cur.executemany(
+                self._sql("INSERT INTO prov_relations VALUES (?, ?, ?, ?, ?)"),
+                [(act.run, k, s, o, json.dumps(a, default=str)) for k, s, o, a in act.relations],
+            )
+            if act.step is not None:
+                cur.execute(
+                    self._sql("INSERT INTO prov_steps VALUES (?, ?, ?, ?, ?)"),
+                    (act.run, act.step["seq"], act.id, act.step["step"], json.dumps(act.step, default=str)),
+                )
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run: id, name, start and counts of activities and entities."""
+        cur = self.conn.cursor()
+        cur.execute(
+            "SELECT r.run, r.name, r.started, "
+            "SUM(CASE WHEN n.kind = 'activity' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN n.kind = 'entity' THEN 1 ELSE 0 END) "
+            "FROM prov_runs r LEFT JOIN prov_nodes n ON n.run = r.run "
+            "GROUP BY r.run, r.name, r.started ORDER BY r.started"
+        )
+        keys = ("run", "name", "started", "activities", "entities")
+        return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
+    def run_rows(self, run: str) -> Rows:
+        """Nodes and relations of one run."""
+        cur = self.conn.cursor()
+        cur.execute(self._sql("SELECT id, kind, attrs FROM prov_nodes WHERE run = ?"), (run,))
+        nodes = {i: (k, json.loads(a)) for i, k, a in cur.fetchall()}
+        if not nodes:
+            raise NotFound(f"provenance run {run!r} is not in {redact_url(self.url)}")
+        cur.execute(
+            self._sql("SELECT kind, subject, object, attrs FROM prov_relations WHERE run = ?"), (run,)
+        )
+        return nodes, [(k, s, o, json.loads(a)) for k, s, o, a in cur.fetchall()]
+
+    def node(self, nid: str) -> tuple[str, dict[str, Any]] | None:
+        cur = self.conn.cursor()
+        cur.execute(self._sql("SELECT kind, attrs FROM prov_nodes WHERE id = ? LIMIT 1"), (nid,))
+        row = cur.fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def neighbours(self, nid: str, direction: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Relations leading from ``nid`` to its causes (back) or its consequences (forth)."""
+        col = "subject" if direction == "back" else "object"
+        cur = self.conn.cursor()
+        cur.execute(
+            self._sql(f"SELECT DISTINCT kind, subject, object, attrs FROM prov_relations WHERE {col} = ?"),
+            (nid,),
+        )
+        return [(k, s, o, json.loads(a)) for k, s, o, a in cur.fetchall()]
+
+    def steps(self, run: str) -> list[dict[str, Any]]:
+        """The recorded steps of a run, in the order they ran."""
+        cur = self.conn.cursor()
+        cur.execute(self._sql("SELECT activity, record FROM prov_steps WHERE run = ? ORDER BY seq"), (run,))
+        return [{"activity": a, **json.loads(r)} for a, r in cur.fetchall()]
+
+    def root_activities(self, run: str) -> list[str]:
+        """Activities of a run that inform no other activity of it (its outermost ones)."""
+        nodes, rels = self.run_rows(run)
+        children = {s for k, s, o, _ in rels if k == "wasInformedBy" and o in nodes}
+        return sorted(i for i, (k, _) in nodes.items() if k == "activity" and i not in children)
+
+    def subgraph(self, ids: list[str], depth: int | None, direction: str) -> Rows:
+        """Nodes and relations reached from ``ids`` in ``depth`` hops (None: all) back or forth."""
+        nodes: dict[str, tuple[str, dict[str, Any]]] = {}
+        rels: dict[tuple[str, str, str], dict[str, Any]] = {}
+        frontier, seen, hops = list(ids), set(ids), 0
+        for nid in ids:
+            found = self.node(nid)
+            if found is None:
+                raise NotFound(f"provenance id {nid!r} is not in {redact_url(self.url)}")
+            nodes[nid] = found
+        while frontier and (depth is None or hops < depth):
+            nxt = []
+            for nid in frontier:
+                for k, s, o, a in self.neighbours(nid, direction):
+                    rels.setdefault((k, s, o), a)
+                    other = o if direction == "back" else s
+                    if other not in seen:
+                        seen.add(other)
+                        nxt.append(other)
+                        nodes[other] = self.node(other) or ("entity", {})
+            frontier, hops = nxt, hops + 1
+        return nodes, [(k, s, o, a) for (k, s, o), a in rels.items()]
+
+
+def open_store(url: str) -> Store:
+    """The store at ``url``; a broken URL or database is one clear error."""
+    try:
+        return Store(url)
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(f"provenance store {redact_url(url)}: {exc}") from exc
+
+
+def iter_ids(values: tuple[str, ...]) -> Iterator[str]:
+    """IDs given as ``sky:ID`` or ``ID``."""
+    for v in values:
+        yield v.removeprefix("sky:")

@@ -1,0 +1,42 @@
+"""A 3-step pipeline the replay tests record and replay; each call counts itself in ``CALLS``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import skyplug
+
+CALLS: list[str] = []
+
+
+def _count(name: str) -> None:
+    CALLS.append(name)
+    log = os.environ.get("PIPELINE_CALL_LOG")  # replays in a subprocess count in a file
+    if log:
+        with Path(log).open("a") as f:
+            f.write(name + "\n")
+
+
+@skyplug.step("load")
+def load(n: int = 5) -> list[int]:
+    _count("load")
+    return list(range(n))
+
+
+@skyplug.step("scale")
+def scale(values: list[int], factor: int = 2) -> list[int]:
+    _count("scale")
+    return [v * factor for v in values]
+
+
+@skyplug.step("total")
+def total(values: list[int]) -> int:
+    _count("total")
+    return sum(values)
+
+
+def pipeline(n: int = 5, factor: int = 2) -> int:
+    """load -> scale -> total, as one run."""
+    with skyplug.activity("pipeline", params={"n": n, "factor": factor}):
+        return total(scale(load(n), factor=factor))
