@@ -8,7 +8,8 @@ Layouts (main-table columns):
   hold whole cells; ANTENNA1/2 in StandardStMan ("SSMVar"), the other scalars in
   IncrementalStMan (arrays in IncrementalStMan are stored once per row, which would make the
   "small" files 5% of the MS).
-- ``chansplit``: as ``tcsm`` with tiles split along channels and correlations.
+- ``chansplit``: as ``tcsm`` with tiles split along channels and correlations, plus DP3's
+  LOFAR_FULL_RES_FLAG (uChar cells (1, 8), which are not channels).
 - ``tssm``: DATA in TiledShapeStMan.
 - ``dysco``: DATA and WEIGHT_SPECTRUM in DyscoStMan.
 - ``ssm``: every column in StandardStMan (arrays stored in the buckets), none tiled.
@@ -312,11 +313,30 @@ def make_ms(
         ms.putcol("FLAG_ROW", np.arange(nrow) % 7 == 3)
         for r in np.flatnonzero(np.arange(nrow) % 7 == 3):  # flagged rows are wholly flagged
             ms.putcell("FLAG", int(r), np.ones((nchan, ncorr), bool))
+    if layout == "chansplit":
+        _full_res_flags(ms, rng, tile_rows)
     ms.close()
     _subtables(path, pos, spws, ncorr, times)
     if layout == "badsubtables":
         _break_subtables(path, times)
     return path
+
+
+def _full_res_flags(ms: object, rng: np.random.Generator, tile_rows: int) -> None:
+    """DP3's LOFAR_FULL_RES_FLAG: uChar cells (1, 8) (bit-packed flags before averaging, not
+    channels), tiled by column; a channel block must leave them whole."""
+    from casacore import tables as t
+
+    desc = t.makearrcoldesc("LOFAR_FULL_RES_FLAG", 0, valuetype="uchar", shape=[1, 8], options=4)
+    ms.addcols(
+        t.maketabdesc(desc),
+        {
+            "TYPE": "TiledColumnStMan",
+            "NAME": "TiledFullResFlag",
+            "SPEC": {"DEFAULTTILESHAPE": np.array([8, 1, tile_rows * 4], np.int32)},
+        },
+    )
+    ms.putcol("LOFAR_FULL_RES_FLAG", rng.integers(0, 256, (ms.nrows(), 1, 8)).astype(np.uint8))
 
 
 def _bda_rows(pos: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -44,6 +44,7 @@ def reference(ms: Path, rows: np.ndarray, chan: list[int] | None = None) -> dict
 
     out: dict[str, np.ndarray] = {}
     with tables.table(str(ms), ack=False) as tab:
+        cell = tab.getcell("FLAG", int(rows[0])).shape if len(rows) else None  # the window's (chan, corr)
         for col in tab.colnames():
             defined = np.array([tab.iscelldefined(col, int(r)) for r in rows], bool)
             if not defined.any():
@@ -55,8 +56,10 @@ def reference(ms: Path, rows: np.ndarray, chan: list[int] | None = None) -> dict
                 full[defined] = value
                 value = full
                 out[col + "_DEFINED"] = defined
-            if chan is not None and value.ndim == 3:
+            if chan is not None and value.ndim == 3 and value.shape[1:] == cell:  # (chan, corr) cells only
                 value = value[:, chan[0] : chan[1]]
+            elif chan is not None and value.ndim == 4 and value.shape[2:] == cell:  # FLAG_CATEGORY
+                value = value[:, :, chan[0] : chan[1]]
             out[col] = value
     return out
 

@@ -137,7 +137,7 @@ def test_index_reads_under_two_percent_of_dp3_like(dp3_like, fetch_log, zipped: 
     assert len(p.ranges) == len(index["big"])  # one range per tiled column
 
 
-@pytest.mark.parametrize("layout", ["tcsm", "casa"])
+@pytest.mark.parametrize("layout", ["tcsm", "casa", "ssm"])
 def test_as_ms_from_zip_fetches_only_its_tiles(ms_factory, monkeypatch, tmp_path: Path, layout: str) -> None:
     """Coalescing on (the default): a zip's members lie side by side, so one request across
     members would read the small files and other tiles between them again for every partition."""

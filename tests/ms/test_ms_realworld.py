@@ -129,3 +129,16 @@ def test_masks_and_groups_in_xarray_and_npz(ms_factory, tmp_path: Path) -> None:
     with np.load(path) as npz:
         assert set(npz.files) == set(loaded)
         assert np.array_equal(npz["DATA@3"], loaded["DATA@3"], equal_nan=True)
+
+
+def test_zip_of_an_ms_folder_not_named_ms(ms_factory, tmp_path: Path) -> None:
+    """OSKAR and others name the MS folder freely (``tOSKAR.in_MS``): a zip of it is an MS."""
+    import shutil
+
+    from skyplug.synthetic.ms import zip_ms
+
+    ms = shutil.copytree(ms_factory("tcsm"), tmp_path / "tOSKAR.in_MS")
+    uri = str(zip_ms(ms, tmp_path / "oskar.zip"))
+    p = skyplug.open(uri).plan("time", 2)[1]
+    got = p.load()
+    assert_equal_columns(got, reference(ms, got["ROWID"]))

@@ -33,6 +33,8 @@ class MsFormat(Format):
         names = set(members)
         if "table.dat" in names or any(m.lower().endswith(".ms/table.dat") for m in names):
             return 0.9
+        if any(m.endswith("/table.dat") and m.count("/") == 1 for m in names):
+            return 0.8  # an MS folder named otherwise, e.g. OSKAR's "tOSKAR.in_MS/" in a zip
         return 0.0
 
     def index(self, target: Source | Tree) -> dict[str, Any]:
@@ -65,19 +67,24 @@ class MsFormat(Format):
         for dm in index["managers"]:
             entry: dict[str, Any] = {"manager": dm["type"], "columns": ", ".join(dm["columns"])}
             if "cubes" in dm:
-                entry["hypercubes"] = [f"{c['file']}: cube {c['cube']}, tile {c['tile']}, "
-                                       f"{c['bucket']} B/tile" for c in dm["cubes"]]
+                entry["hypercubes"] = [
+                    f"{c['file']}: cube {c['cube']}, tile {c['tile']}, {c['bucket']} B/tile"
+                    for c in dm["cubes"]
+                ]
             if dm["type"] == "DyscoStMan":
                 entry.update(rows_per_block=dm["rows_per_block"], block_bytes=dm["block_size"])
             layouts[dm["name"]] = entry
-        spws = [{"nchan": len(s["freqs"]), "first_hz": s["freqs"][0] if s["freqs"] else None}
-                for s in index.get("spws", [])]
+        spws = [
+            {"nchan": len(s["freqs"]), "first_hz": s["freqs"][0] if s["freqs"] else None}
+            for s in index.get("spws", [])
+        ]
         groups = index["groups"]
         return {
             "rows": index["nrow"],
             "timestamps": len(index["times"]),
-            "rows_per_timestamp": (sorted({g[1] - g[0] for g in groups})
-                                   if index.get("sorted_by_time") else None),
+            "rows_per_timestamp": (
+                sorted({g[1] - g[0] for g in groups}) if index.get("sorted_by_time") else None
+            ),
             "spectral_windows": spws,
             "antennas": len(index.get("antennas", {}).get("names", [])),
             "managers": layouts,
@@ -89,6 +96,7 @@ class MsFormat(Format):
 
 def _tree(target: Source | Tree) -> Tree:
     if not isinstance(target, Tree):
-        raise FormatError(target.uri, "a Measurement Set is a folder, a prefix or a .zip, "
-                                      "not a single object")
+        raise FormatError(
+            target.uri, "a Measurement Set is a folder, a prefix or a .zip, not a single object"
+        )
     return target

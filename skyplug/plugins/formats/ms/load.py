@@ -249,7 +249,7 @@ def _read(
     decode_pool: ThreadPoolExecutor,
 ) -> dict[str, np.ndarray]:
     """The partition's columns: tiled ones decoded by numpy from ``fetched``, others by casacore."""
-    chan = p.selection.get("chan")
+    chan, nchan = p.selection.get("chan"), p.meta.get("nchan")
     with cached.lock:
         tab = cached.table
         rows = select_rows(tab, p, uri)
@@ -269,7 +269,7 @@ def _read(
 
         def decode(col: str, cubes: list[dict[str, Any]], dtype: str) -> dict[str, np.ndarray]:
             found = tsm.Pieces(fetched({root + c["file"] for c in cubes}))
-            return _decode(uri, col, cubes, dtype, endian, rows, chan, found, root)
+            return _decode(uri, col, cubes, dtype, endian, rows, chan, found, root, nchan)
 
         decoded = {col: decode_pool.submit(decode, col, *spec) for col, spec in fast.items()}
         out: dict[str, np.ndarray] = {"ROWID": rows.astype(np.int64)}
@@ -277,7 +277,7 @@ def _read(
             cached.memo["defined"] = _definedness(tab, [c for c in colnames if c not in fast])
         none, partly = cached.memo["defined"]
         cols = [c for c in colnames if c not in fast and c not in none]
-        out.update(_casacore_columns(tab, rows, cols, chan, partly))
+        out.update(_casacore_columns(tab, rows, cols, chan, partly, nchan))
         out.update(_spectral_and_antennas(cached, out, chan))
     for f in decoded.values():
         out.update(f.result())
@@ -301,7 +301,12 @@ def _tiled_columns(tab: Any) -> tuple[dict[str, tuple[list[dict[str, Any]], str]
 
 
 def _casacore_columns(
-    tab: Any, rows: np.ndarray, cols: list[str], chan: list[int] | None, partly: frozenset[str] = frozenset()
+    tab: Any,
+    rows: np.ndarray,
+    cols: list[str],
+    chan: list[int] | None,
+    partly: frozenset[str] = frozenset(),
+    nchan: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Columns read by casacore (channel-sliced when the cells are (chan, corr)).
 
@@ -325,11 +330,18 @@ def _casacore_columns(
         return picked[-1]
 
     def read(t: Any, col: str, start: int, count: int) -> np.ndarray:
-        shape = "" if t.isscalarcol(col) else t.getcolshapestring(col, start, 1)[0]
-        if chan is not None and shape.count(",") == 1:
-            ncorr = int(shape.strip("[]").split(",")[1])
-            return t.getcolslice(col, [chan[0], 0], [chan[1] - 1, ncorr - 1], startrow=start, nrow=count)
-        return t.getcol(col, start, count)
+        dims = (
+            []
+            if t.isscalarcol(col)
+            else [int(x) for x in t.getcolshapestring(col, start, 1)[0].strip("[]").split(",")]
+        )
+        # (chan, corr) cells and FLAG_CATEGORY's (category, chan, corr) are cut to the block
+        at = len(dims) - 2  # the channel axis, numpy order
+        if chan is None or len(dims) not in (2, 3) or (nchan and dims[at] != nchan):
+            return t.getcol(col, start, count)
+        blc, trc = [0] * len(dims), [d - 1 for d in dims]
+        blc[at], trc[at] = chan[0], chan[1] - 1
+        return t.getcolslice(col, blc, trc, startrow=start, nrow=count)
 
     try:
         rsub = None
@@ -383,13 +395,17 @@ def _decode(
     chan: list[int] | None,
     found: tsm.Pieces,
     root: str,
+    nchan: int | None = None,
 ) -> dict[str, np.ndarray]:
     """A tiled column of ``rows`` from the fetched tiles: left out when no row has a cell,
-    with its ``<COL>_DEFINED`` mask when some rows have none (they are in no hypercube)."""
+    with its ``<COL>_DEFINED`` mask when some rows have none (they are in no hypercube).
+    A channel block cuts only cubes of (corr, ``nchan``) cells."""
     parts = []
     try:
         for cube in cubes:
-            idx, values = tsm.decode(cube, dtype, endian, rows, chan, found, root)
+            idx, values = tsm.decode(cube, dtype, endian, rows, tsm.chan_of(cube, chan, nchan), found, root)
+            if values.dtype == np.uint8:  # python-casacore gives uChar arrays as uint16
+                values = values.astype(np.uint16)
             if len(idx):
                 parts.append((idx, values))
     except KeyError as exc:

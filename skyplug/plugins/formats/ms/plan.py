@@ -64,7 +64,11 @@ def plan(
     else:
         for d in ddids:
             sels += [
-                {"chan": [c0, c1], "ddid": d if len(ddids) > 1 else None}
+                {
+                    "chan": [c0, c1],
+                    "ddid": d if len(ddids) > 1 else None,
+                    "nchan": shapes[d][0],
+                }
                 for c0, c1 in split_even(shapes[d][0], n)
             ]
     row_ddid = np.repeat(groups[:, 3], groups[:, 1] - groups[:, 0])  # groups are row runs, in order
@@ -122,12 +126,12 @@ def _partition(
     baselines: Sequence[Sequence[int]] | None,
     note: str | None,
 ) -> Partition:
-    root, chan = index["root"], sel.get("chan")
+    root, chan, nchan = index["root"], sel.get("chan"), sel.get("nchan")
     per_file: dict[str, list[tuple[int, int]]] = {}
     for dm in index["managers"]:
         if dm["type"] in lay.TILED:
             for cube in dm["cubes"]:
-                per_file[root + cube["file"]] = tsm.cube_ranges(cube, rows, chan)
+                per_file[root + cube["file"]] = tsm.cube_ranges(cube, rows, tsm.chan_of(cube, chan, nchan))
         elif dm["type"] == "DyscoStMan":
             per_file[root + dm["file"]] = dysco.ranges(dm, rows)
     # near ranges are joined exactly as Source.read_ranges will, so planned bytes = fetched bytes
@@ -151,7 +155,7 @@ def _partition(
         for dm in index["managers"]
     )
     # bulk file sizes travel with the partition: a worker needs no listing of a zip to load it
-    big = index.get("big_sizes") or index["big"]
+    big = index["big_sizes"] if "big_sizes" in index else index["big"]
     meta: dict[str, Any] = {
         "root": root,
         "big": big,
@@ -163,6 +167,8 @@ def _partition(
         meta["range_count"] = len(requests)
     if note:
         meta["note"] = note
+    if chan is not None and nchan:
+        meta["nchan"] = nchan  # the window's channels: a block cuts only cells of (corr, nchan)
     return make_partition(index, i, count, selection, explicit, expected_bytes=total, **meta)
 
 

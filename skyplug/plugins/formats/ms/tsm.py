@@ -74,6 +74,14 @@ def cubes(tab: Any, seq: int, kind: str, info: dict[str, Any], cols: Sequence[st
     return out
 
 
+def chan_of(cube: dict[str, Any], chan: Sequence[int] | None, nchan: int | None) -> Sequence[int] | None:
+    """The channel block to cut from ``cube``: ``chan`` when its cells are (corr, ``nchan``) or the
+    window's ``nchan`` is unknown, else None (whole cells, e.g. LOFAR_FULL_RES_FLAG's (8, 1))."""
+    if chan is None or not nchan:
+        return chan
+    return chan if len(cube["cube"]) == 3 and int(cube["cube"][1]) == nchan else None
+
+
 def defined_rows(tab: Any, col: str) -> np.ndarray:
     """Whether each row of ``tab`` has a cell in ``col`` (TaQL ISDEFINED, evaluated by casacore)."""
     return np.broadcast_to(np.asarray(tab.calc(f"ISDEFINED({col})"), bool), (tab.nrows(),))
