@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from skyplug.core.errors import FormatError
+from skyplug.core.errors import FormatError, SiteError
 
 
 def unsafe_reason(name: str) -> str | None:
@@ -42,3 +42,16 @@ def safe_join(root: Path, name: str, obj: str) -> Path:
         else:
             return path
     raise FormatError(obj, f"member {name!r}: {why}; refusing to write it outside skyplug's folder")
+
+
+def site_join(root: Path, key: str, site: str) -> Path:
+    """``root / key`` for a key of a local-folder site, refused with a SiteError if it could escape.
+
+    A key that names a folder may end in ``/``; otherwise the rules of :func:`unsafe_reason` hold,
+    so ``s3://bucket/../x`` on a folder site never reads or writes outside the site's folder.
+    """
+    name = key.rstrip("/") if key.endswith("/") and key.strip("/") else key
+    why = unsafe_reason(name)
+    if why is not None:
+        raise SiteError(f"site {site!r}: key {key!r}: {why}; it would leave the site's folder")
+    return root / name

@@ -9,6 +9,7 @@ from pathlib import Path
 from skyplug.core.config import Site
 from skyplug.core.errors import NotFound, SiteError, StaleObjectError
 from skyplug.core.hookspecs import hookimpl
+from skyplug.core.paths import site_join
 from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, Tree
 from skyplug.core.uri import URI
@@ -102,7 +103,7 @@ class LocalLocator:
         if site is None or uri.scheme == "file":
             return Path(uri.path)
         assert site.path is not None
-        return Path(site.path).expanduser() / uri.path
+        return site_join(Path(site.path).expanduser(), uri.path, site.name)
 
     def open(self, uri: URI, site: Site | None, *, version: str | None = None) -> Source | Tree:
         path = self.path_of(uri, site)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from skyplug.core.config import Site
 from skyplug.core.errors import NotFound, SiteError, SkyplugError
+from skyplug.core.paths import site_join
 from skyplug.core.source import BACKOFF, Source, TransientError
 from skyplug.plugins.locators.local import LocalSource, file_version
 from skyplug.plugins.locators.s3 import S3Source, client_for, translate
@@ -110,7 +111,7 @@ def open_source(site: Site, pbucket: str, pkey: str, etag: str | None, size: int
 
 
 def _path(site: Site, pbucket: str, pkey: str) -> Path:
-    return Path(site.path or "").expanduser() / pbucket / pkey
+    return site_join(Path(site.path or "").expanduser(), f"{pbucket}/{pkey}", site.name)
 
 
 class Hasher:
