@@ -59,15 +59,13 @@ def content_id(*parts: Any) -> str:
 
 
 def file_checksum(path: str | Path) -> str:
-    """sha256 of a file's bytes; of a folder's (name, size, mtime) listing (an MS is a folder)."""
+    """sha256 of a file's bytes; of a folder, of its files' names and checksums (an MS is a folder)."""
     path = Path(path)
     if path.is_dir():
         listing = [
-            (p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(path.rglob("*"))
-            if p.is_file()
+            (p.relative_to(path).as_posix(), file_checksum(p)) for p in sorted(path.rglob("*")) if p.is_file()
         ]
-        return "dir-" + content_id(listing)
+        return content_id(listing) + content_id(listing[::-1])
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -386,9 +384,11 @@ def to_document(
     ivoa = model.upper() != "W3C"
 
     def attrs(kind: str, raw: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[Any, Any]:
+        skip = (*skip, "agent_type", "entity_type")
         out: dict[Any, Any] = {vo[k]: v for k, v in raw.items() if k not in skip and v not in (None, "")}
         if ivoa:
-            out[PROV_TYPE] = vo[raw.get("agent_type", "") if kind == "agent" else _VOCLASS[kind]]
+            typed = {"agent": "agent_type", "entity": "entity_type"}.get(kind, "")
+            out[PROV_TYPE] = vo[raw.get(typed) or _VOCLASS[kind]]
         return out
 
     for nid, (kind, raw) in sorted(nodes.items()):

@@ -53,7 +53,7 @@ def test_replay_from_step_2_with_a_changed_parameter_reruns_steps_2_and_3(store_
     assert report.rerun == ["scale", "total"] and report.reused == ["load"]
     assert report.result == 30 and report.run != run
     with open_store(store_url) as store:
-        nodes, rels = store.run_rows(report.run)
+        _, rels = store.run_rows(report.run)
         old_roots = store.root_activities(run)
     assert any(k == "wasInformedBy" and o in old_roots for k, _, o, _ in rels)
     assert any(k == "wasDerivedFrom" and a.get("role") == "replayed" for k, _, _, a in rels)
@@ -104,7 +104,7 @@ def test_replay_bad_input_is_one_clear_error(store_url: str) -> None:
     run = _recorded_run(store_url)
     with pytest.raises(NotFound, match="no step 'nope'"):
         replay(run, "nope")
-    with pytest.raises(ConfigError, match="scale.bogus"):
+    with pytest.raises(ConfigError, match=r"scale\.bogus"):
         replay(run, "scale", {"scale": {"bogus": 1}})
     result = CliRunner().invoke(cli, ["replay", run, "--from", "scale", "--set", "factor3"])
     assert result.exit_code != 0 and "step.key=value" in result.output + (result.stderr or "")
