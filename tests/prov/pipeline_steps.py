@@ -40,3 +40,11 @@ def pipeline(n: int = 5, factor: int = 2) -> int:
     """load -> scale -> total, as one run."""
     with skyplug.activity("pipeline", params={"n": n, "factor": factor}):
         return total(scale(load(n), factor=factor))
+
+
+@skyplug.step("partition columns")
+def partition_columns(part_json: str) -> int:
+    """An engine task: loads one partition through skyplug (recorded as used) on a worker."""
+    from skyplug.core.partition import Partition
+
+    return len(Partition.from_json(part_json).load())

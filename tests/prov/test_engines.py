@@ -1,0 +1,60 @@
+"""What engine tasks read through skyplug is recorded in the run of the activity that started them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import skyplug
+from skyplug.core import plugins
+from skyplug.core import provenance as pv
+from skyplug.plugins.provenance.store import open_store
+from tests.prov import pipeline_steps as steps
+
+
+@pytest.fixture
+def remote_parts(s3env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list:
+    from skyplug.synthetic.ms import make_ms
+
+    monkeypatch.setenv(pv.DB_ENV, f"sqlite:///{tmp_path / 'catalog.db'}")
+    monkeypatch.delenv(pv.RUN_ENV, raising=False)
+    uri = s3env.upload(make_ms(tmp_path / "vis.ms", nant=4, ntime=6, nchan=8), "obs/vis.ms")
+    return skyplug.open(uri).plan("time", 3)
+
+
+def _check(act: pv.Activity, parts: list) -> None:
+    with open_store(pv.store_url()) as store:
+        assert [r["run"] for r in store.runs()] == [act.run]  # the workers recorded into the same run
+        nodes, rels = store.run_rows(act.run)
+    tasks = {i for i, (k, a) in nodes.items() if k == "activity" and a["name"] == "partition columns"}
+    assert len(tasks) == len(parts)
+    assert all(("wasInformedBy", t, act.id) in {(k, s, o) for k, s, o, _ in rels} for t in tasks)
+    used = {o for k, s, o, _ in rels if k == "used" and s in tasks}
+    assert used == {"e-" + pv.content_id(p.uri, p.version, p.ranges) for p in parts}
+
+
+def test_local_engine_tasks_are_recorded(remote_parts: list) -> None:
+    with skyplug.activity("columns", params={"engine": "local"}) as act:
+        out = plugins.find("engines", "local").map(
+            steps.partition_columns, [p.to_json() for p in remote_parts], progress=False
+        )
+    assert len(out) == 3 and all(n > 0 for n in out)
+    _check(act, remote_parts)
+
+
+def test_dask_worker_tasks_are_recorded(remote_parts: list) -> None:
+    distributed = pytest.importorskip("distributed")
+    with (
+        skyplug.activity("columns", params={"engine": "dask"}) as act,
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
+        out = plugins.find("engines", "dask").map(
+            steps.partition_columns, [p.to_json() for p in remote_parts], progress=False
+        )
+    assert len(out) == 3 and all(n > 0 for n in out)
+    _check(act, remote_parts)
+    with open_store(pv.store_url()) as store:
+        nodes, _ = store.run_rows(act.run)
+    assert any(k == "agent" and a["name"] == "skyplug engine dask" for k, a in nodes.values())
