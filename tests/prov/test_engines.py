@@ -58,3 +58,48 @@ def test_dask_worker_tasks_are_recorded(remote_parts: list) -> None:
     with open_store(pv.store_url()) as store:
         nodes, _ = store.run_rows(act.run)
     assert any(k == "agent" and a["name"] == "skyplug engine dask" for k, a in nodes.values())
+
+
+LITHOPS_SCRIPT = """
+import json, sys
+import skyplug
+from skyplug.core import plugins
+from skyplug.core.partition import Partition
+from tests.prov import pipeline_steps as steps
+
+parts = [Partition.from_json(line) for line in sys.stdin.read().splitlines()]
+with skyplug.activity("columns", params={{"engine": "lithops"}}) as act:
+    engine = plugins.find("engines", "lithops")
+    out = engine.map(steps.partition_columns, [p.to_json() for p in parts], progress=False)
+print(json.dumps({{"run": act.run, "id": act.id, "out": out}}))
+"""
+
+
+def test_lithops_localhost_tasks_are_recorded(
+    remote_parts: list, s3env, tmp_path: Path, lithops_sandbox
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    toml = ['default_site = "edge"']
+    for name, site in s3env.config.sites.items():
+        toml += [f"[sites.{name}]", f'type = "s3"\nendpoint = "{site.endpoint}"\nregion = "{site.region}"']
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "skyplug.toml").write_text("\n".join(toml) + "\n")
+    env = lithops_sandbox.env(PYTHONPATH=str(Path(__file__).parents[2]))
+    done = subprocess.run(
+        [sys.executable, "-c", LITHOPS_SCRIPT.format()],
+        input="\n".join(p.to_json() for p in remote_parts),
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    lithops_sandbox.assert_clean()
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.splitlines()[-1])
+    assert len(got["out"]) == 3
+    _check(pv.Activity(name="columns", run=got["run"], id=got["id"]), remote_parts)

@@ -7,7 +7,7 @@ Reads become ``used`` byte-range entities (derived from the object, URI + versio
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any
 
 from skyplug.core import provenance as pv
@@ -42,6 +42,20 @@ def ranges_entity(act: pv.Activity, p: Partition) -> str:
     )
     act.relate("wasDerivedFrom", eid, object_entity(act, p.uri, p.version, p.size))
     return eid
+
+
+def written_entity(act: pv.Activity, path: str, kind: str, source: str | None) -> str:
+    """A product skyplug wrote. Its id derives from what made it (the byte ranges, the output kind,
+    the format and skyplug versions): the same input bytes give the same entity without reading the
+    output again. ``[provenance] checksum = true`` also records its sha256 (it costs a read)."""
+    p = Path(path)
+    files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+    checksum = pv.file_checksum(p) if source is None or pv.settings().get("checksum") else None
+    eid = "e-" + (
+        pv.content_id(source, kind, p.name, pv.software()) if source else "file-" + str(checksum)[:32]
+    )
+    size = sum(f.stat().st_size for f in files)
+    return act.entity(eid, name=p.name, location=path, size=size, checksum=checksum, format=kind)
 
 
 def _format_version(name: str) -> str:
@@ -87,19 +101,10 @@ def skyplug_object_written(config: Any, path: str, source: Partition | None, kin
     with pv.event_activity("write", params) as act:
         if act is None:
             return
-        if source is not None:
-            act.used(ranges_entity(act, source), role="byte ranges")
-        size = os.path.getsize(path) if os.path.isfile(path) else None
-        checksum = pv.file_checksum(path)
-        fid = act.entity(
-            "e-file-" + checksum[:32],
-            name=os.path.basename(path),
-            location=path,
-            size=size,
-            checksum=checksum,
-            format=kind,
-        )
-        act.generated(fid, role=kind)
+        rid = ranges_entity(act, source) if source is not None else None
+        if rid is not None:
+            act.used(rid, role="byte ranges")
+        act.generated(written_entity(act, path, kind, rid), role=kind)
 
 
 @hookimpl
