@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from skyplug.core.config import get_config, is_secret_key
-from skyplug.core.logs import redact
+from skyplug.core.logs import redact, redact_url, secret_values
 
 VOPROV_URI = "http://www.ivoa.net/documents/ProvenanceDM/voprov#"
 SKY_URI = "https://skyplug.readthedocs.io/prov#"
@@ -39,17 +39,25 @@ RUN_ENV, PARENT_ENV, DB_ENV = "SKYPLUG_PROV_RUN", "SKYPLUG_PROV_PARENT", "SKYPLU
 _QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#]*)\?[^\s#]*")
 
 
-def clean(value: Any) -> Any:
-    """``value`` with secrets removed: safe to store, serialise or draw."""
+def clean(value: Any, secrets: list[str] | None = None) -> Any:
+    """``value`` with secrets removed: safe to store, serialise or draw.
+
+    ``secrets``: the secret values of the environment, when the caller already has them.
+    """
+    if secrets is None:
+        secrets = secret_values()
     if isinstance(value, str):
-        return redact(_QUERY.sub(r"\1", value))
+        text = _QUERY.sub(r"\1", value)
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return redact_url(text)
     if isinstance(value, dict):
-        return {str(k): ("***" if is_secret_key(str(k)) else clean(v)) for k, v in value.items()}
+        return {str(k): ("***" if is_secret_key(str(k)) else clean(v, secrets)) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
+        return [clean(v, secrets) for v in value]
     if value is None or isinstance(value, bool | int | float):
         return value
-    return clean(repr(value))
+    return clean(repr(value), secrets)
 
 
 def content_id(*parts: Any) -> str:
@@ -102,15 +110,16 @@ class Activity:
     relations: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     step: dict[str, Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    secrets: list[str] = field(default_factory=secret_values, repr=False)
 
     def entity(self, eid: str, **attrs: Any) -> str:
         with self.lock:
-            self.nodes.setdefault(eid, ("entity", clean(attrs)))
+            self.nodes.setdefault(eid, ("entity", clean(attrs, self.secrets)))
         return eid
 
     def relate(self, kind: str, subject: str, obj: str, **attrs: Any) -> None:
         with self.lock:
-            self.relations.append((kind, subject, obj, clean(attrs)))
+            self.relations.append((kind, subject, obj, clean(attrs, self.secrets)))
 
     def used(self, eid: str, role: str = "input") -> None:
         self.relate("used", self.id, eid, role=role, time=_now())
@@ -207,14 +216,15 @@ def _describe(act: Activity, version: str | None = None, **extra: Any) -> None:
                 "type": act.kind,
                 **{f"software_{k}": v for k, v in software().items()},
                 **extra,
-            }
+            },
+            act.secrets,
         ),
     )
     act.relate("isDescribedBy", act.id, did)
 
 
 def _params(act: Activity) -> None:
-    for key, value in clean(act.params).items():
+    for key, value in clean(act.params, act.secrets).items():
         pid = "param-" + content_id(act.name, key, value)
         act.nodes[pid] = ("parameter", {"name": key, "value": json.dumps(value, default=str)})
         act.relate("wasConfiguredBy", act.id, pid, artefactType="Parameter")
@@ -230,7 +240,10 @@ def _flush(act: Activity, end: str, status: str) -> None:
 
     act.nodes[act.id] = (
         "activity",
-        clean({"name": act.name, "type": act.kind, "startTime": act.start, "endTime": end, "status": status}),
+        clean(
+            {"name": act.name, "type": act.kind, "startTime": act.start, "endTime": end, "status": status},
+            act.secrets,
+        ),
     )
     _agents(act)
     _params(act)

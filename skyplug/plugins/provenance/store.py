@@ -6,7 +6,9 @@ One row per node and relation of each run, so archivists can join them with ObsC
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,8 @@ class Store:
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn: Any = sqlite3.connect(path, timeout=30)
+            self.conn: Any = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            self.conn.execute("PRAGMA synchronous = OFF")  # this connection only: no fsync per record
             self.ph = "?"
         elif url.startswith(("postgresql://", "postgres://")):
             import psycopg
@@ -43,6 +46,7 @@ class Store:
             self.ph = "%s"
         else:
             raise ConfigError(f"provenance store {redact_url(url)!r}: use sqlite:///FILE or postgresql://...")
+        self.lock = threading.RLock()
         with self.conn:
             for stmt in SCHEMA:
                 self.conn.execute(stmt)
@@ -54,10 +58,11 @@ class Store:
         self.conn.close()
 
     def __enter__(self) -> Store:
+        self.lock.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.lock.release()  # the connection stays open for the process's next records
 
     def write(self, act: Any) -> None:
         """Store an activity's rows (its run is created on first write)."""
@@ -161,12 +166,23 @@ class Store:
         return nodes, [(k, s, o, a) for (k, s, o), a in rels.items()]
 
 
+_OPEN: dict[tuple[str, int], Store] = {}
+_OPEN_LOCK = threading.Lock()
+
+
 def open_store(url: str) -> Store:
-    """The store at ``url``; a broken URL or database is one clear error."""
-    try:
-        return Store(url)
-    except (sqlite3.Error, OSError) as exc:
-        raise ConfigError(f"provenance store {redact_url(url)}: {exc}") from exc
+    """The store at ``url``, one connection per process; a broken URL or database is one clear error.
+
+    Use it as ``with open_store(url) as store:`` (one thread at a time).
+    """
+    key = (url, os.getpid())
+    with _OPEN_LOCK:
+        if key not in _OPEN:
+            try:
+                _OPEN[key] = Store(url)
+            except (sqlite3.Error, OSError) as exc:
+                raise ConfigError(f"provenance store {redact_url(url)}: {exc}") from exc
+        return _OPEN[key]
 
 
 def iter_ids(values: tuple[str, ...]) -> Iterator[str]:
