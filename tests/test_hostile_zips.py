@@ -221,6 +221,28 @@ def test_crafted_partition_container_is_checked(valid_zip: Path) -> None:
         load_partition(crafted)
 
 
+@pytest.mark.parametrize("shift", ["member", "past_end", "negative"])
+def test_crafted_partition_ranges_are_checked(shift: str, valid_zip: Path) -> None:
+    """Ranges naming no bulk file, or lying past one, are a FormatError, never a KeyError."""
+    from skyplug.core.dataset import load_partition
+
+    part = skyplug.open(str(valid_zip)).plan("time", 2)[0]
+    member, start, end = part.ranges[0]
+    size = part.meta["big"][member[len(part.meta["root"]) :]]
+    bad = {
+        "member": (part.meta["root"] + "table.f99_TSM0", start, end),
+        "past_end": (member, start, size + 10),
+        "negative": (member, -8, end),
+    }[shift]
+    crafted = dataclasses.replace(part, ranges=(bad, *part.ranges[1:]))
+    with pytest.raises(FormatError, match="lies outside its bulk files") as info:
+        load_partition(crafted)
+    assert str(valid_zip) in str(info.value)
+    with pytest.raises(FormatError, match="lies outside its bulk files"):
+        crafted.write(valid_zip.parent / "out", "ms")
+    assert not (valid_zip.parent / "out").exists()
+
+
 def test_store_refuses_before_writing(tmp_path: Path) -> None:
     dest = tmp_path / "cache" / "v1"
     with pytest.raises(FormatError, match=r"s3://b/vis\.ms.*'\.\./x'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -219,15 +220,20 @@ def fetch_partition(p: Partition, out: Path, as_: str | None = None) -> dict[str
             f"{p.uri}: format {fmt.name} cannot write {as_!r} (choose from {', '.join(fmt.outputs)})"
         )
     before, t0 = bytes_read(target), time.perf_counter()
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         paths = fmt.write(p, target, out / f"part-{p.index:04d}", as_)
-    except SkyplugError:
+    except BaseException as exc:
+        if created:  # a folder made for this output leaves no trace of a failed write
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        if isinstance(exc, OSError) and not isinstance(exc, SkyplugError):
+            # the output folder: missing parent, not a folder, no permission, disk full
+            where = exc.filename2 or exc.filename or out  # the destination, not the temp file
+            cause = exc.strerror or str(exc)
+            raise SiteError(f"{where}: cannot write partition {p.index} of {p.uri}: {cause}") from exc
         raise
-    except OSError as exc:  # the output folder: missing parent, not a folder, no permission, disk full
-        where = exc.filename2 or exc.filename or out  # the destination, not the temp file
-        cause = exc.strerror or str(exc)
-        raise SiteError(f"{where}: cannot write partition {p.index} of {p.uri}: {cause}") from exc
     seconds = time.perf_counter() - t0
     hook = plugins.get_plugin_manager().hook
     for path in paths:

@@ -11,7 +11,7 @@ import pytest
 
 import skyplug
 from skyplug.core.dataset import fetch_partition
-from skyplug.core.errors import FormatError
+from skyplug.core.errors import FormatError, SkyplugError
 from skyplug.plugins.formats.ms.tabledat import Reader, parse_table_dat
 from skyplug.synthetic.ms import zip_ms
 from tests.ms.conftest import assert_equal_columns, reference
@@ -205,3 +205,18 @@ def test_cold_worker_checks_the_small_file_limit(ms_factory, monkeypatch, tmp_pa
     with pytest.raises(FormatError, match=r"member \S+ \(\d+ bytes\).*max_small_bytes") as err:
         p.load()
     assert uri in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["missing", "a folder"])
+def test_missing_main_table_dat_never_indexes_a_subtable(ms_copy, tmp_path: Path, how: str) -> None:
+    """Without the main table.dat, the shallowest subtable (ANTENNA/) must not pass for the MS."""
+    ms = ms_copy()
+    (ms / "table.dat").unlink()
+    if how == "a folder":
+        (ms / "table.dat").mkdir()
+    with pytest.raises(FormatError, match=r"table\.dat is missing") as info:
+        skyplug.open(str(ms)).index()
+    assert str(ms) in str(info.value)
+    zipped = zip_ms(ms, tmp_path / "vis.ms.zip")  # not sniffed as an MS at all: also one clear line
+    with pytest.raises(SkyplugError, match=r"table\.dat is missing|no format plugin recognises"):
+        skyplug.open(str(zipped)).index()

@@ -22,10 +22,17 @@ Range = tuple[int, int]
 
 def find_root(members: Iterable[str]) -> str:
     """The MS folder inside a tree: ``""`` for a plain MS, ``"SB226.ms/"`` inside a zip."""
+    members = list(members)
     roots = [m[: -len("table.dat")] for m in members if m == "table.dat" or m.endswith("/table.dat")]
     if not roots:
         raise ValueError("no table.dat: not a casacore table")
-    return min(roots, key=lambda r: (r.count("/"), r))
+    root = min(roots, key=lambda r: (r.count("/"), r))
+    parent = root[: root.rstrip("/").rfind("/") + 1] if root else None
+    beside = (m[len(parent) :] for m in members if parent is not None and m.startswith(parent))
+    if any(name.startswith("table.") and "/" not in name for name in beside):
+        # the main table's files are there but not its table.dat: never index a subtable instead
+        raise ValueError(f"{parent}table.dat is missing (or not a file): not a readable casacore table")
+    return root
 
 
 def big_files(root: str, members: Iterable[str], managers: dict[int, str]) -> dict[str, int]:
@@ -38,7 +45,7 @@ def big_files(root: str, members: Iterable[str], managers: dict[int, str]) -> di
             pattern = re.compile(re.escape(f"{root}table.f{seq}") + "$")
         else:
             continue
-        out.update({m[len(root):]: seq for m in members if pattern.match(m)})
+        out.update({m[len(root) :]: seq for m in members if pattern.match(m)})
     return out
 
 

@@ -58,7 +58,14 @@ def _prepare(p: Partition, tree: Tree) -> tuple[str, Path, dict[str, int], list[
         if missing:
             raise FormatError(tree.uri, f"bulk file {root}{missing[0]} is missing")
         sizes = {b: members[root + b] for b in big}
-    return root, small, sizes, requests(p)
+    reqs = requests(p)
+    for member, start, end in reqs:  # a crafted descriptor: ranges outside its bulk files
+        name = member[len(root) :] if member.startswith(root) else None
+        if name not in sizes or not 0 <= start <= end <= sizes[name]:
+            raise FormatError(
+                tree.uri, f"partition range {member}[{start}:{end}] lies outside its bulk files"
+            )
+    return root, small, sizes, reqs
 
 
 @contextlib.contextmanager
