@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="seaweedfs", choices=["seaweedfs", "swift"])
     parser.add_argument("--ntime", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     import skyplug
     from skyplug.core import provenance as pv
@@ -85,8 +85,9 @@ def main() -> None:
                 "end_to_end_overhead": round(t_on / t_off - 1, 4),
                 "recording_seconds": round(t_rec, 4),
                 "recording_share": round(t_rec / t_off, 4),
-                "note": "recording = the provenance hook of all 16 writes (checksums of the written MS "
-                "included, one SQLite transaction each), timed alone; end_to_end = on/off medians",
+                "note": "recording = the provenance hook of all 16 writes (entities of the object, its "
+                "byte ranges and the MS written; one SQLite transaction each; no output checksum, the "
+                "default), timed alone; end_to_end = on/off medians of alternating rounds (noisy)",
             },
         )
 

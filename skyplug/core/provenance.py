@@ -335,7 +335,7 @@ def step(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             outer = current()
-            produced = _run_outputs.get(outer.run, {}) if outer else {}
+            produced = _run_outputs.get(outer.run if outer else process_run(), {})
             inputs: dict[str, dict[str, str]] = {}
             params: dict[str, Any] = {}
             for key, value in bound.arguments.items():

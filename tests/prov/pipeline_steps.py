@@ -8,6 +8,7 @@ from pathlib import Path
 import skyplug
 
 CALLS: list[str] = []
+RUNS: list[str] = []  # the runs pipeline() recorded
 
 
 def _count(name: str) -> None:
@@ -38,7 +39,8 @@ def total(values: list[int]) -> int:
 
 def pipeline(n: int = 5, factor: int = 2) -> int:
     """load -> scale -> total, as one run."""
-    with skyplug.activity("pipeline", params={"n": n, "factor": factor}):
+    with skyplug.activity("pipeline", params={"n": n, "factor": factor}) as act:
+        RUNS.append(act.run)
         return total(scale(load(n), factor=factor))
 
 

@@ -73,3 +73,32 @@ def test_activity_api_records_what_a_block_reads(tmp_path: Path, monkeypatch: py
         part.load()
     status, body, _ = respond(f"ID={act.id}&DEPTH=ALL")
     assert status == 200 and "voprov:byteRanges" in body and 'voprov:name="solint"' in body
+
+
+def test_catalog_serve_answers_provsap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+    import urllib.request
+
+    from skyplug.catalog.db import open_catalog
+    from skyplug.catalog.tap import TapServer
+    from skyplug.core import config
+
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    monkeypatch.delenv(pv.DB_ENV, raising=False)
+    config.set_config(
+        config.Config.from_dict({"catalog": {"url": url}})
+    )  # provenance goes with the catalogue
+    assert steps.pipeline(3, 2) == 6
+    total = "e-" + pv.value_id(6)
+    with open_catalog(url) as cat:
+        server = TapServer(cat, port=0, jobs_dir=tmp_path / "jobs").start()
+        try:
+            base = server.url.removesuffix("/tap")
+            with urllib.request.urlopen(f"{base}/provsap?ID={total}&DEPTH=ALL&RESPONSEFORMAT=PROV-JSON") as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
+                assert "sky:" + "e-" + pv.value_id([0, 1, 2]) in json.loads(r.read())["entity"]
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(f"{base}/provsap?ID=e-nope")
+            assert info.value.code == 404 and b"e-nope" in info.value.read()
+        finally:
+            server.stop()

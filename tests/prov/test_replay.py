@@ -108,3 +108,19 @@ def test_replay_bad_input_is_one_clear_error(store_url: str) -> None:
         replay(run, "scale", {"scale": {"bogus": 1}})
     result = CliRunner().invoke(cli, ["replay", run, "--from", "scale", "--set", "factor3"])
     assert result.exit_code != 0 and "step.key=value" in result.output + (result.stderr or "")
+
+
+@pytest.mark.pg
+def test_record_and_replay_on_postgresql(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(pv.DB_ENV, pg_url)
+    monkeypatch.delenv(pv.RUN_ENV, raising=False)
+    steps.CALLS.clear()
+    assert steps.pipeline(5, 2) == 20
+    run = steps.RUNS[-1]
+    report = replay(run, "scale", {"scale": {"factor": 3}})
+    assert report.rerun == ["scale", "total"] and report.result == 30
+    with open_store(pg_url) as store:
+        assert [s["step"] for s in store.steps(report.run)] == ["load", "scale", "total"]
+        with store.conn.cursor() as cur:  # leave the shared database as it was
+            for table in ("prov_runs", "prov_nodes", "prov_relations", "prov_steps"):
+                cur.execute(f"DELETE FROM {table} WHERE run IN (%s, %s)", (run, report.run))

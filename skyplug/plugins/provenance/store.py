@@ -42,14 +42,18 @@ class Store:
         elif url.startswith(("postgresql://", "postgres://")):
             import psycopg
 
-            self.conn = psycopg.connect(url)
+            self.conn = psycopg.connect(url, autocommit=True)
             self.ph = "%s"
         else:
             raise ConfigError(f"provenance store {redact_url(url)!r}: use sqlite:///FILE or postgresql://...")
         self.lock = threading.RLock()
-        with self.conn:
+        with self._tx():
             for stmt in SCHEMA:
                 self.conn.execute(stmt)
+
+    def _tx(self) -> Any:
+        """A transaction: sqlite3's connection context, psycopg's ``transaction()``."""
+        return self.conn.transaction() if self.ph == "%s" else self.conn
 
     def _sql(self, text: str) -> str:
         return text.replace("?", self.ph)
@@ -66,7 +70,7 @@ class Store:
 
     def write(self, act: Any) -> None:
         """Store an activity's rows (its run is created on first write)."""
-        with self.conn:
+        with self._tx():
             cur = self.conn.cursor()
             cur.execute(self._sql("SELECT 1 FROM prov_runs WHERE run = ?"), (act.run,))
             if cur.fetchone() is None:
