@@ -226,7 +226,8 @@ def _describe(act: Activity, version: str | None = None, **extra: Any) -> None:
 def _params(act: Activity) -> None:
     for key, value in clean(act.params, act.secrets).items():
         pid = "param-" + content_id(act.name, key, value)
-        act.nodes[pid] = ("parameter", {"name": key, "value": json.dumps(value, default=str)})
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        act.nodes[pid] = ("parameter", {"name": key, "value": text})
         act.relate("wasConfiguredBy", act.id, pid, artefactType="Parameter")
     cfg = get_config().path
     if cfg is not None:
@@ -389,7 +390,7 @@ def to_document(
     model: str = "IVOA",
 ) -> Any:
     """A ``prov.model.ProvDocument`` of rows; ``model="W3C"`` leaves out the voprov classes."""
-    from prov.model import PROV_ROLE, PROV_TYPE, ProvDocument
+    from prov.model import PROV_LOCATION, PROV_ROLE, PROV_TYPE, ProvDocument
 
     doc = ProvDocument()
     vo = doc.add_namespace("voprov", VOPROV_URI)
@@ -398,7 +399,11 @@ def to_document(
 
     def attrs(kind: str, raw: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[Any, Any]:
         skip = (*skip, "agent_type", "entity_type")
-        out: dict[Any, Any] = {vo[k]: v for k, v in raw.items() if k not in skip and v not in (None, "")}
+        out: dict[Any, Any] = {
+            (PROV_LOCATION if k == "location" else vo[k]): v
+            for k, v in raw.items()
+            if k not in skip and v not in (None, "")
+        }
         if ivoa:
             typed = {"agent": "agent_type", "entity": "entity_type"}.get(kind, "")
             out[PROV_TYPE] = vo[raw.get(typed) or _VOCLASS[kind]]

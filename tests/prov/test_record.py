@@ -79,7 +79,8 @@ def test_fetch_records_object_etag_and_byte_ranges(store_url: str, remote_ms: st
     part = skyplug.open(remote_ms).plan("time", 2)[1]
     provn = run("prov", "export", run_id, "--format", "provn")
     assert 'voprov:name="write"' in provn and "voprov:Activity" in provn
-    assert f'prov:location="{remote_ms}"' in provn and f'voprov:version="{part.version}"' in provn
+    assert f'[voprov:name="vis.ms", prov:location="{remote_ms}"' in provn and "voprov:location" not in provn
+    assert f'voprov:version="{part.version}"' in provn
     ranges = ",".join(f"{m + ':' if m else ''}{s}-{e}" for m, s, e in part.ranges)
     assert part.ranges and f'voprov:byteRanges="{ranges}"' in provn
     assert "used(" in provn and "wasGeneratedBy(" in provn and "wasDerivedFrom(" in provn

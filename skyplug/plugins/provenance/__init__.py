@@ -55,7 +55,7 @@ def written_entity(act: pv.Activity, path: str, kind: str, source: str | None) -
         pv.content_id(source, kind, p.name, pv.software()) if source else "file-" + str(checksum)[:32]
     )
     size = sum(f.stat().st_size for f in files)
-    return act.entity(eid, name=p.name, location=path, size=size, checksum=checksum, format=kind)
+    return act.entity(eid, name=p.name, location=str(p.absolute()), size=size, checksum=checksum, format=kind)
 
 
 def _format_version(name: str) -> str:
