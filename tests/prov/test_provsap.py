@@ -102,3 +102,29 @@ def test_catalog_serve_answers_provsap(tmp_path: Path, monkeypatch: pytest.Monke
             assert info.value.code == 404 and b"e-nope" in info.value.read()
         finally:
             server.stop()
+
+
+JOIN = """SELECT DISTINCT o.obs_publisher_did, n.run FROM ivoa_obscore o JOIN prov_nodes n
+  ON json_extract(n.attrs, '$.location') = o.skyplug_uri
+ AND json_extract(n.attrs, '$.version') = o.skyplug_version"""
+
+
+def test_provenance_joins_obscore_records_in_the_catalogue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import numpy as np
+
+    from skyplug.catalog.db import open_catalog
+    from skyplug.catalog.service import record_for
+
+    db = tmp_path / "catalog.db"
+    monkeypatch.setenv(pv.DB_ENV, f"sqlite:///{db}")
+    np.save(tmp_path / "a.npy", np.arange(40.0).reshape(10, 4))
+    uri = str(tmp_path / "a.npy")
+    with open_catalog(f"sqlite:///{db}") as cat:
+        did = cat.add([record_for(uri)])[0]["obs_publisher_did"]
+    with skyplug.activity("calibrate") as act:
+        skyplug.open(uri).plan("rows", 2)[0].load()
+    assert sqlite3.connect(db).execute(JOIN).fetchall() == [(did, act.run)]
