@@ -14,10 +14,16 @@ from hypothesis import strategies as st
 
 import skyplug
 from skyplug.core.dataset import fetch_partition
-from skyplug.core.errors import FormatError
+from skyplug.core.errors import FormatError, PluginError
 from skyplug.core.source import BytesSource
-from skyplug.plugins.formats.hdf5 import Hdf5Format, fletcher32, lzf_decompress
-from skyplug.synthetic.h5parm import make_all
+from skyplug.plugins.formats.hdf5 import (
+    MAX_OVERREAD,
+    Hdf5Format,
+    fletcher32,
+    lzf_decompress,
+    read_ranges_of,
+)
+from skyplug.synthetic.h5parm import make_all, make_solutions
 
 h5py = pytest.importorskip("h5py")
 AXES = ("time", "freq", "ant", "dir", "pol")
@@ -136,7 +142,8 @@ def test_partitions_roundtrip_small(h5_files: dict[str, Path]) -> None:
     for name in ("dp3", "chunked"):
         for by in AXES:
             for p in skyplug.open(str(h5_files[name])).plan(by, 3):
-                assert len(p.to_json()) < 2048
+                # about 1 KB per soltab (more with many chunks), plus one (member, start, end) per request
+                assert len(p.to_json()) < 1500 * len(p.meta["axes"]) // 2 + 24 * len(p.ranges)
                 assert type(p).from_json(p.to_json()) == p
                 assert pickle.loads(pickle.dumps(p)) == p
 
@@ -261,3 +268,118 @@ def test_s3_soltab_partitions_exact(h5_files: dict[str, Path], s3env: Any) -> No
         assert ds.index()["metadata_bytes"] < h5_files[name].stat().st_size / 8
         for by in ("time", "ant"):
             _check_soltab_partitions(uri, h5_files[name], "sol000/phase000", by, 3)
+
+
+# --- whole solsets, as DP3 and losoto write them ---------------------------------------------------
+INNER = ("freq", "ant", "dir", "time", "pol")  # time not the leading axis
+SOLUTIONS = {
+    "dp3": {"order": AXES},
+    "dp3_gzip": {"order": AXES, "chunked": True},
+    "inner": {"order": INNER},
+    "inner_gzip": {"order": INNER, "chunked": True},
+}
+
+
+@pytest.fixture(scope="session")
+def solutions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sols")
+    out = {name: make_solutions(root / f"{name}.h5", **opts) for name, opts in SOLUTIONS.items()}
+    out["two"] = make_solutions(root / "two.h5", solsets=2)
+    return out
+
+
+def _slice(f: Any, tab: str, name: str, axis: str, a: int, b: int) -> np.ndarray:
+    axes = f[f"{tab}/val"].attrs["AXES"].decode().split(",")
+    index = [slice(None)] * len(axes)
+    if axis in axes:
+        index[axes.index(axis)] = slice(a, b)
+    return f[f"{tab}/{name}"][tuple(index)]
+
+
+@pytest.mark.parametrize("name", list(SOLUTIONS))
+@pytest.mark.parametrize("by", ["time", "freq", "ant", "pol"])
+def test_solset_partitions_hold_every_soltab(solutions: dict[str, Path], name: str, by: str) -> None:
+    """One partition holds every soltab of the solset (what applycal needs), each exact against h5py."""
+    parts = skyplug.open(str(solutions[name])).plan(by, 4)
+    with h5py.File(solutions[name], "r") as f:
+        tabs = [f"sol000/{t}" for t in f["sol000"] if isinstance(f[f"sol000/{t}"], h5py.Group)]
+        assert len(tabs) == 3
+        for p in parts:
+            got = p.load()
+            for tab in tabs:
+                axes = f[f"{tab}/val"].attrs["AXES"].decode().split(",")
+                a, b = p.selection["soltabs"].get(tab, [0, f[f"{tab}/{by}"].shape[0] if by in axes else 0])
+                if by not in axes:
+                    assert tab not in p.selection["soltabs"]  # a tec000 without freq: whole
+                for arr in ("val", "weight"):
+                    want = _slice(f, tab, arr, by, a, b)
+                    assert got[f"{tab}/{arr}"].dtype == want.dtype
+                    assert np.array_equal(got[f"{tab}/{arr}"], want), (tab, arr, a, b)
+                    assert str(got[f"{tab}/{arr}@AXES"]) == ",".join(axes)
+                for axis in axes:
+                    want = f[f"{tab}/{axis}"][a:b] if axis == by else f[f"{tab}/{axis}"][()]
+                    assert np.array_equal(got[f"{tab}/{axis}"], want), (tab, axis)
+            for table in ("sol000/antenna", "sol000/source"):
+                assert np.array_equal(got[table], f[table][()])
+        ref = f[f"{parts[0].selection['soltab']}/{by}"][()]
+        assert sum(p.selection["range"][1] - p.selection["range"][0] for p in parts) == len(ref)
+
+
+def test_slow_soltab_sliced_by_time_values(solutions: dict[str, Path]) -> None:
+    """A slow amplitude gets the solutions bracketing each fast-phase block, found by time value."""
+    parts = skyplug.open(str(solutions["inner"])).plan("time", 4)
+    with h5py.File(solutions["inner"], "r") as f:
+        fast, slow = f["sol000/phase000/time"][()], f["sol000/amplitude000/time"][()]
+    assert len(fast) == 4 * len(slow) // 1 and all(p.selection["soltab"] == "sol000/phase000" for p in parts)
+    for p in parts:
+        a, b = p.selection["range"]
+        lo, hi = p.selection["interval"]
+        assert (lo, hi) == (fast[a], fast[b - 1])
+        i0, i1 = p.selection["soltabs"]["sol000/amplitude000"]
+        assert slow[i0] <= lo or i0 == 0
+        assert slow[i1 - 1] >= hi or i1 == len(slow)
+        assert i0 == 0 or slow[i0 + 1] > lo  # the tightest bracket
+        assert i1 == len(slow) or slow[i1 - 2] < hi
+        got = p.load()["sol000/amplitude000/time"]
+        assert np.array_equal(got, slow[i0:i1])
+
+
+def test_cli_fetch_writes_every_soltab(solutions: dict[str, Path], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from skyplug.cli import cli
+
+    args = ["fetch", str(solutions["dp3"]), "--by", "time", "-n", "4", "--out", str(tmp_path), "--as", "npz"]
+    run = CliRunner().invoke(cli, [*args, "--no-progress"])
+    assert run.exit_code == 0, run.output
+    with np.load(tmp_path / "part-0002.npz") as npz:
+        for tab in ("amplitude000", "phase000", "tec000"):
+            assert f"sol000/{tab}/val" in npz.files and f"sol000/{tab}/weight" in npz.files
+            assert f"sol000/{tab}/time" in npz.files
+        assert "sol000/antenna" in npz.files and "sol000/source" in npz.files
+
+
+def test_solset_and_soltab_options(solutions: dict[str, Path]) -> None:
+    ds = skyplug.open(str(solutions["two"]))
+    with pytest.raises(PluginError, match=r"2 solsets \(sol000, sol001\).*solset="):
+        ds.plan("time", 2)
+    (p, _) = ds.plan("time", 2, solset="sol001")
+    assert {k.split("/")[0] for k in p.load()} == {"sol001"}
+    (p, _) = ds.plan("time", 2, soltab="sol001/amplitude000")
+    assert set(p.selection["soltabs"]) == {"sol001/amplitude000"}
+    with pytest.raises(PluginError, match="no solset 'sol009'"):
+        ds.plan("time", 2, solset="sol009")
+
+
+@pytest.mark.parametrize("name", list(SOLUTIONS))
+def test_slices_fetch_only_their_bytes(solutions: dict[str, Path], name: str, tmp_path: Path) -> None:
+    """Along any axis: contiguous runs or intersecting chunks only; bytes requested near the payload."""
+    ds = skyplug.open(str(solutions[name]))
+    for by in ("time", "freq"):
+        for p in ds.plan(by, 4):
+            report = fetch_partition(p, tmp_path / by, as_="npz")
+            assert report["bytes_fetched"] == p.fetch_bytes  # the plan shows what is read
+            # stored bytes of the runs or of the chunks the slice intersects (compressed: whole chunks)
+            payload = sum(e - s for r in p.meta["reads"] for s, e in read_ranges_of(r))
+            assert payload == p.expected_bytes
+            assert report["bytes_fetched"] <= (1 + MAX_OVERREAD) * payload, (by, p.index, report)

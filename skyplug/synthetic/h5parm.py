@@ -85,6 +85,69 @@ def _solset(f: Any, rng: np.random.Generator, chunked: bool) -> None:
         extra.create_dataset("scalar", data=3.5)
 
 
+JONES = np.array([b"XX", b"XY", b"YX", b"YY"], dtype="S2")
+
+
+def make_solutions(
+    path: Path,
+    order: tuple[str, ...] = ("time", "freq", "ant", "dir", "pol"),
+    *,
+    chunked: bool = False,
+    solsets: int = 1,
+    times: tuple[int, int] = (64, 16),
+) -> Path:
+    """A DP3/losoto-like h5parm: per solset a fast ``phase000`` and a slow ``amplitude000`` (``times``
+    values each, over the same span), full-Jones ``pol``, axes stored in ``order``, a ``tec000`` soltab
+    without freq/pol, contiguous or chunked+gzip with small chunks (time in blocks of 4)."""
+    import h5py
+
+    rng = np.random.default_rng(11)
+    nfreq, nant, ndir = 8, 12, 2
+    start, span = 4.9e9, 640.0
+    with h5py.File(path, "w") as f:
+        for s in range(solsets):
+            sol = f.create_group(f"sol{s:03d}")
+            sol.attrs["h5parm_version"] = np.bytes_("1.0")
+            ant = np.zeros(nant, ANTENNA)
+            ant["name"] = [f"MR{i:03d}NEN".encode() for i in range(nant)]
+            ant["position"] = rng.standard_normal((nant, 3)) * 1000
+            sol.create_dataset("antenna", data=ant)
+            src = np.zeros(ndir, SOURCE)
+            src["name"] = [f"[Dir_{i}]".encode() for i in range(ndir)]
+            src["dir"] = rng.standard_normal((ndir, 2))
+            sol.create_dataset("source", data=src)
+            for tab, title, ntime, axes in (
+                ("phase000", "phase", times[0], order),
+                ("amplitude000", "amplitude", times[1], order),
+                ("tec000", "tec", times[0], tuple(a for a in order if a in ("time", "ant", "dir"))),
+            ):
+                step = span / ntime
+                values = {
+                    "time": start + step / 2 + np.arange(ntime) * step,
+                    "freq": 44e6 + np.arange(nfreq) * 195312.5,
+                    "ant": ant["name"],
+                    "dir": src["name"],
+                    "pol": JONES,
+                }
+                grp = sol.create_group(tab)
+                grp.attrs["TITLE"] = np.bytes_(title)
+                for name in axes:
+                    grp.create_dataset(name, data=values[name])
+                shape = tuple(len(values[a]) for a in axes)
+                opts: dict[str, Any] = {}
+                if chunked:
+                    chunks = tuple(min(n, 4) if a == "time" else n for a, n in zip(axes, shape, strict=True))
+                    chunks = tuple(min(c, 2) if a == "ant" else c for a, c in zip(axes, chunks, strict=True))
+                    opts = {"chunks": chunks, "compression": "gzip", "compression_opts": 4, "shuffle": True}
+                v = grp.create_dataset("val", data=np.round(rng.standard_normal(shape), 3), **opts)
+                weight = (rng.random(shape) > 0.02).astype(np.float32)  # flagged (0) or not (1)
+                w = grp.create_dataset("weight", data=weight, **opts)
+                for ds in (v, w):
+                    ds.attrs["AXES"] = np.bytes_(",".join(axes))
+                v.attrs["HISTORY000"] = np.bytes_("synthetic solutions for tests")
+    return path
+
+
 def make_all(root: Path) -> dict[str, Path]:
     """``dp3`` (contiguous) and ``chunked`` (gzip/shuffle/fletcher32, lzf, compact) h5parm files."""
     import h5py

@@ -27,8 +27,10 @@ from skyplug.core.source import Source, SourceFile, Tree
 MAGIC = b"\x89HDF\r\n\x1a\n"
 DEFLATE, SHUFFLE, FLETCHER32, LZF = 1, 2, 3, 32000
 SUPPORTED = {DEFLATE, SHUFFLE, FLETCHER32, LZF}
-MAX_GAP = 4096  # gap bytes worth fetching to save a request between two ranges
-MAX_RANGES = 32  # list ranges in a partition only up to this count (they are recomputed anyway)
+MAX_GAP = 64 * 1024  # largest gap fetched to save a request between two ranges ...
+MAX_OVERREAD = 0.25  # ... while all gaps fetched stay under this fraction of the payload
+MAX_REQUESTS = 1024  # beyond this many requests a partition fetches its smallest gaps anyway
+MAX_AXIS_VALUES = 100_000  # axis values kept in the index (to slice soltabs by value)
 H5PARM_AXES = ("time", "freq", "ant", "dir", "pol")
 C = 299_792_458.0
 
@@ -219,12 +221,18 @@ def _h5parm(f: Any, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "arrays": [f"{tab}/{n}" for n in ("val", "weight") if f"{tab}/{n}" in datasets],
             "axis_paths": {a: f"{tab}/{a}" for a in axes if f"{tab}/{a}" in datasets},
         }
-        for axis in ("time", "freq"):
-            p = f"{tab}/{axis}"
-            if p in datasets and datasets[p]["shape"] and datasets[p].get("dtype"):
-                values = np.asarray(f[p][()], dtype=np.float64)
-                if values.size:
-                    info[f"{axis}_range"] = [float(values.min()), float(values.max())]
+        info["values"] = {}
+        for axis, p in info["axis_paths"].items():
+            entry = datasets[p]
+            if len(entry["shape"]) != 1 or not entry.get("dtype") or entry["shape"][0] > MAX_AXIS_VALUES:
+                continue
+            raw = np.asarray(f[p][()])
+            if raw.dtype.kind in "iuf":
+                info["values"][axis] = [float(v) for v in raw]
+                if axis in ("time", "freq") and raw.size:
+                    info[f"{axis}_range"] = [float(raw.min()), float(raw.max())]
+            elif raw.dtype.kind in "SU":
+                info["values"][axis] = [v.decode() if isinstance(v, bytes) else str(v) for v in raw.tolist()]
         soltabs[tab] = info
         solsets.setdefault(
             solset, {"tables": [t for t in (f"{solset}/antenna", f"{solset}/source") if t in datasets]}
@@ -298,6 +306,51 @@ def read_ranges_of(read: dict[str, Any]) -> list[tuple[int, int]]:
     return [(k[i], k[i] + k[i + 1]) for i in range(0, len(k), 2)]
 
 
+def coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The requests that fetch ``ranges``: overlapping or touching ones joined, then the smallest
+    gaps (each at most MAX_GAP) fetched too while all fetched gap bytes stay within MAX_OVERREAD of
+    the payload, so strided runs and interleaved chunks never turn into a read of the whole dataset;
+    tiny strided runs (a slice along the last axis) are joined further down to MAX_REQUESTS."""
+    union: list[list[int]] = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if union and start <= union[-1][1]:
+            union[-1][1] = max(union[-1][1], end)
+        else:
+            union.append([start, end])
+    budget = MAX_OVERREAD * sum(e - s for s, e in union)
+    gaps = sorted(range(len(union) - 1), key=lambda i: (union[i + 1][0] - union[i][1], i))
+    join, count = set(), len(union)
+    for i in gaps:
+        gap = union[i + 1][0] - union[i][1]
+        if (gap > MAX_GAP or gap > budget) and count <= MAX_REQUESTS:
+            break
+        budget -= gap
+        count -= 1
+        join.add(i)
+    out: list[tuple[int, int]] = []
+    for i, (start, end) in enumerate(union):
+        if i - 1 in join:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def cut(
+    requests: Sequence[tuple[int, int]], datas: Sequence[bytes], ranges: Sequence[tuple[int, int]]
+) -> list[bytes]:
+    """The bytes of each range, taken from the fetched requests that cover them."""
+    import bisect
+
+    starts = [r[0] for r in requests]
+    out = []
+    for start, end in ranges:
+        i = bisect.bisect_right(starts, start) - 1
+        base = requests[i][0]
+        out.append(datas[i][start - base : end - base])
+    return out
+
+
 def _selection_shape(read: dict[str, Any]) -> list[int]:
     shape = list(read["s"])
     if "ax" in read:
@@ -339,12 +392,29 @@ def assemble(read: dict[str, Any], datas: list[bytes], uri: str) -> np.ndarray:
     return out
 
 
+def covering(values: Sequence[Any], block: Sequence[Any]) -> list[int]:
+    """[i0, i1) of the axis ``values`` covering the block of reference values: numbers from the last
+    value at or before the block's first to the first at or after its last (so nearest and linear
+    interpolation inside the block need nothing else), names from the first to the last one present."""
+    v = np.asarray(values)
+    if v.dtype.kind == "f":
+        lo, hi = min(block), max(block)
+        order = np.argsort(v, kind="stable")
+        sv = v[order]
+        j0 = max(int(np.searchsorted(sv, lo, "right")) - 1, 0)
+        j1 = min(int(np.searchsorted(sv, hi, "left")), len(v) - 1)
+        idx = order[j0 : j1 + 1]
+    else:
+        idx = np.flatnonzero(np.isin(v, np.asarray(block)))
+    return [int(idx.min()), int(idx.max()) + 1] if idx.size else [0, 0]
+
+
 class Hdf5Format(Format):
     """HDF5 files and h5parm calibration solutions, partitioned along a named or numbered axis."""
 
     name = "hdf5"
     kind = "object"
-    version = 1
+    version = 2  # 2: axis values kept per soltab
     extensions = (".h5", ".hdf5", ".h5parm", ".he5")
     axes = (*H5PARM_AXES, "rows")
     outputs = ("npz",)
@@ -386,7 +456,7 @@ class Hdf5Format(Format):
         datasets = index["datasets"]
         soltabs = index.get("soltabs", {})
         if opts.get("dataset") is None and soltabs:
-            return self._plan_soltab(index, by, n, opts.get("soltab"))
+            return self._plan_solset(index, by, n, opts)
         path = opts.get("dataset")
         if path is None:
             candidates = [p for p, e in datasets.items() if e["shape"]]
@@ -425,41 +495,102 @@ class Hdf5Format(Format):
             f"use rows or axis:N with N < {ndim})"
         )
 
-    def _plan_soltab(self, index: dict[str, Any], by: str, n: int, soltab: str | None) -> list[Partition]:
+    def _plan_solset(self, index: dict[str, Any], by: str, n: int, opts: dict[str, Any]) -> list[Partition]:
+        """Blocks of one solset along ``by``: every soltab with that axis gets the slice covering the
+        block's values (by value, so soltabs with other time or freq axes line up), the others whole."""
         soltabs, datasets = index["soltabs"], index["datasets"]
-        tab = (soltab or next(iter(soltabs))).strip("/")
-        if tab not in soltabs:
-            raise PluginError(f"{index['uri']}: no soltab {tab!r} (known: {', '.join(soltabs)})")
-        info = soltabs[tab]
-        axis = self._axis(index, by, info["axes"], len(info["axes"]))
-        name = info["axes"][axis]
-        solset = tab.split("/")[0]
-        blocks = split_even(info["shape"][axis], n)
+        if opts.get("soltab"):
+            tab = str(opts["soltab"]).strip("/")
+            if tab not in soltabs:
+                raise PluginError(f"{index['uri']}: no soltab {tab!r} (known: {', '.join(soltabs)})")
+            solset, tabs = tab.split("/")[0], [tab]
+        else:
+            solset = self._solset(index, opts.get("solset"))
+            tabs = [t for t in soltabs if t.split("/")[0] == solset]
+        if by == "rows" and len({soltabs[t]["axes"][0] for t in tabs}) == 1:
+            by = soltabs[tabs[0]]["axes"][0]  # rows: the first stored axis, when every soltab agrees
+        having = [t for t in tabs if by in soltabs[t]["axes"]]
+        if by == "rows" or by.startswith("axis:") or not having:
+            if len(tabs) > 1:
+                raise PluginError(
+                    f"{index['uri']}: no soltab of {solset} has an axis {by!r} "
+                    f"(axes: {', '.join(sorted({a for t in tabs for a in soltabs[t]['axes']}))}); "
+                    "name one with soltab= to cut it by rows or axis:N"
+                )
+            having = tabs
+            self._axis(index, by, soltabs[tabs[0]]["axes"], len(soltabs[tabs[0]]["axes"]))
+        ref = max(having, key=lambda t: self._length(index, soltabs[t], by))
+        length = self._length(index, soltabs[ref], by)
+        blocks = split_even(length, n)
+        ref_values = soltabs[ref].get("values", {}).get(by)
         parts = []
         for i, (a, b) in enumerate(blocks):
-            reads = []
-            for path in info["arrays"]:
-                entry = datasets[path]
-                names = entry.get("AXES", ",".join(info["axes"])).split(",")
-                if name not in names:
-                    raise FormatError(index["uri"], f"{path} has no axis {name!r} (AXES={entry.get('AXES')})")
-                reads.append(make_read(path, entry, names.index(name), a, b))
-            for axis_name, path in info["axis_paths"].items():
-                sliced = axis_name == name and datasets[path]["shape"]
-                reads.append(make_read(path, datasets[path], 0 if sliced else None, a, b))
+            ranges: dict[str, list[int]] = {}
+            reads: list[dict[str, Any]] = []
+            axes_meta: dict[str, str] = {}
+            for tab in tabs:
+                info = soltabs[tab]
+                if tab not in having:
+                    span = None
+                elif tab == ref:
+                    span = [a, b]
+                else:
+                    own = self._length(index, info, by)
+                    values = info.get("values", {}).get(by)
+                    if ref_values is None or values is None:  # no values to match: by index if alike
+                        span = [a, b] if own == length else [0, own]
+                    else:
+                        span = covering(values, ref_values[a:b])
+                if span is not None:
+                    ranges[tab] = span
+                reads += self._soltab_reads(index, tab, by if span else None, span)
+                for path in info["arrays"]:
+                    axes_meta[path] = datasets[path].get("AXES", ",".join(info["axes"]))
             reads += [make_read(t, datasets[t], None, 0, 0) for t in index["solsets"][solset]["tables"]]
-            selection = {"soltab": tab, "by": by, "axis": name, "range": [a, b]}
-            parts.append(
-                self._partition(
-                    index,
-                    i,
-                    len(blocks),
-                    selection,
-                    reads,
-                    axes={p: datasets[p].get("AXES", ",".join(info["axes"])) for p in info["arrays"]},
-                )
-            )
+            selection: dict[str, Any] = {"solset": solset, "soltab": ref, "by": by, "range": [a, b]}
+            if ref_values is not None and isinstance(ref_values[0], float):
+                selection["interval"] = [ref_values[a], ref_values[b - 1]]
+            selection["soltabs"] = ranges
+            parts.append(self._partition(index, i, len(blocks), selection, reads, axes=axes_meta))
         return parts
+
+    @staticmethod
+    def _solset(index: dict[str, Any], name: str | None) -> str:
+        solsets = list(index["solsets"])
+        if name is None:
+            if len(solsets) > 1:
+                raise PluginError(
+                    f"{index['uri']}: {len(solsets)} solsets ({', '.join(solsets)}); choose one with solset="
+                )
+            return solsets[0]
+        if name.strip("/") not in solsets:
+            raise PluginError(f"{index['uri']}: no solset {name!r} (known: {', '.join(solsets)})")
+        return name.strip("/")
+
+    def _length(self, index: dict[str, Any], info: dict[str, Any], by: str) -> int:
+        axis = self._axis(index, by, info["axes"], len(info["axes"]))
+        return int(info["shape"][axis])
+
+    def _soltab_reads(
+        self, index: dict[str, Any], tab: str, by: str | None, span: list[int] | None
+    ) -> list[dict[str, Any]]:
+        """val/weight of a soltab sliced along ``by`` (whole when None), and its axis datasets."""
+        info, datasets = index["soltabs"][tab], index["datasets"]
+        a, b = span or (0, 0)
+        reads = []
+        name = None
+        if by is not None:
+            name = info["axes"][self._axis(index, by, info["axes"], len(info["axes"]))]
+        for path in info["arrays"]:
+            entry = datasets[path]
+            names = entry.get("AXES", ",".join(info["axes"])).split(",")
+            if name is not None and name not in names:
+                raise FormatError(index["uri"], f"{path} has no axis {name!r} (AXES={entry.get('AXES')})")
+            reads.append(make_read(path, entry, None if name is None else names.index(name), a, b))
+        for axis_name, path in info["axis_paths"].items():
+            sliced = axis_name == name and datasets[path]["shape"]
+            reads.append(make_read(path, datasets[path], 0 if sliced else None, a, b))
+        return reads
 
     def _partition(
         self,
@@ -476,7 +607,7 @@ class Hdf5Format(Format):
             i,
             count,
             selection,
-            [("", s, e) for s, e in ranges] if len(ranges) <= MAX_RANGES else (),
+            [("", s, e) for s, e in coalesce(ranges)],
             expected_bytes=sum(e - s for s, e in ranges),
             reads=reads,
             **meta,
@@ -492,7 +623,8 @@ class Hdf5Format(Format):
         reads = partition.meta["reads"]
         wanted = [read_ranges_of(r) for r in reads]
         flat = [r for rs in wanted for r in rs]
-        datas = target.read_ranges(flat, max_gap=MAX_GAP) if flat else []
+        requests = coalesce(flat)  # the plan's ranges, recomputed: what the plan shows is what is read
+        datas = cut(requests, target.read_ranges(requests, max_gap=0), flat) if flat else []
         out: dict[str, Any] = {}
         pos = 0
         fallback = [r for r in reads if r.get("h5py")]
