@@ -16,20 +16,17 @@ def plot_partitions(parts: Sequence[Partition], path: str | Path, title: str = "
     import matplotlib.pyplot as plt
 
     members = sorted({m for p in parts for m, _, _ in p.ranges})
-    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(1, len(members))))
+    rows = [(m, p.index) for m in members for p in parts if any(r[0] == m for r in p.ranges)]
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.3 * max(1, len(rows))))
     cmap = plt.get_cmap("tab20")
     top = max((e for p in parts for _, _, e in p.ranges), default=0)
     unit, scale = ("MiB", 2**20) if top >= 2**20 else ("KiB", 2**10)
-    for p in parts:
-        for m, start, end in p.ranges:
-            ax.broken_barh(
-                [(start / scale, (end - start) / scale)],
-                (members.index(m) - 0.4, 0.8),
-                color=cmap(p.index % 20),
-                edgecolor="black",
-                linewidth=0.3,
-            )
-    ax.set_yticks(range(len(members)), [m or "(object)" for m in members], fontsize=8)
+    for p in parts:  # one row per (member, partition): interleaved ranges stay readable
+        for m in {r[0] for r in p.ranges}:
+            bars = [(s / scale, (e - s) / scale) for mm, s, e in p.ranges if mm == m]
+            ax.broken_barh(bars, (rows.index((m, p.index)) - 0.4, 0.8), color=cmap(p.index % 20), linewidth=0)
+    ax.set_yticks(range(len(rows)), [f"{m or '(object)'} #{i}" for m, i in rows], fontsize=7)
+    ax.invert_yaxis()
     ax.set_xlabel(f"offset in member ({unit})")
     total = sum(p.fetch_bytes for p in parts)
     ax.set_title(title or f"{len(parts)} partitions, {total / 2**20:.1f} MiB fetched in all", fontsize=9)

@@ -25,12 +25,11 @@ from skyplug.core.format import Format, atomic_npz, make_partition, split_even
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.partition import Partition
 from skyplug.core.plugins import Spec
-from skyplug.core.source import Source, Tree
+from skyplug.core.source import Source, Tree, plan_ranges
 
 BLOCK = 2880
 CARD = 80
 MAX_HEADER_BLOCKS = 4096  # 11.8 MB of header: anything longer is not a header
-MAX_RANGES = 32  # list ranges in a partition only up to this count (they are recomputed anyway)
 C = 299_792_458.0
 BITPIX_DTYPE = {8: "u1", 16: "i2", 32: "i4", 64: "i8", -32: "f4", -64: "f8"}
 SPECTRAL = ("FREQ", "ENER", "WAVN", "VRAD", "WAVE", "VOPT", "ZOPT", "AWAV", "VELO", "BETA", "FELO")
@@ -745,12 +744,23 @@ class FitsFormat(Format):
                     i,
                     len(blocks),
                     {"hdu": h["hdu"], "by": by, "axis": axis, "range": [a, b]},
-                    [("", s, e) for s, e in ranges] if len(ranges) <= MAX_RANGES else (),
+                    [("", s, e) for s, e in self._requests(h, ranges)],
                     expected_bytes=sum(e - s for s, e in ranges),
                     **meta,
                 )
             )
         return parts
+
+    @staticmethod
+    def _requests(h: dict[str, Any], ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """What a plan shows: the data ranges joined as the load joins them (gaps under a block), and
+        for a table with variable-length columns its whole heap, the most its rows can point at (the
+        load reads the descriptors first, then only the heap bytes they name)."""
+        requests = plan_ranges(ranges, BLOCK, max_part=1 << 62)
+        if h["kind"] == "bintable" and h["heap"][1] and any(c["tform"] in "PQ" for c in h["cols"]):
+            start = h["data"] + h["heap"][0]
+            requests.append((start, h["data"] + h["size"]))
+        return requests
 
     # --- loading ------------------------------------------------------------------------------
     @staticmethod
