@@ -361,3 +361,39 @@ def test_partition_cli_text_and_plot(fits_files: dict[str, Path], tmp_path: Path
 
     pixels = matplotlib.image.imread(png)[..., :3]
     assert (pixels.std(axis=2) > 0.1).mean() > 0.02  # coloured bars were drawn
+
+
+@pytest.fixture(scope="session")
+def untidy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str, int]]:
+    from skyplug.synthetic.fits import make_untidy
+
+    return make_untidy(tmp_path_factory.mktemp("untidy"))
+
+
+@pytest.mark.parametrize("name", ["wsclean", "casa", "dynspec", "blank"])
+def test_untidy_blocks_keep_a_valid_header(
+    untidy: dict[str, tuple[Path, str, int]], name: str, tmp_path: Path
+) -> None:
+    """Real radio FITS layouts: each block verifies, and its first pixel has the source pixel's world
+    coordinates (ALTRPIX follows a spectral cut; a CONTINUE header declares LONGSTRN)."""
+    import warnings
+
+    path, by, n = untidy[name]
+    with fits.open(path) as hdul, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref, header = hdul[0].data.copy(), hdul[0].header.copy()
+        src = WCS(header)
+    for p in skyplug.open(str(path)).plan(by, n):
+        a, axis = p.selection["range"][0], p.selection["axis"]
+        (out,) = p.write(tmp_path / name, as_="fits")
+        _fitsverify(out)
+        with fits.open(out) as hdul, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert np.array_equal(hdul[0].data, _block(ref, axis, a, p.selection["range"][1]), equal_nan=True)
+            got, part_header = WCS(hdul[0].header), hdul[0].header
+        pix = [0.0] * header["NAXIS"]
+        shifted = list(pix)
+        shifted[axis - 1] = a
+        np.testing.assert_allclose(got.wcs_pix2world([pix], 0), src.wcs_pix2world([shifted], 0), atol=1e-9)
+        if "ALTRPIX" in header and by == "channel":
+            assert part_header["ALTRPIX"] == header["ALTRPIX"] - a

@@ -158,6 +158,127 @@ def make_all(root: Path) -> dict[str, Path]:
     return out
 
 
+def make_untidy(root: Path) -> dict[str, tuple[Path, str, int]]:
+    """Files as radio software writes them: a WSClean image (NAXIS=4, NAXIS3=NAXIS4=1, HISTORY), a
+    CASA-style cube (PC matrix, ALTRVAL/ALTRPIX, LSRK, CONTINUE and HIERARCH cards), a dynamic
+    spectrum with a trailing table, a BLANK/BSCALE int16 cube with an extra image HDU. Name ->
+    (path, --by, n)."""
+    from astropy.io import fits
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(8)
+    sky = {
+        "CTYPE1": "RA---SIN",
+        "CRPIX1": 65.0,
+        "CRVAL1": 299.87,
+        "CDELT1": -0.01,
+        "CUNIT1": "deg",
+        "CTYPE2": "DEC--SIN",
+        "CRPIX2": 65.0,
+        "CRVAL2": 40.73,
+        "CDELT2": 0.01,
+        "CUNIT2": "deg",
+    }
+    out: dict[str, tuple[Path, str, int]] = {}
+
+    h = fits.Header(
+        {
+            **sky,
+            "CTYPE3": "FREQ",
+            "CRPIX3": 1.0,
+            "CRVAL3": 5.0e7,
+            "CDELT3": 1.0e6,
+            "CUNIT3": "Hz",
+            "CTYPE4": "STOKES",
+            "CRPIX4": 1.0,
+            "CRVAL4": 1.0,
+            "CDELT4": 1.0,
+            "BMAJ": 0.1,
+            "BMIN": 0.08,
+            "BPA": 12.0,
+            "WSCVERSI": "3.1",
+            "DATE-OBS": "2024-03-01T12:00:00.0",
+        }
+    )
+    h["HISTORY"] = "wsclean -size 128 128 -scale 36asec -niter 1000 " + "-weight briggs 0 " * 8
+    path = root / "wsclean-image.fits"
+    fits.PrimaryHDU(rng.standard_normal((1, 1, 128, 128)).astype(np.float32), h).writeto(path, overwrite=True)
+    out["wsclean"] = (path, "rows", 4)
+
+    h = fits.Header(
+        {
+            **sky,
+            "CRPIX1": 17.0,
+            "CRPIX2": 17.0,
+            "CTYPE3": "FREQ",
+            "CRPIX3": 3.0,
+            "CRVAL3": 1.42e9,
+            "CDELT3": -1.2e4,
+            "CUNIT3": "Hz",
+            "CTYPE4": "STOKES",
+            "CRPIX4": 1.0,
+            "CRVAL4": 1.0,
+            "CDELT4": 1.0,
+            "PC1_1": 1.0,
+            "PC1_2": 0.0,
+            "PC2_1": 0.0,
+            "PC2_2": 1.0,
+            "PC3_3": 1.0,
+            "PC4_4": 1.0,
+            "RESTFRQ": 1.420405752e9,
+            "SPECSYS": "LSRK",
+            "ALTRVAL": -1.0e3,
+            "ALTRPIX": 3.0,
+            "VELREF": 257,
+            "BTYPE": "Intensity",
+            "MJD-OBS": 60000.5,
+        }
+    )
+    h["OBJECT"] = "A very long object name, as CASA keeps it " * 4  # CONTINUE cards
+    h["HIERARCH CASA TOOL VERSION"] = "6.6.0"
+    path = root / "casa-cube.fits"
+    fits.PrimaryHDU(rng.standard_normal((2, 10, 32, 32)).astype(np.float32), h).writeto(path, overwrite=True)
+    out["casa"] = (path, "channel", 3)
+
+    h = fits.Header(
+        {
+            "CTYPE1": "TIME",
+            "CRPIX1": 1.0,
+            "CRVAL1": 0.0,
+            "CDELT1": 0.5,
+            "CUNIT1": "s",
+            "CTYPE2": "FREQ",
+            "CRPIX2": 1.0,
+            "CRVAL2": 1e7,
+            "CDELT2": 1e5,
+            "CUNIT2": "Hz",
+        }
+    )
+    times = fits.BinTableHDU.from_columns([fits.Column(name="t", format="D", array=np.arange(300.0))])
+    path = root / "dynspec.fits"
+    fits.HDUList([fits.PrimaryHDU(rng.standard_normal((64, 300)).astype(np.float32), h), times]).writeto(
+        path, overwrite=True
+    )
+    out["dynspec"] = (path, "rows", 4)
+
+    raw = rng.integers(-3000, 3000, (6, 20, 24)).astype(np.int16)
+    raw[0, 0, :3] = -32768
+    scaled = {
+        "BSCALE": 0.5,
+        "BZERO": 2.0,
+        "BLANK": -32768,
+        "CTYPE3": "FREQ",
+        "CRPIX3": 1.0,
+        "CRVAL3": 1e8,
+        "CDELT3": 1e6,
+        **{k: v for k, v in sky.items() if not k.startswith("CUNIT")},
+    }
+    path = _raw_image(root / "blank.fits", raw, 16, {**scaled, "EXTEND": True})
+    fits.append(path, np.zeros((4, 4), np.float32), fits.Header({"EXTNAME": "BEAM"}))  # an extra HDU
+    out["blank"] = (path, "channel", 3)
+    return out
+
+
 if __name__ == "__main__":
     for name, path in make_all(Path(sys.argv[1] if len(sys.argv) > 1 else "fits-data")).items():
         print(name, path)

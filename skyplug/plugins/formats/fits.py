@@ -491,7 +491,11 @@ def adjust_image_header(cards: Sequence[str], axis: int, a: int, b: int) -> list
     """Cards of a standalone primary HDU for block [a, b) along ``axis``: WCS stays exact."""
     out: list[str] = []
     present = {c[:8].strip() for c in cards}
-    shift = re.compile(rf"^(CRPIX{axis}[A-Z]?|LTV{axis})$")
+    ctype = next(
+        (str(parse_value(c)) for c in cards if c[:8].strip() == f"CTYPE{axis}" and c[8:10] == "= "), ""
+    )
+    spectral = "|ALTRPIX" if ctype.upper().startswith(SPECTRAL) else ""  # AIPS/CASA alternate spectral pixel
+    shift = re.compile(rf"^(CRPIX{axis}[A-Z]?|LTV{axis}{spectral})$")
     for i, card in enumerate(cards):
         key = card[:8].strip()
         if i == 0 and key == "XTENSION":
@@ -510,6 +514,8 @@ def adjust_image_header(cards: Sequence[str], axis: int, a: int, b: int) -> list
             out.append(card)
     if a and f"CRPIX{axis}" not in present and f"CTYPE{axis}" in present:
         out.append(make_card(f"CRPIX{axis}", float(-a), "shifted for this partition"))
+    if "CONTINUE" in present and "LONGSTRN" not in present:  # declare the long-string convention used
+        out.append(make_card("LONGSTRN", "OGIP 1.0", "The OGIP long string convention may be used"))
     return out
 
 
