@@ -383,3 +383,38 @@ def test_slices_fetch_only_their_bytes(solutions: dict[str, Path], name: str, tm
             payload = sum(e - s for r in p.meta["reads"] for s, e in read_ranges_of(r))
             assert payload == p.expected_bytes
             assert report["bytes_fetched"] <= (1 + MAX_OVERREAD) * payload, (by, p.index, report)
+
+
+@pytest.mark.parametrize("name", ["dp3", "inner_gzip"])
+def test_native_h5parm_output_opens_with_h5py_and_losoto(
+    solutions: dict[str, Path], name: str, tmp_path: Path
+) -> None:
+    """``--as native`` writes a valid h5parm per partition, every soltab in it, as losoto reads them."""
+    losoto = pytest.importorskip("losoto.h5parm")
+    parts = skyplug.open(str(solutions[name])).plan("time", 4)
+    for p in parts[1:3]:
+        (path,) = p.write(tmp_path, as_="native")
+        assert path.suffix == ".h5"
+        want = p.load()
+        with h5py.File(path, "r") as f:
+            for key, value in want.items():
+                if "@" in key:
+                    path_, _, attr = key.partition("@")
+                    assert f[path_].attrs[attr].decode() == str(value)
+                else:
+                    assert np.array_equal(f[key][()], value), key
+        h = losoto.h5parm(str(path))
+        try:
+            solset = h.getSolset("sol000")
+            assert sorted(solset.getSoltabNames()) == ["amplitude000", "phase000", "tec000"]
+            assert len(solset.getAnt()) == 12 and len(solset.getSou()) == 2
+            for tab in ("amplitude000", "phase000"):
+                st = solset.getSoltab(tab)
+                assert st.getType() == tab[:-3]
+                vals, axes = st.getValues()
+                stored = want[f"sol000/{tab}/val"]
+                assert st.getAxesNames() == str(want[f"sol000/{tab}/val@AXES"]).split(",")
+                assert np.array_equal(vals, stored)
+                assert np.array_equal(axes["time"], want[f"sol000/{tab}/time"])
+        finally:
+            h.close()

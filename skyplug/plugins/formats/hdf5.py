@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from skyplug.core.errors import FormatError, PluginError
-from skyplug.core.format import Format, atomic_npz, make_partition, split_even
+from skyplug.core.format import Format, atomic_file, atomic_npz, make_partition, split_even
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.partition import Partition
 from skyplug.core.plugins import Spec
@@ -409,6 +409,26 @@ def covering(values: Sequence[Any], block: Sequence[Any]) -> list[int]:
     return [int(idx.min()), int(idx.max()) + 1] if idx.size else [0, 0]
 
 
+def write_h5(fh: Any, arrays: dict[str, Any], titles: dict[str, str]) -> None:
+    """The loaded datasets as an HDF5 file under their own paths: ``path@AXES`` become ``AXES``
+    attributes, soltab groups get their ``TITLE`` and solsets an ``h5parm_version``, so h5py, losoto
+    and DP3 read a partition as they read the source file."""
+    import h5py
+
+    with h5py.File(fh, "w") as f:
+        for path, value in arrays.items():
+            if "@" not in path:
+                f.create_dataset(path, data=value)
+        for key, value in arrays.items():
+            path, _, attr = key.partition("@")
+            if attr:
+                f[path].attrs[attr] = np.bytes_(str(value))
+        for tab, title in titles.items():
+            if tab in f:
+                f[tab].attrs["TITLE"] = np.bytes_(title)
+                f[tab.split("/")[0]].attrs["h5parm_version"] = np.bytes_("1.0")
+
+
 class Hdf5Format(Format):
     """HDF5 files and h5parm calibration solutions, partitioned along a named or numbered axis."""
 
@@ -417,7 +437,7 @@ class Hdf5Format(Format):
     version = 2  # 2: axis values kept per soltab
     extensions = (".h5", ".hdf5", ".h5parm", ".he5")
     axes = (*H5PARM_AXES, "rows")
-    outputs = ("npz",)
+    outputs = ("h5", "npz")  # h5: a valid h5parm (or HDF5 file) per partition
 
     def sniff(self, name: str, head: bytes, members: Sequence[str] | None = None) -> float:
         if any(head[o : o + 8] == MAGIC for o in (0, 512, 1024, 2048)):  # superblock offsets
@@ -551,7 +571,10 @@ class Hdf5Format(Format):
             if ref_values is not None and isinstance(ref_values[0], float):
                 selection["interval"] = [ref_values[a], ref_values[b - 1]]
             selection["soltabs"] = ranges
-            parts.append(self._partition(index, i, len(blocks), selection, reads, axes=axes_meta))
+            titles = {t: soltabs[t]["type"] for t in tabs}
+            parts.append(
+                self._partition(index, i, len(blocks), selection, reads, axes=axes_meta, titles=titles)
+            )
         return parts
 
     @staticmethod
@@ -660,10 +683,16 @@ class Hdf5Format(Format):
         return out
 
     def write(self, partition: Partition, target: Source | Tree, out: Path, as_: str) -> list[Path]:
-        if as_ != "npz":
-            raise PluginError(f"{partition.uri}: HDF5 writes 'npz', not {as_!r}")
-        path = out.with_suffix(".npz")
-        atomic_npz(path, self.load(partition, target))
+        if as_ not in self.outputs:
+            raise PluginError(f"{partition.uri}: HDF5 writes {' or '.join(self.outputs)}, not {as_!r}")
+        arrays = self.load(partition, target)
+        if as_ == "npz":
+            path = out.with_suffix(".npz")
+            atomic_npz(path, arrays)
+            return [path]
+        path = out.with_suffix(".h5")
+        with atomic_file(path) as fh:
+            write_h5(fh, arrays, partition.meta.get("titles", {}))
         return [path]
 
     # --- catalogue ---------------------------------------------------------------------------
