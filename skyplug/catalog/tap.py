@@ -647,6 +647,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             params = self._params()
             parts = path.split("/")[1:]
+            if parts == ["provsap"]:  # IVOA ProvSAP, answered by the provenance plugin
+                from skyplug.plugins.provenance.provsap import respond
+
+                self._send(*respond(urlsplit(self.path).query, svc.catalog.url))
+                return
             if not parts or parts[0] != "tap":
                 raise TapError(f"not found: {path} (the service is at /tap)", 404)
             rest = parts[1:]
