@@ -306,7 +306,7 @@ def read_ranges_of(read: dict[str, Any]) -> list[tuple[int, int]]:
     return [(k[i], k[i] + k[i + 1]) for i in range(0, len(k), 2)]
 
 
-def coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+def coalesce(ranges: Sequence[tuple[int, int]], overread: float = MAX_OVERREAD) -> list[tuple[int, int]]:
     """The requests that fetch ``ranges``: overlapping or touching ones joined, then the smallest
     gaps (each at most MAX_GAP) fetched too while all fetched gap bytes stay within MAX_OVERREAD of
     the payload, so strided runs and interleaved chunks never turn into a read of the whole dataset;
@@ -317,7 +317,7 @@ def coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
             union[-1][1] = max(union[-1][1], end)
         else:
             union.append([start, end])
-    budget = MAX_OVERREAD * sum(e - s for s, e in union)
+    budget = overread * sum(e - s for s, e in union)
     gaps = sorted(range(len(union) - 1), key=lambda i: (union[i + 1][0] - union[i][1], i))
     join, count = set(), len(union)
     for i in gaps:
@@ -334,6 +334,12 @@ def coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((start, end))
     return out
+
+
+def plan_requests(reads: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """A partition's requests: each dataset's ranges coalesced within its own over-read budget (a
+    small table never pays for an array's gaps), then joined where they touch."""
+    return coalesce([r for read in reads for r in coalesce(read_ranges_of(read))], overread=0.0)
 
 
 def cut(
@@ -630,7 +636,7 @@ class Hdf5Format(Format):
             i,
             count,
             selection,
-            [("", s, e) for s, e in coalesce(ranges)],
+            [("", s, e) for s, e in plan_requests(reads)],
             expected_bytes=sum(e - s for s, e in ranges),
             reads=reads,
             **meta,
@@ -646,7 +652,7 @@ class Hdf5Format(Format):
         reads = partition.meta["reads"]
         wanted = [read_ranges_of(r) for r in reads]
         flat = [r for rs in wanted for r in rs]
-        requests = coalesce(flat)  # the plan's ranges, recomputed: what the plan shows is what is read
+        requests = plan_requests(reads)  # the plan's ranges, recomputed: what it shows is what is read
         datas = cut(requests, target.read_ranges(requests, max_gap=0), flat) if flat else []
         out: dict[str, Any] = {}
         pos = 0
