@@ -39,12 +39,17 @@ def user_load(text: str) -> dict[str, float]:
     Partition.from_json(text).load()
     total = time.perf_counter() - t0
     inner = load.timings.last
-    return {"seconds": total, "open": total - inner["total"], "fetch": inner["fetch"],
-            "decode_tail": inner["total"] - inner["fetch"]}
+    return {
+        "seconds": total,
+        "open": total - inner["total"],
+        "fetch": inner["fetch"],
+        "decode_tail": inner["total"] - inner["fetch"],
+    }
 
 
-def interleaved(server: Server, ds: Any, key: str, p: Partition,
-                repeat: int = REPEAT) -> tuple[dict[str, float], float, float]:
+def interleaved(
+    server: Server, ds: Any, key: str, p: Partition, repeat: int = REPEAT
+) -> tuple[dict[str, float], float, float]:
     """Medians of the user's load (split), the load on an open target and the floor.
 
     The three are measured in turn, ``repeat`` rounds, so that they see the same server load.
@@ -135,8 +140,9 @@ def bench_one(server: Server, key: str, nchan: int, ncorr: int, parts: int) -> d
             )
         out[f"median_ratio_{n}"] = round(statistics.median(ratios), 3)
         out[f"median_ratio_target_open_{n}"] = round(statistics.median(reused), 3)
-        out[f"median_split_{n}"] = {k: round(statistics.median(s[k] for s in splits), 4)
-                                    for k in ("open", "fetch", "decode_tail")}
+        out[f"median_split_{n}"] = {
+            k: round(statistics.median(s[k] for s in splits), 4) for k in ("open", "fetch", "decode_tail")
+        }
         print(
             f"{key}: n={n}: median ratio to floor {out[f'median_ratio_{n}']:.2f} "
             f"({out[f'median_ratio_target_open_{n}']:.2f} with the target already open); "

@@ -25,8 +25,14 @@ def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
         click.echo(text)
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     """A warning as one redacted line, like errors (no source file, no code line)."""
     text = " ".join(str(message).split())
     click.echo(f"skyplug: warning: {redact(text)}", err=True)

@@ -189,8 +189,13 @@ def test_random_truncation_points(name: str, originals: dict[str, Path], tmp_pat
     data = originals[name].read_bytes()
     path = tmp_path / FORMATS[name][0]
 
-    @settings(max_examples=8, derandomize=True, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=8,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
     @given(cut=st.integers(min_value=0, max_value=len(data) - 1))
     def check(cut: int) -> None:
         path.write_bytes(data[:cut])
@@ -302,8 +307,12 @@ def test_missing_object_on_a_local_site(tmp_path: Path) -> None:
 def test_missing_site(tmp_path: Path) -> None:
     line = assert_error(run("index", "s3://bucket/key.npy", "--site", "nowhere"), "'nowhere'")
     assert "not configured" in line
-    line = assert_error(run("fetch", "s3://b/k.npy", "--site", "nowhere", "--by", "rows", "-n", "2",
-                            "--out", tmp_path / "out"), "'nowhere'")
+    line = assert_error(
+        run(
+            "fetch", "s3://b/k.npy", "--site", "nowhere", "--by", "rows", "-n", "2", "--out", tmp_path / "out"
+        ),
+        "'nowhere'",
+    )
     assert_nothing_written(tmp_path / "out")
     assert "default_site" in assert_error(run("index", "s3://bucket/key.npy"), "site")
 
@@ -318,28 +327,49 @@ def _cli_subprocess(
     *args: str | os.PathLike[str], cwd: Path, timeout: float = 20
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONWARNINGS": "default"}
-    return subprocess.run([sys.executable, "-m", "skyplug.cli", *map(os.fspath, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "skyplug.cli", *map(os.fspath, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_s3_site_on_a_closed_port_fails_in_bounded_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = _use_config(tmp_path, f'default_site = "edge"\n[sites.edge]\ntype = "s3"\n'
-                                f'endpoint = "http://127.0.0.1:{_closed_port()}"\nregion = "eu-west-1"\n')
+    cfg = _use_config(
+        tmp_path,
+        f'default_site = "edge"\n[sites.edge]\ntype = "s3"\n'
+        f'endpoint = "http://127.0.0.1:{_closed_port()}"\nregion = "eu-west-1"\n',
+    )
     monkeypatch.setenv("SKYPLUG_SITE_EDGE_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("SKYPLUG_SITE_EDGE_SECRET_ACCESS_KEY", SECRET)
     t0 = time.monotonic()
-    result = _cli_subprocess("--config", cfg, "fetch", "s3://bucket/vis.npy", "--by", "rows", "-n", "2",
-                             "--out", tmp_path / "out", cwd=tmp_path)
+    result = _cli_subprocess(
+        "--config",
+        cfg,
+        "fetch",
+        "s3://bucket/vis.npy",
+        "--by",
+        "rows",
+        "-n",
+        "2",
+        "--out",
+        tmp_path / "out",
+        cwd=tmp_path,
+    )
     assert time.monotonic() - t0 < 20
     assert "cannot connect" in assert_error(result, "s3://bucket/vis.npy")
     assert_nothing_written(tmp_path / "out")
 
 
 @pytest.mark.parametrize("text", ['default_site = "edge\n', "[sites.edge\ntype = 's3'\n", "x = [\n"])
-def test_config_syntax_error(text: str, tmp_path: Path, originals: dict[str, Path],
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_syntax_error(
+    text: str, tmp_path: Path, originals: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = _use_config(tmp_path, text)
     assert_error(run("--config", cfg, "index", originals["npy"]), str(cfg))
     monkeypatch.chdir(tmp_path)  # found by the usual lookup too
@@ -349,16 +379,22 @@ def test_config_syntax_error(text: str, tmp_path: Path, originals: dict[str, Pat
 
 
 CREDENTIAL_KEYS = [
-    "secret_key", "secret_access_key", "aws_secret_access_key",
-    "aws_access_key_id", "Access_Key_Id", "session_token",
+    "secret_key",
+    "secret_access_key",
+    "aws_secret_access_key",
+    "aws_access_key_id",
+    "Access_Key_Id",
+    "session_token",
 ]
 
 
 @pytest.mark.parametrize("key", CREDENTIAL_KEYS)
 def test_config_with_credentials_is_refused(key: str, tmp_path: Path, originals: dict[str, Path]) -> None:
     for where in ("", "[sites.edge.options]\n"):
-        cfg = _use_config(tmp_path, f'[sites.edge]\ntype = "s3"\nendpoint = "http://127.0.0.1:1"\n'
-                                    f'{where}{key} = "{SECRET}"\n')
+        cfg = _use_config(
+            tmp_path,
+            f'[sites.edge]\ntype = "s3"\nendpoint = "http://127.0.0.1:1"\n{where}{key} = "{SECRET}"\n',
+        )
         for args in (["sites", "--json"], ["index", originals["npy"]]):
             line = assert_error(run("--config", cfg, *args), str(cfg))
             assert key in line and "credentials" in line

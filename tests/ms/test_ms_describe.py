@@ -61,5 +61,9 @@ def test_summary_shows_layouts(ms_factory) -> None:
     assert s["rows_per_timestamp"] == [21] and s["timestamps"] == 12
     assert s["spectral_windows"][0]["nchan"] == 16
     dysco = plugins.find("formats", "ms").summary(skyplug.open(str(ms_factory("dysco"))).index())
-    assert dysco["managers"]["DyscoData"] == {"manager": "DyscoStMan", "columns": "DATA, WEIGHT_SPECTRUM",
-                                              "rows_per_block": 21, "block_bytes": 4220}
+    assert dysco["managers"]["DyscoData"] == {
+        "manager": "DyscoStMan",
+        "columns": "DATA, WEIGHT_SPECTRUM",
+        "rows_per_block": 21,
+        "block_bytes": 4220,
+    }

@@ -20,8 +20,12 @@ def windows(ms: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from casacore import tables
 
     with tables.table(str(ms), ack=False) as tab:
-        return (tab.getcol("TIME"), tab.getcol("INTERVAL"), tab.getcol("EXPOSURE"),
-                tab.getcol("ANTENNA1") == tab.getcol("ANTENNA2"))
+        return (
+            tab.getcol("TIME"),
+            tab.getcol("INTERVAL"),
+            tab.getcol("EXPOSURE"),
+            tab.getcol("ANTENNA1") == tab.getcol("ANTENNA2"),
+        )
 
 
 def test_bda_layout_is_averaged(ms_factory) -> None:
@@ -43,8 +47,9 @@ def test_bda_time_partitions_never_split_a_window(ms_factory, zipped: str | None
     for p in parts:
         rows = p.load()["ROWID"]
         seen.append(rows)
-        spans.append((float((time[rows] - interval[rows] / 2).min()),
-                      float((time[rows] + interval[rows] / 2).max())))
+        spans.append(
+            (float((time[rows] - interval[rows] / 2).min()), float((time[rows] + interval[rows] / 2).max()))
+        )
     assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(len(time)))  # each row once
     spans.sort()
     for (_, end), (start, _) in itertools.pairwise(spans):

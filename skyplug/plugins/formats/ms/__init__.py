@@ -13,5 +13,11 @@ from skyplug.core.plugins import Spec
 
 @hookimpl
 def skyplug_register_formats(config):
-    return [Spec("ms", "skyplug.plugins.formats.ms.format:MsFormat",
-                 err="pip install 'skyplug[ms]' (python-casacore)", keys=(".ms",))]
+    return [
+        Spec(
+            "ms",
+            "skyplug.plugins.formats.ms.format:MsFormat",
+            err="pip install 'skyplug[ms]' (python-casacore)",
+            keys=(".ms",),
+        )
+    ]

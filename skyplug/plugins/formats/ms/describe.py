@@ -8,15 +8,30 @@ from typing import Any
 import numpy as np
 
 C = 299_792_458.0  # m/s
-STOKES = {1: "I", 2: "Q", 3: "U", 4: "V", 5: "RR", 6: "RL", 7: "LR", 8: "LL",
-          9: "XX", 10: "XY", 11: "YX", 12: "YY"}
+STOKES = {
+    1: "I",
+    2: "Q",
+    3: "U",
+    4: "V",
+    5: "RR",
+    6: "RL",
+    7: "LR",
+    8: "LL",
+    9: "XX",
+    10: "XY",
+    11: "YX",
+    12: "YY",
+}
 
 
 def describe(index: dict[str, Any]) -> dict[str, Any]:
     """Catalogue fields: time in MJD, wavelengths in metres, f_resolution in kHz, angles in degrees."""
-    out: dict[str, Any] = {"dataproduct_type": "visibility", "calib_level": 1,
-                           "access_format": "application/x-casa-ms",
-                           "access_estsize": math.ceil(index.get("ms_bytes", 0) / 1000)}
+    out: dict[str, Any] = {
+        "dataproduct_type": "visibility",
+        "calib_level": 1,
+        "access_format": "application/x-casa-ms",
+        "access_estsize": math.ceil(index.get("ms_bytes", 0) / 1000),
+    }
     times, half = index.get("times", []), index.get("interval", 0.0) / 2
     if times:  # per-row windows: averaged rows (BDA) differ in INTERVAL and EXPOSURE
         out["t_min"] = index.get("t_start", times[0] - half) / 86400.0
@@ -58,6 +73,8 @@ def _array_geometry(index: dict[str, Any]) -> dict[str, Any]:
     if len(pos) > 1:
         d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)[np.triu_indices(len(pos), 1)]
         out.update(instr_tel_min_dist=float(d.min()), instr_tel_max_dist=float(d.max()))
-        out.update(uv_distance_min=0.0 if index.get("has_autocorrelations") else float(d.min()),
-                   uv_distance_max=float(d.max()))
+        out.update(
+            uv_distance_min=0.0 if index.get("has_autocorrelations") else float(d.min()),
+            uv_distance_max=float(d.max()),
+        )
     return out

@@ -28,8 +28,12 @@ def header(data: bytes) -> dict[str, int]:
     rows_per_block, antennas, block_size = struct.unpack_from("<3I", data, pos)
     if rows_per_block == 0 or block_size == 0:
         raise ValueError("Dysco header with zero rows per block or zero block size")
-    return {"header_size": header_size, "rows_per_block": rows_per_block, "block_size": block_size,
-            "antennas": antennas}
+    return {
+        "header_size": header_size,
+        "rows_per_block": rows_per_block,
+        "block_size": block_size,
+        "antennas": antennas,
+    }
 
 
 def ranges(dm: dict[str, Any], rows: np.ndarray) -> list[tuple[int, int]]:

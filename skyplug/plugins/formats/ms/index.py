@@ -43,7 +43,7 @@ def build_index(tree: Tree) -> dict[str, Any]:
     small_dir = mirror.cache_dir(uri, tree.version)
     if not small_dir.is_dir():
         mirror.store(small_dir, root, files, {name: members[root + name] for name in big}, obj=uri)
-    heads = dict(zip(dysco_files, datas[len(small):], strict=True))
+    heads = dict(zip(dysco_files, datas[len(small) :], strict=True))
     sizes = {name: members[root + name] for name in big}
     pieces = [(name, 0, head) for name, head in heads.items()]
     with mirror.sparse_mirror(small_dir, sizes, pieces) as ms:
@@ -55,16 +55,21 @@ def build_index(tree: Tree) -> dict[str, Any]:
         problems = mirror.subtable_problems(ms)
         index.update(_read_subtables(ms, problems))
     if problems:
-        warnings.warn(f"{uri}: subtables left out (absent or unreadable): "
-                      + "; ".join(f"{k} ({why})" for k, why in problems.items()), SkyplugWarning,
-                      stacklevel=2)
-    index.update({
-        "root": root,
-        "big": sorted(big),
-        "big_sizes": {name: sizes[name] for name in sorted(big)},
-        "ms_bytes": sum(s for m, s in members.items() if m.startswith(root)),
-        "small_bytes": sum(map(len, files.values())),
-    })
+        warnings.warn(
+            f"{uri}: subtables left out (absent or unreadable): "
+            + "; ".join(f"{k} ({why})" for k, why in problems.items()),
+            SkyplugWarning,
+            stacklevel=2,
+        )
+    index.update(
+        {
+            "root": root,
+            "big": sorted(big),
+            "big_sizes": {name: sizes[name] for name in sorted(big)},
+            "ms_bytes": sum(s for m, s in members.items() if m.startswith(root)),
+            "small_bytes": sum(map(len, files.values())),
+        }
+    )
     return index
 
 
@@ -79,32 +84,48 @@ def parse_main_table_dat(raw: bytes, obj: str) -> Any:
     for col, seq in tdat.columns.items():
         kind = tdat.managers.get(seq, f"<no data manager {seq}>")
         if kind not in lay.SUPPORTED:
-            raise FormatError(obj, f"column {col} is stored by {kind}, which skyplug cannot read "
-                                   f"(supported: {', '.join(lay.SUPPORTED)})")
+            raise FormatError(
+                obj,
+                f"column {col} is stored by {kind}, which skyplug cannot read "
+                f"(supported: {', '.join(lay.SUPPORTED)})",
+            )
     for col in lay.INDEX_COLUMNS:
         kind = tdat.managers.get(tdat.columns.get(col, -1), "")
         if col in tdat.columns and kind not in ("StandardStMan", "IncrementalStMan"):
-            raise FormatError(obj, f"column {col} is stored by {kind}; skyplug indexes it only from "
-                                   "StandardStMan or IncrementalStMan")
+            raise FormatError(
+                obj,
+                f"column {col} is stored by {kind}; skyplug indexes it only from "
+                "StandardStMan or IncrementalStMan",
+            )
     return tdat
 
 
-def _read_main(tab: Any, uri: str, root: str, tdat: Any, heads: dict[str, bytes],
-               sizes: dict[str, int]) -> dict[str, Any]:
+def _read_main(
+    tab: Any, uri: str, root: str, tdat: Any, heads: dict[str, bytes], sizes: dict[str, int]
+) -> dict[str, Any]:
     nrow = tab.nrows()
     dminfo = {int(v["SEQNR"]): v for v in tab.getdminfo().values()}
     columns = {}
     for col in tab.colnames():
         desc = tab.getcoldesc(col)
         dm = dminfo.get(tdat.columns.get(col, -1), {})
-        columns[col] = {"dtype": desc.get("valueType"), "ndim": int(desc.get("ndim", 0)),
-                        "shape": [int(x) for x in desc.get("shape", [])],
-                        "dm": dm.get("TYPE", "?"), "dm_name": dm.get("NAME", "")}
+        columns[col] = {
+            "dtype": desc.get("valueType"),
+            "ndim": int(desc.get("ndim", 0)),
+            "shape": [int(x) for x in desc.get("shape", [])],
+            "dm": dm.get("TYPE", "?"),
+            "dm_name": dm.get("NAME", ""),
+        }
     managers = []
     for seq, info in sorted(dminfo.items()):
         kind, cols = info["TYPE"], list(info.get("COLUMNS", []))
-        entry: dict[str, Any] = {"type": kind, "name": info.get("NAME", ""), "seqnr": seq, "columns": cols,
-                                 "dtype": columns[cols[0]]["dtype"] if cols else None}
+        entry: dict[str, Any] = {
+            "type": kind,
+            "name": info.get("NAME", ""),
+            "seqnr": seq,
+            "columns": cols,
+            "dtype": columns[cols[0]]["dtype"] if cols else None,
+        }
         if kind in lay.TILED:
             entry["cubes"] = _cubes(tab, uri, root, seq, kind, info, cols, sizes)
             entry["numpy"] = tsm.decodable(cols, entry["dtype"], entry["cubes"])
@@ -141,8 +162,16 @@ def _read_main(tab: Any, uri: str, root: str, tdat: Any, heads: dict[str, bytes]
     }
 
 
-def _time_spans(tab: Any, columns: dict[str, Any], time: np.ndarray, times: np.ndarray, tidx: np.ndarray,
-                a1: np.ndarray, a2: np.ndarray, ddid: np.ndarray) -> dict[str, Any]:
+def _time_spans(
+    tab: Any,
+    columns: dict[str, Any],
+    time: np.ndarray,
+    times: np.ndarray,
+    tidx: np.ndarray,
+    a1: np.ndarray,
+    a2: np.ndarray,
+    ddid: np.ndarray,
+) -> dict[str, Any]:
     """Time coverage from every row's INTERVAL/EXPOSURE, and where time partitions may be cut.
 
     Rows of a baseline-dependent averaged MS carry their window's centroid and length, so one
@@ -177,8 +206,16 @@ def _time_spans(tab: Any, columns: dict[str, Any], time: np.ndarray, times: np.n
     return out
 
 
-def _cubes(tab: Any, uri: str, root: str, seq: int, kind: str, info: dict[str, Any], cols: list[str],
-           sizes: dict[str, int]) -> list[dict[str, Any]]:
+def _cubes(
+    tab: Any,
+    uri: str,
+    root: str,
+    seq: int,
+    kind: str,
+    info: dict[str, Any],
+    cols: list[str],
+    sizes: dict[str, int],
+) -> list[dict[str, Any]]:
     """Hypercubes of a tiled manager, each tile file checked to exist and to be long enough."""
     try:
         found = tsm.cubes(tab, seq, kind, info, cols)
@@ -191,13 +228,17 @@ def _cubes(tab: Any, uri: str, root: str, seq: int, kind: str, info: dict[str, A
         if size is None:
             raise FormatError(where, f"tile file of column {', '.join(cols)} ({kind}) is missing")
         if size < need:
-            raise FormatError(where, f"tile file of column {', '.join(cols)} ({kind}) is {size} bytes, "
-                                     f"its layout needs {need}", offset=size)
+            raise FormatError(
+                where,
+                f"tile file of column {', '.join(cols)} ({kind}) is {size} bytes, its layout needs {need}",
+                offset=size,
+            )
     return found
 
 
-def _dysco(uri: str, root: str, seq: int, cols: list[str], heads: dict[str, bytes],
-           sizes: dict[str, int], nrow: int) -> dict[str, Any]:
+def _dysco(
+    uri: str, root: str, seq: int, cols: list[str], heads: dict[str, bytes], sizes: dict[str, int], nrow: int
+) -> dict[str, Any]:
     name = f"table.f{seq}"
     where = f"{uri}/{root}{name}"
     if name not in heads:
@@ -208,8 +249,11 @@ def _dysco(uri: str, root: str, seq: int, cols: list[str], heads: dict[str, byte
         raise FormatError(where, f"column {', '.join(cols)} (DyscoStMan): {exc}") from exc
     need = head["header_size"] + math.ceil(nrow / head["rows_per_block"]) * head["block_size"]
     if sizes[name] < need:
-        raise FormatError(where, f"file of column {', '.join(cols)} (DyscoStMan) is {sizes[name]} bytes, "
-                                 f"its layout needs {need}", offset=sizes[name])
+        raise FormatError(
+            where,
+            f"file of column {', '.join(cols)} (DyscoStMan) is {sizes[name]} bytes, its layout needs {need}",
+            offset=sizes[name],
+        )
     return {"file": name, **head}
 
 
@@ -237,26 +281,35 @@ def _read_subtables(ms: Any, problems: dict[str, str]) -> dict[str, Any]:
 
     if (t := read("SPECTRAL_WINDOW")) is not None:
         freqs, widths = col(t, "CHAN_FREQ", []), col(t, "CHAN_WIDTH", [])
-        out["spws"] = [{"freqs": [float(x) for x in f], "widths": [float(x) for x in w]}
-                       for f, w in zip(freqs, widths, strict=False)]
+        out["spws"] = [
+            {"freqs": [float(x) for x in f], "widths": [float(x) for x in w]}
+            for f, w in zip(freqs, widths, strict=False)
+        ]
         t.close()
     if (t := read("POLARIZATION")) is not None:
         out["pols"] = [[int(x) for x in c] for c in col(t, "CORR_TYPE", [])]
         t.close()
     if (t := read("DATA_DESCRIPTION")) is not None:
-        out["ddids"] = [[int(s), int(p)] for s, p in zip(col(t, "SPECTRAL_WINDOW_ID", []),
-                                                         col(t, "POLARIZATION_ID", []), strict=False)]
+        out["ddids"] = [
+            [int(s), int(p)]
+            for s, p in zip(col(t, "SPECTRAL_WINDOW_ID", []), col(t, "POLARIZATION_ID", []), strict=False)
+        ]
         t.close()
     if (t := read("ANTENNA")) is not None:
-        out["antennas"] = {"names": [str(x) for x in col(t, "NAME", [])],
-                           "positions": [[float(v) for v in p] for p in col(t, "POSITION", [])]}
+        out["antennas"] = {
+            "names": [str(x) for x in col(t, "NAME", [])],
+            "positions": [[float(v) for v in p] for p in col(t, "POSITION", [])],
+        }
         t.close()
     if (t := read("FIELD")) is not None:
-        out["fields"] = [{"name": str(n), "phase_dir": [float(v) for v in np.asarray(d).reshape(-1, 2)[0]]}
-                         for n, d in zip(col(t, "NAME", []), col(t, "PHASE_DIR", []), strict=False)]
+        out["fields"] = [
+            {"name": str(n), "phase_dir": [float(v) for v in np.asarray(d).reshape(-1, 2)[0]]}
+            for n, d in zip(col(t, "NAME", []), col(t, "PHASE_DIR", []), strict=False)
+        ]
         t.close()
     if (t := read("OBSERVATION")) is not None:
-        out["observation"] = {k: [str(x) for x in col(t, k, [])]
-                              for k in ("TELESCOPE_NAME", "OBSERVER", "PROJECT")}
+        out["observation"] = {
+            k: [str(x) for x in col(t, k, [])] for k in ("TELESCOPE_NAME", "OBSERVER", "PROJECT")
+        }
         t.close()
     return out

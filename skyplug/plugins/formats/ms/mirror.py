@@ -52,7 +52,8 @@ def store(path: Path, root: str, files: dict[str, bytes], sizes: dict[str, int],
     (``obj``): one that could land outside the folder is refused before anything is written.
     """
     outs: list[tuple[Path, bytes | int]] = [
-        (safe_join(path, _relative(member, root, obj), obj), data) for member, data in files.items()]
+        (safe_join(path, _relative(member, root, obj), obj), data) for member, data in files.items()
+    ]
     outs += [(safe_join(path, _bulk_name(name, root, obj), obj), size) for name, size in sizes.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
@@ -78,7 +79,7 @@ def _relative(member: str, root: str, obj: str) -> str:
     """``member``'s path inside the MS folder ``root``."""
     if not member.startswith(root):
         raise FormatError(obj, f"member {member!r} lies outside the Measurement Set {root!r}")
-    return member[len(root):]
+    return member[len(root) :]
 
 
 def _bulk_name(name: str, root: str, obj: str) -> str:
@@ -111,8 +112,9 @@ def ensure_small(tree: Tree, uri: str, version: str, root: str, big: Sequence[st
 
 
 @contextlib.contextmanager
-def sparse_mirror(small: Path, sizes: dict[str, int],
-                  pieces: Sequence[tuple[str, int, bytes]]) -> Iterator[Path]:
+def sparse_mirror(
+    small: Path, sizes: dict[str, int], pieces: Sequence[tuple[str, int, bytes]]
+) -> Iterator[Path]:
     """A temporary MS: the small files, sparse bulk files of ``sizes`` and ``pieces`` written in."""
     with tempfile.TemporaryDirectory(prefix="skyplug-ms-") as tmp:
         ms = Path(tmp) / "mirror.ms"
@@ -216,8 +218,11 @@ def subtable_problems(ms: Path) -> dict[str, str]:
 
     tab = tables.table(str(ms), readonly=True, ack=False)
     try:
-        named = {k: Path(v[len("Table: "):]).name for k in tab.keywordnames()
-                 if isinstance(v := tab.getkeyword(k), str) and v.startswith("Table: ")}
+        named = {
+            k: Path(v[len("Table: ") :]).name
+            for k in tab.keywordnames()
+            if isinstance(v := tab.getkeyword(k), str) and v.startswith("Table: ")
+        }
     finally:
         tab.close()
     out: dict[str, str] = {}

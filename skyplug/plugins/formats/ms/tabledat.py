@@ -91,8 +91,11 @@ def parse_table_dat(data: bytes) -> TableDat:
     desc_end, desc_name, _ = r.object_start("TableDesc")
     if desc_name != "TableDesc" or desc_end > end:
         raise ValueError(f"no TableDesc at byte {desc_start}")
-    kinds = [m.group(1) == b"Array" for m in _CLASS.finditer(data, desc_start, desc_end)
-             if _is_aipsio_string(data, m.start())]
+    kinds = [
+        m.group(1) == b"Array"
+        for m in _CLASS.finditer(data, desc_start, desc_end)
+        if _is_aipsio_string(data, m.start())
+    ]
     r.pos = desc_end
     cs_version = -r.i32("ColumnSet version")
     if cs_version >= 3:
