@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +9,9 @@ import pytest
 
 import skyplug
 from skyplug.core.dataset import fetch_partition
+from tests.consumers import aoflagger, wsclean
 
 pytestmark = pytest.mark.consumers
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (apt-get install {name})")
-    return path
 
 
 @pytest.fixture
@@ -29,27 +21,8 @@ def time_partition_ms(ms_factory, tmp_path: Path) -> Path:
 
 
 def test_wsclean_images_a_partition(time_partition_ms: Path, tmp_path: Path) -> None:
-    exe = tool("wsclean")
     name = tmp_path / "img"
-    run = subprocess.run(
-        [
-            exe,
-            "-size",
-            "128",
-            "128",
-            "-scale",
-            "2amin",
-            "-niter",
-            "0",
-            "-name",
-            str(name),
-            str(time_partition_ms),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    wsclean(time_partition_ms, name, 128, "2amin")
     image = Path(f"{name}-image.fits")
     assert image.exists() and image.stat().st_size > 128 * 128 * 4
 
@@ -57,11 +30,9 @@ def test_wsclean_images_a_partition(time_partition_ms: Path, tmp_path: Path) -> 
 def test_aoflagger_flags_a_partition(time_partition_ms: Path) -> None:
     from casacore import tables
 
-    exe = tool("aoflagger")
     with tables.table(str(time_partition_ms), ack=False) as tab:
         before = tab.getcol("FLAG")
-    run = subprocess.run([exe, str(time_partition_ms)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    aoflagger(time_partition_ms)
     with tables.table(str(time_partition_ms), ack=False) as tab:
         after = tab.getcol("FLAG")
     assert after.shape == before.shape and not np.array_equal(after, before)
@@ -71,29 +42,8 @@ def test_aoflagger_flags_a_partition(time_partition_ms: Path) -> None:
 def test_wsclean_images_a_casa_window_with_undefined_cells(ms_factory, tmp_path: Path) -> None:
     """A CASA-layout window (FLAG_CATEGORY and SIGMA_SPECTRUM without cells) written ``--as ms``
     from a zip: WSClean reads it (the cells stay undefined, as in the source)."""
-    exe = tool("wsclean")
     p = skyplug.open(str(ms_factory("casa", zip="stored"))).plan("spw", 3)[1]
     ms = Path(fetch_partition(p, tmp_path / "out", as_="ms")["outputs"][0])
     name = tmp_path / "img"
-    run = subprocess.run(
-        [
-            exe,
-            "-reorder",
-            "-size",
-            "64",
-            "64",
-            "-scale",
-            "10amin",
-            "-niter",
-            "0",
-            "-name",
-            str(name),
-            str(ms),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    wsclean(ms, name, 64, "10amin", "-reorder", cwd=tmp_path)
     assert Path(f"{name}-image.fits").exists()

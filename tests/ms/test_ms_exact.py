@@ -13,23 +13,10 @@ from skyplug.core.dataset import load_partition
 from skyplug.core.errors import SkyplugWarning
 from skyplug.core.partition import Partition
 from skyplug.plugins.formats.ms.load import groups
+from skyplug.synthetic.ms import LAYOUTS as ms_layouts
 from tests.ms.conftest import all_rows, assert_equal_columns, reference
 
-LAYOUTS = [
-    "tcsm",
-    "chansplit",
-    "tssm",
-    "dysco",
-    "ssm",
-    "twospw",
-    "unsorted",
-    "bda",
-    "badsubtables",
-    "flagged",
-    "casa",
-    "casavla",
-    "bda4",
-]
+LAYOUTS = list(ms_layouts)
 AXES = [("time", 5), ("rows", 3), ("spw", 2), ("chan", 3)]
 
 
