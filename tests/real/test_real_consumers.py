@@ -13,7 +13,7 @@ from skyplug.core.dataset import fetch_partition
 from tests.consumers import aoflagger, wsclean
 
 pytestmark = pytest.mark.consumers
-# one MS per telescope with more than one timestamp (WSClean and AOFlagger need several rows)
+# one MS per telescope of the corpus (and the OSKAR simulation); PAPER is not imaged (see below)
 TELESCOPES = {
     "LOFAR": "lofar_generic",
     "LOFAR (Dysco)": "lofar_dysco",
@@ -22,6 +22,10 @@ TELESCOPES = {
     "WSRT": "wsrt_tndppp",
     "PAPER": "paper_zen",
     "ALMA": "alma_x5707",
+    "MWA": "mwa_birli",
+    "OVRO-LWA": "ovrolwa",
+    "LWA-SV": "lwasv",
+    "OSKAR": "oskar_sim",
 }
 
 
