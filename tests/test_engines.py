@@ -192,8 +192,9 @@ def test_lithops_config_file_is_the_base(tmp_path: Path, lithops_sandbox: Lithop
 @pytest.mark.parametrize(
     ("section", "match"),
     [
-        ({"minio": {"endpoint": "x", "secret_access_key": "s"}}, r"credentials \(minio.secret_access_key\)"),
-        ({"password": "s"}, r"credentials \(password\)"),
+        ({"minio": {"endpoint": "x", "secret_access_key": "s"}}, r"lithops.minio\] 'secret_access_key'"),
+        ({"password": "s"}, r"\[engines.lithops\] 'password'"),
+        ({"ibm": {"iamApiKey": "s"}}, r"\[engines.lithops.ibm\] 'iamApiKey'"),
         ({"worker": 2}, r"unknown keys \['worker'\]"),
     ],
 )

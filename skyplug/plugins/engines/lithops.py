@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from skyplug.core.config import refuse_secrets
 from skyplug.core.errors import ConfigError, TaskError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
@@ -25,19 +26,6 @@ log = logging.getLogger("skyplug.engines.lithops")
 
 # Flat keys of [engines.lithops]; every table in it is a Lithops config section, passed as is.
 _KEYS = {"backend", "storage", "runtime", "workers", "config_file"}
-# Credentials belong in the environment or Lithops' own config file, never in skyplug.toml.
-_SECRET_KEYS = {
-    "access_key",
-    "access_key_id",
-    "secret_access_key",
-    "secret_key",
-    "session_token",
-    "token",
-    "password",
-    "api_key",
-    "iam_api_key",
-    "credentials",
-}
 
 
 def lithops_config(section: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -46,17 +34,7 @@ def lithops_config(section: dict[str, Any]) -> tuple[dict[str, Any], str | None]
     Defaults: localhost compute and storage, this interpreter as the localhost runtime (not the
     ``python`` on PATH), no detached cleaner process (the engine deletes its own job data).
     """
-    bad = sorted(
-        f"{name}.{key}" if name else key
-        for name, table in [("", section), *((k, v) for k, v in section.items() if isinstance(v, dict))]
-        for key in table
-        if key.lower() in _SECRET_KEYS
-    )
-    if bad:
-        raise ConfigError(
-            f"[engines.lithops]: credentials ({', '.join(bad)}) do not belong in skyplug.toml; "
-            "use the environment or Lithops' own config file (config_file)"
-        )
+    refuse_secrets(section, "engines.lithops")  # the environment or Lithops' own config file
     unknown = sorted(k for k, v in section.items() if not isinstance(v, dict) and k not in _KEYS)
     if unknown:
         raise ConfigError(
