@@ -131,6 +131,12 @@ def sites_cmd(as_json: bool) -> None:
 def _dataset_options(f: Any) -> Any:
     f = click.option("--format", "fmt", help="Format name (default: sniffed).")(f)
     f = click.option("--site", help="Site of an s3:// URI (default: default_site).")(f)
+    f = click.option(
+        "--verify",
+        is_flag=True,
+        help="In a zip, check the CRC-32 of every member read by range, once per zip version "
+        "(reads each member whole once; see docs/security.md).",
+    )(f)
     return click.argument("uri")(f)
 
 
@@ -138,9 +144,11 @@ def _dataset_options(f: Any) -> Any:
 @_dataset_options
 @click.option("--refresh", is_flag=True, help="Rebuild even if a cached index matches the version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole index as JSON.")
-def index_cmd(uri: str, site: str | None, fmt: str | None, refresh: bool, as_json: bool) -> None:
+def index_cmd(
+    uri: str, site: str | None, fmt: str | None, verify: bool, refresh: bool, as_json: bool
+) -> None:
     """Index URI from its metadata only, and show its layout."""
-    ds = Dataset(uri, site=site, format=fmt)
+    ds = Dataset(uri, site=site, format=fmt, verify=verify)
     index = ds.index(refresh=refresh)
     if as_json:
         _emit({"index": index, "stats": ds.index_stats}, True)
@@ -177,10 +185,17 @@ def _format_summary(summary: dict[str, Any], indent: str = "") -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the partitions as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw the byte ranges of each partition (PNG).")
 def partition_cmd(
-    uri: str, site: str | None, fmt: str | None, by: str, n: int, as_json: bool, plot: str | None
+    uri: str,
+    site: str | None,
+    fmt: str | None,
+    verify: bool,
+    by: str,
+    n: int,
+    as_json: bool,
+    plot: str | None,
 ) -> None:
     """Plan N partitions of URI along an axis (prints the plan, fetches nothing)."""
-    ds = Dataset(uri, site=site, format=fmt)
+    ds = Dataset(uri, site=site, format=fmt, verify=verify)
     parts = ds.plan(by, n)
     if plot:
         from skyplug.core.plot import plot_partitions
@@ -217,6 +232,7 @@ def fetch_cmd(
     uri: str,
     site: str | None,
     fmt: str | None,
+    verify: bool,
     by: str,
     n: int,
     only: tuple[int, ...],
@@ -227,7 +243,7 @@ def fetch_cmd(
     progress: bool,
 ) -> None:
     """Fetch partitions of URI into OUT as DIR/part-NNNN.EXT, reading only their byte ranges."""
-    ds = Dataset(uri, site=site, format=fmt)
+    ds = Dataset(uri, site=site, format=fmt, verify=verify)
     ds.index()
     index_stats = dict(ds.index_stats)
     parts = ds.plan(by, n)

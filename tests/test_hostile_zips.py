@@ -321,3 +321,30 @@ def test_verify_checks_ranged_members_once(valid_zip: Path, tmp_path: Path) -> N
     warm = _partition_target(first)
     load_partition(first, target=warm)
     assert warm.bytes_read == first.expected_bytes < cold.bytes_read, (warm.bytes_read, cold.bytes_read)
+
+
+def test_cli_verify_flag(valid_zip: Path, tmp_path: Path) -> None:
+    """``skyplug fetch --verify`` refuses a zip whose tile member fails its CRC; without it, the
+    ranged read goes through (what docs/security.md says is not verified by default)."""
+    from click.testing import CliRunner
+
+    from skyplug.cli import cli
+
+    tile = _tile_member(valid_zip)
+    bad = tmp_path / "flipped.ms.zip"
+    bad.write_bytes(
+        build(
+            [
+                dataclasses.replace(e, data=e.data[:-1] + bytes([e.data[-1] ^ 0xFF]), crc=zlib.crc32(e.data))
+                if e.name.decode() == tile
+                else e
+                for e in entries_of(valid_zip)
+            ]
+        )
+    )
+    args = ["fetch", str(bad), "--by", "time", "-n", "2", "--only", "0", "--no-progress"]
+    plain = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    checked = CliRunner().invoke(cli, [*args, "--verify", "--out", str(tmp_path / "checked")])
+    assert checked.exit_code != 0 and "CRC-32" in checked.output and tile in checked.output
+    assert not (tmp_path / "checked").exists()
