@@ -9,7 +9,7 @@ import pytest
 import skyplug
 from skyplug.core import plugins
 from skyplug.core import provenance as pv
-from skyplug.plugins.provenance.store import open_store
+from skyplug.plugins.provenance.store import open_store, store_url
 from tests.prov import pipeline_steps as steps
 
 
@@ -24,7 +24,7 @@ def remote_parts(s3env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list
 
 
 def _check(act: pv.Activity, parts: list) -> None:
-    with open_store(pv.store_url()) as store:
+    with open_store(store_url()) as store:
         assert [r["run"] for r in store.runs()] == [act.run]  # the workers recorded into the same run
         nodes, rels = store.run_rows(act.run)
     tasks = {i for i, (k, a) in nodes.items() if k == "activity" and a["name"] == "partition columns"}
@@ -55,7 +55,7 @@ def test_dask_worker_tasks_are_recorded(remote_parts: list) -> None:
         )
     assert len(out) == 3 and all(n > 0 for n in out)
     _check(act, remote_parts)
-    with open_store(pv.store_url()) as store:
+    with open_store(store_url()) as store:
         nodes, _ = store.run_rows(act.run)
     assert any(k == "agent" and a["name"] == "skyplug engine dask" for k, a in nodes.values())
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from skyplug.core import provenance as pv
 from skyplug.core.errors import ConfigError, NotFound, PluginError
-from skyplug.plugins.provenance.store import open_store
+from skyplug.plugins.provenance.store import open_store, store_url
 
 
 @dataclass
@@ -53,7 +53,7 @@ def replay(run: str, from_step: str, sets: dict[str, dict[str, Any]] | None = No
     """Rerun ``run``'s steps from ``from_step`` on; a step whose inputs (by content), parameters and
     code are unchanged keeps its recorded output. The new run wasInformedBy the old one."""
     sets = sets or {}
-    with open_store(pv.store_url()) as store:
+    with open_store(store_url()) as store:
         steps = store.steps(run)
         roots = store.root_activities(run) if steps else []
     names = [s["step"] for s in steps]
