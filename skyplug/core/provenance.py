@@ -112,6 +112,8 @@ class Activity:
     nodes: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     relations: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     step: dict[str, Any] | None = None
+    # objects read through skyplug (URI -> uri, version, site): replay re-checks their versions
+    reads: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     secrets: list[str] = field(default_factory=secret_values, repr=False)
 
@@ -331,8 +333,9 @@ def step(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark a pipeline step: records its function, parameters, inputs, outputs and code version.
 
     Arguments that are outputs of earlier steps of the run (by content) or files are inputs;
-    the others are parameters. ``skyplug replay`` reruns the steps whose inputs, parameters or
-    code changed and reuses the outputs of the others.
+    the others are parameters; objects the step reads through skyplug (URI + version) are inputs
+    too. ``skyplug replay`` reruns the steps whose inputs, parameters or code changed and reuses
+    the outputs of the others.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -369,6 +372,7 @@ def step(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                     "output": out,
                     "code": code_version(fn),
                     "result": clean(result),
+                    "reads": clean(list(act.reads.values())),
                     "seq": time.time_ns(),
                 }
                 remember_output(act.run, out, name)

@@ -76,6 +76,7 @@ def skyplug_index_built(config: Any, uri: str, index: dict[str, Any], stats: dic
         if act is None:
             return
         version = str(index.get("version", ""))
+        act.reads.setdefault(uri, {"uri": uri, "version": version, "site": None})
         act.used(object_entity(act, uri, version), role="object")
         iid = act.entity(
             "e-" + pv.content_id("index", uri, version, index.get("format"), index.get("format_version")),
@@ -92,6 +93,8 @@ def skyplug_partition_loaded(config: Any, partition: Partition, stats: dict[str,
         if act is None:
             return
         act.used(ranges_entity(act, partition), role="byte ranges")
+        read = {"uri": partition.uri, "version": partition.version, "site": partition.site}
+        act.reads[partition.uri] = read
         aid = "agent-format-" + partition.format
         agent = {"name": _format_version(partition.format), "agent_type": "SoftwareAgent"}
         act.nodes.setdefault(aid, ("agent", agent))
