@@ -254,7 +254,7 @@ def test_a_failing_store_never_fails_a_fetch_and_warns_once(
         bad.mkdir()
     else:
         bad.write_bytes(b"this is not an SQLite database" * 100)
-    monkeypatch.setattr(prov_store, "_FAILED", set(), raising=False)
+    monkeypatch.setattr(prov_store, "FAILED", set(), raising=False)
     monkeypatch.setenv(pv.DB_ENV, f"sqlite:///{bad}")
     result = _fetch(remote_ms, tmp_path / "out")  # 2 partitions: 2 loads and 2 writes to record
     assert result.exit_code == 0, result.output

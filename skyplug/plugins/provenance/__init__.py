@@ -172,12 +172,13 @@ def skyplug_catalog_added(config: Any, records: list[dict[str, Any]], url: str) 
 def skyplug_parents_of(config: Any, uri: str, version: str, checksum: str | None) -> list[dict[str, str]]:
     """The raw objects (URI + version) a product skyplug wrote was derived from, found in the store
     by the product's location (or sha256); nothing when provenance is off or the store is absent."""
-    if not pv.enabled():
+    url = prov_store.store_url()
+    if not pv.enabled() or url in prov_store.FAILED:
         return []
     try:
-        with prov_store.open_store(prov_store.store_url()) as store:
+        with prov_store.open_store(url) as store:
             return store.parents_of(uri, checksum)
-    except Exception:  # a missing or broken store only means no parents are known
+    except Exception:  # a broken store only means no parents are known (recording warns about it)
         return []
 
 

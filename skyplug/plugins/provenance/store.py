@@ -240,7 +240,7 @@ def open_store(url: str) -> Store:
         return _OPEN[key]
 
 
-_FAILED: set[str] = set()
+FAILED: set[str] = set()  # stores this process could not write (warned once each)
 
 
 def record(act: Any, url: str | None = None) -> bool:
@@ -248,13 +248,13 @@ def record(act: Any, url: str | None = None) -> bool:
     never fails the work that was recorded: one warning line, then nothing more is sent there by
     this process. True when stored."""
     url = url or store_url()
-    if url in _FAILED:
+    if url in FAILED:
         return False
     try:
         with open_store(url) as store:
             store.write(act)
     except Exception as exc:  # any driver's error (sqlite3, psycopg, OSError): recording is best effort
-        _FAILED.add(url)
+        FAILED.add(url)
         root = exc.__cause__ or exc  # open_store's ConfigError already names the store
         cause = redact_url(" ".join(str(root).split())) or type(root).__name__
         warnings.warn(
