@@ -103,3 +103,36 @@ def test_lithops_localhost_tasks_are_recorded(
     got = json.loads(done.stdout.splitlines()[-1])
     assert len(got["out"]) == 3
     _check(pv.Activity(name="columns", run=got["run"], id=got["id"]), remote_parts)
+
+
+WRITER = """
+import sys
+from skyplug.core import provenance as pv
+
+for i in range(int(sys.argv[1])):
+    with pv.activity(f"task {i}"):
+        pass
+"""
+
+
+def test_worker_processes_share_a_sqlite_store_without_lock_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four processes recording at once into one file: WAL, writers queue on the busy timeout."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "prov.db"
+    monkeypatch.setenv(pv.DB_ENV, f"sqlite:///{db}")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, "25"], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4 and not any("locked" in e for e in errors), errors
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("SELECT COUNT(*) FROM prov_nodes WHERE kind = 'activity'").fetchone() == (100,)
