@@ -285,12 +285,14 @@ def activity(
     token = _current.set(act)
     saved = {k: os.environ.get(k) for k in (RUN_ENV, PARENT_ENV, DB_ENV)}
     os.environ.update({RUN_ENV: run, PARENT_ENV: act.id})
-    _hook().skyplug_activity_started(config=get_config(), activity=act)  # the store pins DB_ENV
-    outer = not _process_root
+    # an explicit activity is seen by the engine's pool threads too; an event's own activity is
+    # not (concurrent events on other threads would land in it)
+    outer = not _process_root and kind != "event"
     if outer:
         _process_root.append(act)
     status = "failed"
     try:
+        _hook().skyplug_activity_started(config=get_config(), activity=act)  # the store pins DB_ENV
         yield act
         status = "completed"
     finally:

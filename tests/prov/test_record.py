@@ -270,3 +270,53 @@ def test_bad_queries_are_one_clear_error(store_url: str) -> None:
     assert result.exit_code != 0 and "depth 'x'" in result.output + result.stderr
     result = CliRunner().invoke(cli, ["prov", "export", "run-nope"])
     assert result.exit_code != 0 and "run-nope" in result.output + result.stderr
+
+
+def test_concurrent_events_on_engine_threads_are_each_their_own_activity(
+    store_url: str, remote_ms: str, tmp_path: Path
+) -> None:
+    """Loads and writes on the local engine's threads: each is one activity (none lands in another
+    thread's), and nothing is lost to a store error."""
+    import warnings
+
+    from skyplug.core import plugins
+    from skyplug.core.dataset import fetch_partition, load_partition
+
+    parts = skyplug.open(remote_ms).plan("rows", 24)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plugins.find("engines", "local").map(
+            lambda p: (load_partition(p), fetch_partition(p, tmp_path / "out", "npz")), parts, progress=False
+        )
+    with open_store(store_url) as store:
+        nodes, rels = store.run_rows(_only_run(store_url))
+    acts = {i: a["name"] for i, (k, a) in nodes.items() if k == "activity"}
+    assert list(acts.values()).count("write") == list(acts.values()).count("load") == 24
+    for aid in acts:
+        used = [o for k, s, o, _ in rels if k == "used" and s == aid]
+        assert len(used) == 1, (acts[aid], used)  # its own partition's byte ranges, nobody else's
+
+
+def test_an_event_on_another_thread_never_lands_in_a_running_events_activity(store_url: str) -> None:
+    """Thread A is inside an event's activity (recording a write); thread B's event gets its own."""
+    import threading
+
+    inside, done = threading.Event(), threading.Event()
+    seen: dict[str, object] = {}
+
+    def first() -> None:
+        with pv.event_activity("write") as act:
+            seen["a"] = act
+            inside.set()
+            done.wait(10)
+
+    t = threading.Thread(target=first)
+    t.start()
+    inside.wait(10)
+    try:
+        with pv.event_activity("load") as act:
+            seen["b"] = act
+    finally:
+        done.set()
+        t.join()
+    assert seen["b"] is not seen["a"] and seen["b"].name == "load"

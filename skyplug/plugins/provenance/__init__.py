@@ -113,7 +113,9 @@ def skyplug_object_written(config: Any, path: str, source: Partition | None, kin
         act.generated(written_entity(act, path, kind, rid), role=kind)
 
 
-def replica_entity(act: pv.Activity, uri: str, version: str, site: str, size: int | None = None) -> str:
+def replica_entity(
+    act: pv.Activity, uri: str, version: str, site: str, size: int | None = None, checksum: str | None = None
+) -> str:
     """One replica of an object: the object's bytes (URI + version) held at a site."""
     eid = act.entity(
         "e-" + pv.content_id(uri, version, "replica", site),
@@ -122,6 +124,7 @@ def replica_entity(act: pv.Activity, uri: str, version: str, site: str, size: in
         version=version,
         site=site,
         size=size,
+        checksum=checksum,
         entity_type="DatasetEntity",
     )
     act.relate("specializationOf", eid, object_entity(act, uri, version, size))
@@ -136,9 +139,7 @@ def skyplug_replica_filled(
         if act is None:
             return
         act.used(replica_entity(act, uri, version, source_site, size), role="source replica")
-        new = replica_entity(act, uri, version, site, size)
-        act.nodes[new][1]["checksum"] = sha256
-        act.generated(new, role="replica")
+        act.generated(replica_entity(act, uri, version, site, size, sha256), role="replica")
 
 
 def record_entity(act: pv.Activity, rec: dict[str, Any]) -> str:

@@ -87,6 +87,8 @@ class Store:
 
     def write(self, act: Any) -> None:
         """Store an activity's rows (its run is created on first write)."""
+        with act.lock:  # a snapshot: engine threads may still add to an activity they share
+            nodes, relations = dict(act.nodes), list(act.relations)
         with self._tx():
             cur = self.conn.cursor()
             cur.execute(self._sql("SELECT 1 FROM prov_runs WHERE run = ?"), (act.run,))
@@ -94,7 +96,7 @@ class Store:
                 cur.execute(
                     self._sql("INSERT INTO prov_runs VALUES (?, ?, ?)"), (act.run, act.name, act.start)
                 )
-            for nid, (kind, attrs) in act.nodes.items():
+            for nid, (kind, attrs) in nodes.items():
                 cur.execute(self._sql("DELETE FROM prov_nodes WHERE run = ? AND id = ?"), (act.run, nid))
                 cur.execute(
                     self._sql("INSERT INTO prov_nodes VALUES (?, ?, ?, ?)"),
@@ -102,7 +104,7 @@ class Store:
                 )
             cur.executemany(
                 self._sql("INSERT INTO prov_relations VALUES (?, ?, ?, ?, ?)"),
-                [(act.run, k, s, o, json.dumps(a, default=str)) for k, s, o, a in act.relations],
+                [(act.run, k, s, o, json.dumps(a, default=str)) for k, s, o, a in relations],
             )
             if act.step is not None:
                 cur.execute(
