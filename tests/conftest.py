@@ -18,11 +18,16 @@ pytest_plugins = ["tests.plugins.s3_services", "tests.plugins.pg_services"]
 def isolated_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
-    """Every test starts with an empty configuration and its own cache folder."""
+    """Every test starts with an empty configuration, its own cache and data folders (no test
+    writes to the user's folders: provenance is recorded by default) and no provenance run."""
     from skyplug.core import config, plugins
+    from skyplug.core import provenance as pv
 
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("SKYPLUG_CACHE_DIR", str(cache))
+    monkeypatch.setenv("SKYPLUG_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    for name in (pv.RUN_ENV, pv.PARENT_ENV, pv.DB_ENV, pv.SWITCH_ENV):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("SKYPLUG_CONFIG", raising=False)
     config.set_config(config.Config.from_dict({}))
     plugins.registered.cache_clear()

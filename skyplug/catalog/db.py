@@ -214,6 +214,7 @@ class Catalog(abc.ABC):
 
     dialect = ""
     url = ""
+    _DID_SQL = "SELECT obs_publisher_did FROM ivoa_obscore WHERE skyplug_uri = ? AND skyplug_version = ?"
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, hard_maxrec: int = HARD_MAXREC) -> None:
         self.timeout = timeout
@@ -225,11 +226,43 @@ class Catalog(abc.ABC):
         """Create the tables and indexes and (re)write TAP_SCHEMA; idempotent."""
 
     def add(self, records: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-        """Insert or update records keyed on (skyplug_uri, skyplug_version); report each outcome."""
+        """Insert or update records keyed on (skyplug_uri, skyplug_version); report each outcome.
+
+        A derived product's record without ``obs_creator_did`` points at its nearest catalogued
+        parent (the objects plugins say it was made from: ``skyplug_parents_of``); observers see
+        the records once stored (``skyplug_catalog_added``).
+        """
+        from skyplug.core import plugins
+        from skyplug.core.config import get_config
+
+        hook, config = plugins.get_plugin_manager().hook, get_config()
+        recs = [dict(r) for r in records]
+        parents = [
+            []
+            if rec.get("obs_creator_did")
+            else [
+                ref
+                for found in hook.skyplug_parents_of(
+                    config=config,
+                    uri=str(rec.get("skyplug_uri")),
+                    version=str(rec.get("skyplug_version") or ""),
+                    checksum=rec.get("skyplug_checksum"),
+                )
+                for ref in found
+            ]
+            for rec in recs
+        ]
         out = []
         with self._writer() as cur:
-            for rec in records:
+            for rec, refs in zip(recs, parents, strict=True):
+                for ref in refs:  # nearest first: the first catalogued one is the parent
+                    cur.execute(self._DID_SQL, (ref["uri"], ref["version"]))
+                    row = cur.fetchone()
+                    if row is not None:
+                        rec["obs_creator_did"] = row[0]
+                        break
                 out.append(self._upsert(cur, rec))
+        hook.skyplug_catalog_added(config=config, records=recs, url=redact_url(self.url))
         return out
 
     # reading
@@ -599,6 +632,7 @@ class PgCatalog(Catalog):
     """The catalogue in PostgreSQL with pgSphere (schemas ivoa and tap_schema)."""
 
     dialect = "postgres"
+    _DID_SQL = "SELECT obs_publisher_did FROM ivoa.obscore WHERE skyplug_uri = %s AND skyplug_version = %s"
 
     def __init__(self, url: str, pool_size: int = 8, **kw: Any) -> None:
         super().__init__(**kw)

@@ -200,6 +200,12 @@ class Config:
         return cfg
 
 
+def data_dir() -> Path:
+    """The user's data folder (``$SKYPLUG_DATA_DIR``, else platformdirs' user data dir): where
+    authoritative state lives (the location DB, the default provenance store), never a cache folder."""
+    return Path(os.environ.get("SKYPLUG_DATA_DIR") or platformdirs.user_data_dir("skyplug"))
+
+
 def config_path() -> Path | None:
     """Where the configuration is read from, in lookup order; None when there is none."""
     candidates = [Path.cwd() / "skyplug.toml"]

@@ -66,3 +66,38 @@ def skyplug_partition_loaded(config: Config, partition: Partition, stats: dict[s
 @hookspec
 def skyplug_object_written(config: Config, path: str, source: Partition | None, kind: str) -> None:
     """Called after skyplug wrote a product (a partition as a file or MS, a replica, ...)."""
+
+
+@hookspec
+def skyplug_replica_filled(
+    config: Config, uri: str, site: str, version: str, size: int, sha256: str, source_site: str
+) -> None:
+    """Called after a replica of ``uri`` was filled at ``site`` from ``source_site`` and verified.
+
+    ``version`` is the object's version (its sha256 in the multi-site namespace), ``sha256`` what the
+    fill computed while streaming (equal to it once verified), ``size`` the bytes copied.
+    """
+
+
+@hookspec
+def skyplug_catalog_added(config: Config, records: list[dict[str, Any]], url: str) -> None:
+    """Called after ``records`` (ObsCore + radio fields, as stored) were added to the catalogue at
+    ``url`` (its password redacted)."""
+
+
+@hookspec
+def skyplug_parents_of(config: Config, uri: str, version: str, checksum: str | None) -> list[dict[str, str]]:
+    """Return the objects (``{"uri": ..., "version": ...}``) the product at ``uri`` (with this version
+    or sha256 ``checksum``) was made from, as far as this plugin knows; the catalogue points a
+    derived product's record at its catalogued parents (``obs_creator_did``)."""
+
+
+@hookspec
+def skyplug_activity_started(config: Config, activity: Any) -> None:
+    """Called when a provenance activity (:class:`skyplug.core.provenance.Activity`) starts, before
+    engine workers it starts inherit the environment (a store may pin its URL there)."""
+
+
+@hookspec
+def skyplug_activity_ended(config: Config, activity: Any) -> None:
+    """Called when a provenance activity ended; its nodes and relations are complete (store them)."""

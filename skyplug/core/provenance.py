@@ -35,8 +35,11 @@ from skyplug.core.logs import redact, redact_url, secret_values
 VOPROV_URI = "http://www.ivoa.net/documents/ProvenanceDM/voprov#"
 SKY_URI = "https://skyplug.readthedocs.io/prov#"
 RUN_ENV, PARENT_ENV, DB_ENV = "SKYPLUG_PROV_RUN", "SKYPLUG_PROV_PARENT", "SKYPLUG_PROV_DB"
+SWITCH_ENV = "SKYPLUG_PROV"  # "off" turns recording outside explicit activities off
 
-_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#]*)\?[^\s#]*")
+# the query string of a URL (a signed URL's signature); not of an IVOA identifier, whose query
+# part names the dataset (ivo://authority/catalog?id)
+_QUERY = re.compile(r"(\b(?!ivo://)[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#]*)\?[^\s#]*")
 
 
 def clean(value: Any, secrets: list[str] | None = None) -> Any:
@@ -109,6 +112,8 @@ class Activity:
     nodes: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     relations: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     step: dict[str, Any] | None = None
+    # objects read through skyplug (URI -> uri, version, site): replay re-checks their versions
+    reads: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     secrets: list[str] = field(default_factory=secret_values, repr=False)
 
@@ -147,19 +152,20 @@ def current() -> Activity | None:
 
 
 def settings() -> dict[str, Any]:
-    """``[provenance]`` of skyplug.toml: enabled, url."""
+    """``[provenance]`` of skyplug.toml: enabled, url, checksum."""
     return dict(get_config().raw.get("provenance", {}) or {})
 
 
+_OFF = ("0", "false", "off", "no")
+
+
 def enabled() -> bool:
-    """Record events outside explicit activities? (``SKYPLUG_PROV_DB`` or ``[provenance] enabled``)."""
-    return bool(os.environ.get(DB_ENV) or settings().get("enabled") or current())
-
-
-def store_url() -> str:
-    """``SKYPLUG_PROV_DB``, else ``[provenance] url``, else the catalogue's ``[catalog] url``."""
-    url = os.environ.get(DB_ENV) or settings().get("url") or get_config().raw.get("catalog", {}).get("url")
-    return url or "sqlite:///catalog.db"
+    """Record events outside explicit activities? Yes, unless ``[provenance] enabled = false`` or
+    ``SKYPLUG_PROV=off`` (an explicit activity, or ``SKYPLUG_PROV_DB``, always records)."""
+    if current() is not None or os.environ.get(DB_ENV):
+        return True
+    switch = os.environ.get(SWITCH_ENV, "").strip().lower()
+    return switch not in _OFF and settings().get("enabled", True) is not False
 
 
 def process_run() -> str:
@@ -236,9 +242,13 @@ def _params(act: Activity) -> None:
         act.relate("wasConfiguredBy", act.id, cid, artefactType="ConfigFile")
 
 
-def _flush(act: Activity, end: str, status: str) -> None:
-    from skyplug.plugins.provenance.store import open_store
+def _hook() -> Any:
+    from skyplug.core import plugins
 
+    return plugins.get_plugin_manager().hook
+
+
+def _flush(act: Activity, end: str, status: str) -> None:
     act.nodes[act.id] = (
         "activity",
         clean(
@@ -250,8 +260,7 @@ def _flush(act: Activity, end: str, status: str) -> None:
     _params(act)
     if act.parent:
         act.relate("wasInformedBy", act.id, act.parent)
-    with open_store(store_url()) as store:
-        store.write(act)
+    _hook().skyplug_activity_ended(config=get_config(), activity=act)
 
 
 @contextlib.contextmanager
@@ -275,12 +284,15 @@ def activity(
     _describe(act, version)
     token = _current.set(act)
     saved = {k: os.environ.get(k) for k in (RUN_ENV, PARENT_ENV, DB_ENV)}
-    os.environ.update({RUN_ENV: run, PARENT_ENV: act.id, DB_ENV: store_url()})
-    outer = not _process_root
+    os.environ.update({RUN_ENV: run, PARENT_ENV: act.id})
+    # an explicit activity is seen by the engine's pool threads too; an event's own activity is
+    # not (concurrent events on other threads would land in it)
+    outer = not _process_root and kind != "event"
     if outer:
         _process_root.append(act)
     status = "failed"
     try:
+        _hook().skyplug_activity_started(config=get_config(), activity=act)  # the store pins DB_ENV
         yield act
         status = "completed"
     finally:
@@ -323,8 +335,9 @@ def step(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark a pipeline step: records its function, parameters, inputs, outputs and code version.
 
     Arguments that are outputs of earlier steps of the run (by content) or files are inputs;
-    the others are parameters. ``skyplug replay`` reruns the steps whose inputs, parameters or
-    code changed and reuses the outputs of the others.
+    the others are parameters; objects the step reads through skyplug (URI + version) are inputs
+    too. ``skyplug replay`` reruns the steps whose inputs, parameters or code changed and reuses
+    the outputs of the others.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -361,6 +374,7 @@ def step(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                     "output": out,
                     "code": code_version(fn),
                     "result": clean(result),
+                    "reads": clean(list(act.reads.values())),
                     "seq": time.time_ns(),
                 }
                 remember_output(act.run, out, name)
@@ -429,6 +443,8 @@ def to_document(
             doc.wasGeneratedBy(s, o, t, other_attributes=extra or None)
         elif kind == "wasDerivedFrom":
             doc.wasDerivedFrom(s, o, other_attributes=extra or None)
+        elif kind == "specializationOf":
+            doc.specializationOf(s, o)
         elif kind == "wasInformedBy":
             doc.wasInformedBy(s, o, other_attributes=extra or None)
         elif kind == "wasAssociatedWith":

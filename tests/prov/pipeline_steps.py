@@ -50,3 +50,23 @@ def partition_columns(part_json: str) -> int:
     from skyplug.core.partition import Partition
 
     return len(Partition.from_json(part_json).load())
+
+
+@skyplug.step("remote sum")
+def remote_sum(uri: str) -> float:
+    """Reads a remote object through skyplug inside the step (recorded URI + version)."""
+    _count("remote sum")
+    return float(skyplug.open(uri).plan("rows", 1)[0].load()["array"].sum())
+
+
+@skyplug.step("double")
+def double(value: float) -> float:
+    _count("double")
+    return 2 * value
+
+
+def remote_pipeline(uri: str) -> float:
+    """remote sum -> double, as one run."""
+    with skyplug.activity("remote pipeline", params={"uri": uri}) as act:
+        RUNS.append(act.run)
+        return double(remote_sum(uri))

@@ -9,7 +9,7 @@ import pytest
 import skyplug
 from skyplug.core import plugins
 from skyplug.core import provenance as pv
-from skyplug.plugins.provenance.store import open_store
+from skyplug.plugins.provenance.store import open_store, store_url
 from tests.prov import pipeline_steps as steps
 
 
@@ -24,7 +24,7 @@ def remote_parts(s3env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list
 
 
 def _check(act: pv.Activity, parts: list) -> None:
-    with open_store(pv.store_url()) as store:
+    with open_store(store_url()) as store:
         assert [r["run"] for r in store.runs()] == [act.run]  # the workers recorded into the same run
         nodes, rels = store.run_rows(act.run)
     tasks = {i for i, (k, a) in nodes.items() if k == "activity" and a["name"] == "partition columns"}
@@ -55,7 +55,7 @@ def test_dask_worker_tasks_are_recorded(remote_parts: list) -> None:
         )
     assert len(out) == 3 and all(n > 0 for n in out)
     _check(act, remote_parts)
-    with open_store(pv.store_url()) as store:
+    with open_store(store_url()) as store:
         nodes, _ = store.run_rows(act.run)
     assert any(k == "agent" and a["name"] == "skyplug engine dask" for k, a in nodes.values())
 
@@ -103,3 +103,36 @@ def test_lithops_localhost_tasks_are_recorded(
     got = json.loads(done.stdout.splitlines()[-1])
     assert len(got["out"]) == 3
     _check(pv.Activity(name="columns", run=got["run"], id=got["id"]), remote_parts)
+
+
+WRITER = """
+import sys
+from skyplug.core import provenance as pv
+
+for i in range(int(sys.argv[1])):
+    with pv.activity(f"task {i}"):
+        pass
+"""
+
+
+def test_worker_processes_share_a_sqlite_store_without_lock_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four processes recording at once into one file: WAL, writers queue on the busy timeout."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "prov.db"
+    monkeypatch.setenv(pv.DB_ENV, f"sqlite:///{db}")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, "25"], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4 and not any("locked" in e for e in errors), errors
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("SELECT COUNT(*) FROM prov_nodes WHERE kind = 'activity'").fetchone() == (100,)

@@ -190,13 +190,79 @@ def test_graph_png(store_url: str, remote_ms: str, tmp_path: Path) -> None:
     assert (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_nothing_is_recorded_when_provenance_is_off(
+def _fetch(uri: str, out: Path, *extra: str) -> CliRunner:
+    return CliRunner().invoke(
+        cli, ["fetch", uri, "--by", "time", "-n", "2", "--out", str(out), "--as", "npz", *extra]
+    )
+
+
+def test_a_plain_fetch_records_by_default_in_the_user_data_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remote_ms: str
 ) -> None:
-    monkeypatch.delenv(pv.DB_ENV, raising=False)
-    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = _fetch(remote_ms, work / "out")
+    assert result.exit_code == 0, result.output
+    db = Path(os.environ["SKYPLUG_DATA_DIR"]) / "provenance.db"  # the suite's, not the user's
+    run_id = _only_run(f"sqlite:///{db}")
+    provn = run("prov", "export", run_id, "--format", "provn")
+    part = skyplug.open(remote_ms).plan("time", 2)[1]
+    assert f'voprov:version="{part.version}"' in provn and 'voprov:name="write"' in provn
+    assert sorted(p.name for p in work.iterdir()) == ["out"]  # nothing in the current folder
+
+
+def test_the_catalogue_database_is_the_store_when_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remote_ms: str, s3env
+) -> None:
+    from skyplug.core import config
+
+    url = f"sqlite:///{tmp_path / 'cat.db'}"
+    config.set_config(config.Config.from_dict({**s3env.config.raw, "catalog": {"url": url}}))
     skyplug.open(remote_ms).plan("time", 2)[0].load()
-    assert not (tmp_path / "catalog.db").exists()
+    assert _only_run(url)
+    assert not (Path(os.environ["SKYPLUG_DATA_DIR"]) / "provenance.db").exists()
+
+
+@pytest.mark.parametrize("how", ["config", "env"])
+def test_recording_can_be_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remote_ms: str, s3env, how: str
+) -> None:
+    from skyplug.core import config
+
+    if how == "config":
+        config.set_config(config.Config.from_dict({**s3env.config.raw, "provenance": {"enabled": False}}))
+    else:
+        monkeypatch.setenv(pv.SWITCH_ENV, "off")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    skyplug.open(remote_ms).plan("time", 2)[0].load()
+    assert _fetch(remote_ms, work / "out").exit_code == 0
+    assert not (Path(os.environ["SKYPLUG_DATA_DIR"]) / "provenance.db").exists()
+    assert sorted(p.name for p in work.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("broken", ["folder", "not-a-database"])
+def test_a_failing_store_never_fails_a_fetch_and_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remote_ms: str, broken: str
+) -> None:
+    from skyplug.plugins.provenance import store as prov_store
+
+    bad = tmp_path / "prov.db"
+    if broken == "folder":
+        bad.mkdir()
+    else:
+        bad.write_bytes(b"this is not an SQLite database" * 100)
+    monkeypatch.setattr(prov_store, "FAILED", set(), raising=False)
+    monkeypatch.setenv(pv.DB_ENV, f"sqlite:///{bad}")
+    result = _fetch(remote_ms, tmp_path / "out")  # 2 partitions: 2 loads and 2 writes to record
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").iterdir())) == 2
+    warned = [line for line in result.stderr.splitlines() if "provenance store" in line]
+    assert len(warned) == 1, result.stderr
+    assert warned[0].startswith("skyplug: warning: provenance store sqlite:///")
+    assert "Traceback" not in result.stderr
 
 
 def test_bad_queries_are_one_clear_error(store_url: str) -> None:
@@ -204,3 +270,53 @@ def test_bad_queries_are_one_clear_error(store_url: str) -> None:
     assert result.exit_code != 0 and "depth 'x'" in result.output + result.stderr
     result = CliRunner().invoke(cli, ["prov", "export", "run-nope"])
     assert result.exit_code != 0 and "run-nope" in result.output + result.stderr
+
+
+def test_concurrent_events_on_engine_threads_are_each_their_own_activity(
+    store_url: str, remote_ms: str, tmp_path: Path
+) -> None:
+    """Loads and writes on the local engine's threads: each is one activity (none lands in another
+    thread's), and nothing is lost to a store error."""
+    import warnings
+
+    from skyplug.core import plugins
+    from skyplug.core.dataset import fetch_partition, load_partition
+
+    parts = skyplug.open(remote_ms).plan("rows", 24)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plugins.find("engines", "local").map(
+            lambda p: (load_partition(p), fetch_partition(p, tmp_path / "out", "npz")), parts, progress=False
+        )
+    with open_store(store_url) as store:
+        nodes, rels = store.run_rows(_only_run(store_url))
+    acts = {i: a["name"] for i, (k, a) in nodes.items() if k == "activity"}
+    assert list(acts.values()).count("write") == list(acts.values()).count("load") == 24
+    for aid in acts:
+        used = [o for k, s, o, _ in rels if k == "used" and s == aid]
+        assert len(used) == 1, (acts[aid], used)  # its own partition's byte ranges, nobody else's
+
+
+def test_an_event_on_another_thread_never_lands_in_a_running_events_activity(store_url: str) -> None:
+    """Thread A is inside an event's activity (recording a write); thread B's event gets its own."""
+    import threading
+
+    inside, done = threading.Event(), threading.Event()
+    seen: dict[str, object] = {}
+
+    def first() -> None:
+        with pv.event_activity("write") as act:
+            seen["a"] = act
+            inside.set()
+            done.wait(10)
+
+    t = threading.Thread(target=first)
+    t.start()
+    inside.wait(10)
+    try:
+        with pv.event_activity("load") as act:
+            seen["b"] = act
+    finally:
+        done.set()
+        t.join()
+    assert seen["b"] is not seen["a"] and seen["b"].name == "load"

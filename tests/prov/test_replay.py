@@ -110,6 +110,31 @@ def test_replay_bad_input_is_one_clear_error(store_url: str) -> None:
     assert result.exit_code != 0 and "step.key=value" in result.output + (result.stderr or "")
 
 
+def test_replay_reruns_a_step_whose_remote_object_has_a_new_version(
+    store_url: str, s3env, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.arange(12.0).reshape(6, 2))
+    uri = s3env.upload(tmp_path / "a.npy", "obs/a.npy")
+    assert steps.remote_pipeline(uri) == 132.0
+    run = steps.RUNS[-1]
+    with open_store(store_url) as store:
+        [read] = store.steps(run)[0]["reads"]
+    assert read["uri"] == uri and read["version"] and read["site"]["name"] == "edge"
+    steps.CALLS.clear()
+    unchanged = replay(run, "remote sum")
+    assert unchanged.rerun == [] and steps.CALLS == []  # same version: nothing reruns
+    np.save(tmp_path / "a.npy", np.ones((6, 2)))
+    s3env.upload(tmp_path / "a.npy", "obs/a.npy")  # a new version (ETag) of the same URI
+    changed = replay(run, "remote sum")
+    assert changed.rerun == ["remote sum", "double"] and steps.CALLS == ["remote sum", "double"]
+    assert changed.result == 24.0
+    steps.CALLS.clear()
+    again = replay(changed.run, "remote sum")  # the rerun recorded the new version
+    assert again.rerun == [] and steps.CALLS == []
+
+
 @pytest.mark.pg
 def test_record_and_replay_on_postgresql(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(pv.DB_ENV, pg_url)

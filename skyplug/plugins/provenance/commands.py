@@ -13,9 +13,9 @@ from skyplug.core.errors import ConfigError
 
 
 def _store(db: str | None) -> Any:
-    from skyplug.plugins.provenance.store import open_store
+    from skyplug.plugins.provenance.store import open_store, store_url
 
-    return open_store(db or pv.store_url())
+    return open_store(db or store_url())
 
 
 def parse_depth(depth: str) -> int | None:

@@ -40,8 +40,9 @@ def respond(query: str, catalog_url: str | None = None) -> tuple[int, str, str]:
         known = ", ".join(k for k in RESPONSE_FORMATS if k.startswith("PROV"))
         return 400, f"ProvSAP: RESPONSEFORMAT {fmt[:40]!r} is not offered (choose from {known})", "text/plain"
     from skyplug.plugins.provenance.commands import query as prov_query
+    from skyplug.plugins.provenance.store import store_url
 
-    url = os.environ.get(pv.DB_ENV) or pv.settings().get("url") or catalog_url
+    url = os.environ.get(pv.DB_ENV) or pv.settings().get("url") or catalog_url or store_url()
     try:
         doc = prov_query(
             url, ids, params.get("DEPTH", "1"), params.get("DIRECTION", "BACK"), params.get("MODEL", "IVOA")

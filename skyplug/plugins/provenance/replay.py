@@ -9,7 +9,7 @@ from typing import Any
 
 from skyplug.core import provenance as pv
 from skyplug.core.errors import ConfigError, NotFound, PluginError
-from skyplug.plugins.provenance.store import open_store
+from skyplug.plugins.provenance.store import open_store, store_url
 
 
 @dataclass
@@ -53,7 +53,7 @@ def replay(run: str, from_step: str, sets: dict[str, dict[str, Any]] | None = No
     """Rerun ``run``'s steps from ``from_step`` on; a step whose inputs (by content), parameters and
     code are unchanged keeps its recorded output. The new run wasInformedBy the old one."""
     sets = sets or {}
-    with open_store(pv.store_url()) as store:
+    with open_store(store_url()) as store:
         steps = store.steps(run)
         roots = store.root_activities(run) if steps else []
     names = [s["step"] for s in steps]
@@ -85,7 +85,7 @@ def replay(run: str, from_step: str, sets: dict[str, dict[str, Any]] | None = No
                 and inputs == {k: v["id"] for k, v in rec["inputs"].items()}
                 and pv.code_version(getattr(fn, "__wrapped__", fn)) == rec["code"]
             )
-            if i < start or same:
+            if i < start or (same and not _changed_reads(rec)):
                 outputs[rec["step"]] = (rec["result"], rec["output"])
                 _reuse(root, rec)
                 report.reused.append(rec["step"])
@@ -98,6 +98,26 @@ def replay(run: str, from_step: str, sets: dict[str, dict[str, Any]] | None = No
             report.rerun.append(rec["step"])
         report.result = outputs[steps[-1]["step"]][0] if steps else None
     return report
+
+
+def _changed_reads(rec: dict[str, Any]) -> list[str]:
+    """URIs of the objects a recorded step read through skyplug that have another version now (or
+    are gone: rerunning then fails naming the object). One HEAD (or stat) per object."""
+    from skyplug.core.config import Site
+    from skyplug.core.dataset import open_target
+    from skyplug.core.errors import NotFound
+
+    changed = []
+    for read in rec.get("reads", []):
+        site = read.get("site")
+        try:
+            target = open_target(read["uri"], Site.from_dict(site["name"], site) if site else None)
+            version = target.version
+        except NotFound:
+            version = None
+        if version != read["version"]:
+            changed.append(read["uri"])
+    return changed
 
 
 def _reuse(root: pv.Activity, rec: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """The provenance store: tables ``prov_*`` in the catalogue database (SQLite file or PostgreSQL).
 
 One row per node and relation of each run, so archivists can join them with ObsCore records.
+Where: ``SKYPLUG_PROV_DB``, else ``[provenance] url``, else ``[catalog] url``, else
+``provenance.db`` in the user data folder (never the current folder).
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ import json
 import os
 import sqlite3
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from skyplug.core.errors import ConfigError, NotFound
+from skyplug.core import provenance as pv
+from skyplug.core.config import data_dir, get_config
+from skyplug.core.errors import ConfigError, NotFound, SkyplugWarning
 from skyplug.core.logs import redact_url
 
 SCHEMA = (
@@ -24,6 +29,15 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS prov_rel_object ON prov_relations (object)",
     "CREATE TABLE IF NOT EXISTS prov_steps (run TEXT, seq BIGINT, activity TEXT, step TEXT, record TEXT)",
 )
+
+
+def store_url() -> str:
+    """``SKYPLUG_PROV_DB``, else ``[provenance] url``, else the catalogue's ``[catalog] url`` (the
+    provenance goes with the records it explains), else ``provenance.db`` in the user data folder."""
+    catalog = get_config().raw.get("catalog", {}) or {}
+    url = os.environ.get(pv.DB_ENV) or pv.settings().get("url") or catalog.get("url")
+    return url or f"sqlite:///{data_dir() / 'provenance.db'}"
+
 
 Rows = tuple[dict[str, tuple[str, dict[str, Any]]], list[tuple[str, str, str, dict[str, Any]]]]
 
@@ -36,7 +50,10 @@ class Store:
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Engine workers (Dask, Lithops processes) write the same file: WAL lets readers go on
+            # while one writes, and the 30 s busy timeout makes writers queue, not fail.
             self.conn: Any = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = OFF")  # this connection only: no fsync per record
             self.ph = "?"
         elif url.startswith(("postgresql://", "postgres://")):
@@ -70,6 +87,8 @@ class Store:
 
     def write(self, act: Any) -> None:
         """Store an activity's rows (its run is created on first write)."""
+        with act.lock:  # a snapshot: engine threads may still add to an activity they share
+            nodes, relations = dict(act.nodes), list(act.relations)
         with self._tx():
             cur = self.conn.cursor()
             cur.execute(self._sql("SELECT 1 FROM prov_runs WHERE run = ?"), (act.run,))
@@ -77,7 +96,7 @@ class Store:
                 cur.execute(
                     self._sql("INSERT INTO prov_runs VALUES (?, ?, ?)"), (act.run, act.name, act.start)
                 )
-            for nid, (kind, attrs) in act.nodes.items():
+            for nid, (kind, attrs) in nodes.items():
                 cur.execute(self._sql("DELETE FROM prov_nodes WHERE run = ? AND id = ?"), (act.run, nid))
                 cur.execute(
                     self._sql("INSERT INTO prov_nodes VALUES (?, ?, ?, ?)"),
@@ -85,7 +104,7 @@ class Store:
                 )
             cur.executemany(
                 self._sql("INSERT INTO prov_relations VALUES (?, ?, ?, ?, ?)"),
-                [(act.run, k, s, o, json.dumps(a, default=str)) for k, s, o, a in act.relations],
+                [(act.run, k, s, o, json.dumps(a, default=str)) for k, s, o, a in relations],
             )
             if act.step is not None:
                 cur.execute(
@@ -146,6 +165,40 @@ class Store:
         children = {s for k, s, o, _ in rels if k == "wasInformedBy" and o in nodes}
         return sorted(i for i, (k, _) in nodes.items() if k == "activity" and i not in children)
 
+    def parents_of(self, location: str, checksum: str | None = None) -> list[dict[str, str]]:
+        """Objects (URI + version) the entities at ``location`` (or with sha256 ``checksum``) were
+        derived from, nearest first, through wasDerivedFrom and specializationOf."""
+        cur = self.conn.cursor()
+        wanted = [json.dumps(location)] + ([json.dumps(checksum)] if checksum else [])
+        starts: list[str] = []
+        for value in wanted:  # a LIKE prefilter on the JSON text, checked exactly below
+            cur.execute(
+                self._sql("SELECT DISTINCT id, attrs FROM prov_nodes WHERE kind = 'entity' AND attrs LIKE ?"),
+                (f"%{value}%",),
+            )
+            for nid, attrs in cur.fetchall():
+                a = json.loads(attrs)
+                if nid not in starts and (
+                    a.get("location") == location or (checksum and a.get("checksum") == checksum)
+                ):
+                    starts.append(nid)
+        out: list[dict[str, str]] = []
+        seen, frontier = set(starts), list(starts)
+        while frontier:
+            nxt = []
+            for nid in frontier:
+                for kind, _, parent, _ in self.neighbours(nid, "back"):
+                    if kind not in ("wasDerivedFrom", "specializationOf") or parent in seen:
+                        continue
+                    seen.add(parent)
+                    nxt.append(parent)
+                    _, a = self.node(parent) or ("entity", {})
+                    ref = {"uri": a.get("location"), "version": a.get("version")}
+                    if ref["uri"] and ref["version"] and ref["uri"] != location and ref not in out:
+                        out.append(ref)
+            frontier = nxt
+        return out
+
     def subgraph(self, ids: list[str], depth: int | None, direction: str) -> Rows:
         """Nodes and relations reached from ``ids`` in ``depth`` hops (None: all) back or forth."""
         nodes: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -187,6 +240,33 @@ def open_store(url: str) -> Store:
             except (sqlite3.Error, OSError) as exc:
                 raise ConfigError(f"provenance store {redact_url(url)}: {exc}") from exc
         return _OPEN[key]
+
+
+FAILED: set[str] = set()  # stores this process could not write (warned once each)
+
+
+def record(act: Any, url: str | None = None) -> bool:
+    """Store an activity's rows; a store that cannot be opened or written (read-only, gone, full)
+    never fails the work that was recorded: one warning line, then nothing more is sent there by
+    this process. True when stored."""
+    url = url or store_url()
+    if url in FAILED:
+        return False
+    try:
+        with open_store(url) as store:
+            store.write(act)
+    except Exception as exc:  # any driver's error (sqlite3, psycopg, OSError): recording is best effort
+        FAILED.add(url)
+        root = exc.__cause__ or exc  # open_store's ConfigError already names the store
+        cause = redact_url(" ".join(str(root).split())) or type(root).__name__
+        warnings.warn(
+            f"provenance store {redact_url(url)}: not recorded ({cause}); set [provenance] url, "
+            "or turn recording off with SKYPLUG_PROV=off",
+            SkyplugWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 def iter_ids(values: tuple[str, ...]) -> Iterator[str]:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from skyplug.core import plugins
 from skyplug.core.errors import NotFound, SiteError, SkyplugError, StaleObjectError
 from skyplug.core.source import RETRIES, Source, TransientError, backoff
 from skyplug.plugins.locators.multisite import physical
@@ -106,9 +107,20 @@ def _fill(
 ) -> Replica:
     heartbeat = _Heartbeat(ctx, obj, rep, owner)
     try:
-        return _fill_from_sources(ctx, obj, rep, owner, tee, heartbeat, previous)
+        done = _fill_from_sources(ctx, obj, rep, owner, tee, heartbeat, previous)
     finally:
         heartbeat.stop()
+    # verified and ready: observers (provenance) see it outside the fill, so they cannot undo it
+    plugins.get_plugin_manager().hook.skyplug_replica_filled(
+        config=ctx.config,
+        uri=obj.uri,
+        site=done.site,
+        version=obj.version,
+        size=obj.size,
+        sha256=done.checksum or obj.version,
+        source_site=done.source_site or "",
+    )
+    return done
 
 
 def _fill_from_sources(

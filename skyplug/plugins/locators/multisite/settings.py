@@ -20,14 +20,11 @@ max_bytes = 10_000_000_000                # size cap, least recently used first
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
-from skyplug.core.config import Config
+from skyplug.core.config import Config, data_dir
 from skyplug.core.errors import ConfigError
 
 POLICIES = ("write-local", "replicate-all", "push", "copy-on-read")
@@ -99,12 +96,6 @@ def t_even(egress_per_gb: float, storage_per_gb_month: float) -> float | None:
     if storage_per_gb_month <= 0:
         return None
     return egress_per_gb / storage_per_gb_month * MONTH_SECONDS
-
-
-def data_dir() -> Path:
-    """The user's data folder (``$SKYPLUG_DATA_DIR``, else platformdirs' user data dir): the
-    location DB is the namespace's authoritative state, never kept in a cache folder."""
-    return Path(os.environ.get("SKYPLUG_DATA_DIR") or platformdirs.user_data_dir("skyplug"))
 
 
 def load_settings(config: Config) -> Settings:
