@@ -7,6 +7,8 @@ window is cut to the block; the bytes fetched are the plan's; WSClean and AOFlag
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 
 import skyplug
 from skyplug.core.dataset import fetch_partition
+from skyplug.plugins.formats.ms import mirror
 from skyplug.plugins.formats.ms.chanms import PER_CHANNEL
 from skyplug.plugins.formats.ms.mirror import subtable_problems
 from skyplug.synthetic.ms import LAYOUTS
@@ -95,6 +98,34 @@ def test_chan_blocks_as_ms_are_exact(ms_factory, tmp_path: Path, layout: str, zi
         assert out.name == f"part-{p.index:04d}.ms"
         assert_chan_block(out, ms, all_rows(p.load()), p.selection["chan"])
     assert sorted(x.name for x in tmp_path.iterdir()) == [f"part-{p.index:04d}.ms" for p in parts]
+
+
+@pytest.mark.parametrize("layout", ["chansplit", "tssm", "dysco", "casa"])
+def test_chan_blocks_never_read_unfetched_bytes(
+    ms_factory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, layout: str
+) -> None:
+    """Every bulk byte the plan does not fetch is 0xFF in the mirror (not a hole reading as zeros):
+    the written blocks still equal the source, so nothing outside the block's tiles reaches them."""
+    original = mirror.sparse_mirror
+
+    @contextlib.contextmanager
+    def poisoned(
+        small: Path, sizes: dict[str, int], pieces: Sequence[tuple[str, int, bytes]]
+    ) -> Iterator[Path]:
+        with original(small, sizes, pieces) as ms:
+            for name, size in sizes.items():
+                buf = bytearray(b"\xff") * size
+                for n, offset, data in pieces:
+                    if n == name:
+                        buf[offset : offset + len(data)] = data
+                (ms / name).write_bytes(buf)
+            yield ms
+
+    monkeypatch.setattr(mirror, "sparse_mirror", poisoned)
+    ms = ms_factory(layout)
+    for p in skyplug.open(str(ms)).plan("chan", 3):
+        out = Path(fetch_partition(p, tmp_path, as_="ms")["outputs"][0])
+        assert_chan_block(out, ms, all_rows(p.load()), p.selection["chan"])
 
 
 def test_chan_block_tiles_fit_the_block(ms_factory, tmp_path: Path) -> None:
