@@ -137,10 +137,14 @@ def test_index_reads_under_two_percent_of_dp3_like(dp3_like, fetch_log, zipped: 
     assert len(p.ranges) == len(index["big"])  # one range per tiled column
 
 
-@pytest.mark.parametrize("layout", ["tcsm", "casa", "ssm"])
-def test_as_ms_from_zip_fetches_only_its_tiles(ms_factory, monkeypatch, tmp_path: Path, layout: str) -> None:
+@pytest.mark.parametrize("by", ["time", "chan"])
+@pytest.mark.parametrize("layout", ["tcsm", "casa", "ssm", "chansplit"])
+def test_as_ms_from_zip_fetches_only_its_tiles(
+    ms_factory, monkeypatch, tmp_path: Path, layout: str, by: str
+) -> None:
     """Coalescing on (the default): a zip's members lie side by side, so one request across
-    members would read the small files and other tiles between them again for every partition."""
+    members would read the small files and other tiles between them again for every partition.
+    A channel block reads only its channels' tiles (``chansplit`` splits channels over tiles)."""
     log: list[tuple[int, int]] = []
     original = LocalSource._fetch
 
@@ -149,7 +153,7 @@ def test_as_ms_from_zip_fetches_only_its_tiles(ms_factory, monkeypatch, tmp_path
         return original(self, start, end, version)
 
     monkeypatch.setattr(LocalSource, "_fetch", logged)
-    parts = skyplug.open(str(ms_factory(layout, zip="stored"))).plan("time", 3)
+    parts = skyplug.open(str(ms_factory(layout, zip="stored"))).plan(by, 3)
     for p in parts:
         log.clear()
         report = fetch_partition(p, tmp_path, as_="ms")

@@ -10,7 +10,6 @@ import pytest
 
 import skyplug
 from skyplug.core.dataset import fetch_partition
-from skyplug.core.errors import FormatError
 from tests.ms.conftest import all_rows, assert_equal_columns, reference
 
 
@@ -76,13 +75,6 @@ def test_as_ms_replaces_previous_output(ms_factory, tmp_path: Path) -> None:
     fetch_partition(parts[0], tmp_path, as_="ms")
     assert sorted(x.name for x in tmp_path.iterdir()) == ["part-0000.ms"]
     assert_written(tmp_path / "part-0000.ms", ms, parts[0].load()["ROWID"])
-
-
-def test_as_ms_refuses_channel_blocks(ms_factory, tmp_path: Path) -> None:
-    p = skyplug.open(str(ms_factory("tcsm"))).plan("chan", 2)[0]
-    with pytest.raises(FormatError, match="whole channels"):
-        fetch_partition(p, tmp_path, as_="ms")
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_as_npz(ms_factory, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from skyplug.core.errors import SkyplugError
 from skyplug.core.partition import Partition
 from tests.real.conftest import (
     MS,
+    Column,
     TableRef,
     bits_equal,
     compare_table,
@@ -28,7 +29,7 @@ from tests.real.conftest import (
 )
 
 AXES = [("time", 3), ("rows", 2), ("spw", 1), ("chan", 2)]
-AS_MS_AXES = ("time", "rows", "spw")  # channel blocks are refused as MS (whole channels only)
+AS_MS_AXES = ("time", "rows", "spw", "chan")
 EXTRA = {"ROWID", "CHAN_FREQ", "ANTENNA_NAME", "ANTENNA_POSITION"}
 
 
@@ -107,9 +108,56 @@ def check_plan(parts: list[Partition], by: str, n: int, ref: TableRef, seen: lis
     return problems
 
 
-def check_as_ms(ms: Path, out: Path, rows: np.ndarray, ref: TableRef) -> list[str]:
-    """The written MS: the partition's rows of every column, and every subtable, equal the source."""
-    problems = compare_table(read_table(out), ref.rows(rows), out.name)
+def cut_cells(value: Column, chan: list[int], nchan: int | None) -> Column:
+    """A main-table column cut to a channel block as the arrays load cuts it: 2-D (chan, corr) and
+    3-D (category, chan, corr) cells whose chan axis (second to last) has the window's width."""
+
+    def one(cell: Any, ndims: tuple[int, int]) -> Any:
+        if isinstance(cell, np.ndarray) and cell.ndim in ndims and (not nchan or cell.shape[-2] == nchan):
+            return cell[..., chan[0] : chan[1], :]
+        return cell
+
+    if isinstance(value, np.ndarray):  # a whole column: a leading row axis
+        return one(value, (3, 4))
+    return [one(c, (2, 3)) for c in value]
+
+
+def cut_window(src: TableRef, window: int, chan: list[int]) -> TableRef:
+    """SPECTRAL_WINDOW with ``window`` cut to ``chan`` as DP3 cuts it after a channel selection:
+    per-channel columns sliced, NUM_CHAN the width, TOTAL_BANDWIDTH the sum of the block's
+    EFFECTIVE_BW, REF_FREQUENCY kept."""
+    cols: dict[str, Column] = {}
+    for col, value in src.columns.items():
+        cells = list(value) if isinstance(value, np.ndarray) and value.ndim > 1 else value
+        cols[col] = cells.copy() if isinstance(cells, np.ndarray | list) else cells
+    for col in ("CHAN_FREQ", "CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION"):
+        if col in cols and cols[col][window] is not None:
+            cols[col][window] = np.asarray(cols[col][window])[chan[0] : chan[1]]
+    cols["NUM_CHAN"][window] = chan[1] - chan[0]
+    cols["TOTAL_BANDWIDTH"][window] = float(np.sum(cols["EFFECTIVE_BW"][window]))
+    return TableRef(src.nrow, cols)
+
+
+def check_as_ms(
+    ms: Path,
+    out: Path,
+    rows: np.ndarray,
+    ref: TableRef,
+    chan: list[int] | None = None,
+    nchan: int | None = None,
+) -> list[str]:
+    """The written MS: the partition's rows of every column, and every subtable, equal the source;
+    a channel block's cells and spectral window cut to its channels."""
+    want = ref.rows(rows)
+    window = None
+    if chan is not None:
+        want = TableRef(want.nrow, {c: cut_cells(v, chan, nchan) for c, v in want.columns.items()})
+        ddids = np.unique(np.asarray(want.columns["DATA_DESC_ID"]))
+        if len(ddids) != 1:
+            return [f"a channel block over DATA_DESC_IDs {ddids.tolist()}"]
+        windows = source_table(ms / "DATA_DESCRIPTION").columns["SPECTRAL_WINDOW_ID"]
+        window = int(np.asarray(windows)[ddids[0]])
+    problems = compare_table(read_table(out), want, out.name)
     for name in subtable_names(ms):
         try:
             src = source_table(ms / name)
@@ -123,6 +171,8 @@ def check_as_ms(ms: Path, out: Path, rows: np.ndarray, ref: TableRef) -> list[st
         if not (out / name).exists():
             problems.append(f"subtable {name} missing")
             continue
+        if name == "SPECTRAL_WINDOW" and window is not None:
+            src = cut_window(src, window, chan)
         problems += compare_table(read_table(out / name), src, name)
     return problems
 
@@ -161,7 +211,7 @@ def run_matrix(
                     )
                 problems += [
                     f"{key} --by {by} part {p.index} --as ms: {x}"
-                    for x in check_as_ms(ms, out, seen[-1], ref)
+                    for x in check_as_ms(ms, out, seen[-1], ref, q.selection.get("chan"), q.meta.get("nchan"))
                 ]
         if len(seen) == len(parts):
             problems += [f"{key} --by {by}: {x}" for x in check_plan(parts, by, n, ref, seen)]
@@ -176,8 +226,8 @@ def test_real_ms_from_s3(
     ms = real_ms(key)
     local = ms if form == "prefix" else real_ms_zip(key)
     uri = s3env.upload(local, f"{key}.ms" if form == "prefix" else f"{key}.ms.zip")
-    # --as ms of every time/rows/spw partition from the prefix; from the zip, of the time partitions
-    as_ms = AS_MS_AXES if form == "prefix" else ("time",)
+    # --as ms of every partition from the prefix; from the zip, of the time partitions and channel blocks
+    as_ms = AS_MS_AXES if form == "prefix" else ("time", "chan")
     problems = run_matrix(uri, key, ms, ms_reference(key), tmp_path, as_ms)
     assert not problems, "\n".join(problems[:40])
 

@@ -25,7 +25,7 @@ import numpy as np
 from skyplug.core.errors import FormatError, SkyplugWarning
 from skyplug.core.partition import Partition
 from skyplug.core.source import Tree
-from skyplug.plugins.formats.ms import mirror, tsm
+from skyplug.plugins.formats.ms import chanms, mirror, tsm
 from skyplug.plugins.formats.ms.layout import TILED
 from skyplug.plugins.formats.ms.plan import requests
 
@@ -494,16 +494,19 @@ def to_xarray(arrs: dict[str, np.ndarray]) -> Any:
 
 
 def write_ms(p: Partition, tree: Tree, out: Path) -> Path:
-    """The partition as a standalone MS at ``out`` (temp folder beside it, then renamed)."""
-    if "chan" in p.selection:
-        raise FormatError(p.uri, "--as ms writes whole channels: partition by time, rows or spw")
+    """The partition as a standalone MS at ``out`` (temp folder beside it, then renamed); a
+    channel block holds its channels only (see :mod:`chanms`)."""
+    chan = p.selection.get("chan")
     with opened(p, tree, for_copy=True) as (tab, rows, _, dropped):
-        dminfo = _lossless_dminfo(tab)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
         try:
-            sub = tab.selectrows(rows)
-            sub.copy(str(tmp / "ms"), deep=True, valuecopy=bool(dminfo), dminfo=dminfo).close()
-            sub.close()
+            if chan is not None:  # a channel block: its (chan, corr) cells cut, never reading holes
+                chanms.write(tab, rows, chan, p.meta.get("nchan"), tmp / "ms")
+            else:
+                dminfo = _lossless_dminfo(tab)
+                sub = tab.selectrows(rows)
+                sub.copy(str(tmp / "ms"), deep=True, valuecopy=bool(dminfo), dminfo=dminfo).close()
+                sub.close()
             emptied = _empty_required_subtables(tmp / "ms", dropped)
             _replace(tmp / "ms", out)
         finally:
