@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,10 +11,12 @@ import pytest
 
 
 def tool(name: str) -> str:
-    """The tool's path; the test is skipped, saying how to install it, where it is absent."""
+    """The tool's path. Absent, the test fails under CI (``.ci/run`` installs it) and is skipped
+    elsewhere, saying how to install it."""
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} is not installed (apt-get install {name})")
+        missing = pytest.fail if os.environ.get("CI") else pytest.skip
+        missing(f"{name} is not installed (apt-get install {name})")
     return path
 
 

@@ -113,7 +113,6 @@ def test_partition_cli_says_why_fewer(ms_factory) -> None:
 
 
 def test_masks_and_groups_in_xarray_and_npz(ms_factory, tmp_path: Path) -> None:
-    pytest.importorskip("xarray")
     from skyplug.core.dataset import load_partition
 
     casa = skyplug.open(str(ms_factory("casa"))).plan("spw", 3)[0]

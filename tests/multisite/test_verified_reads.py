@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 import skyplug
@@ -110,7 +109,6 @@ def test_fits_partitions_over_sky(sky, tmp_path) -> None:
 
 
 def test_hdf5_partitions_over_sky(sky, tmp_path) -> None:
-    pytest.importorskip("h5py")
     from skyplug.synthetic.h5parm import make_all
     from tests.test_hdf5 import _check_soltab_partitions
 

@@ -44,7 +44,8 @@ def test_local_engine_tasks_are_recorded(remote_parts: list) -> None:
 
 
 def test_dask_worker_tasks_are_recorded(remote_parts: list) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     with (
         skyplug.activity("columns", params={"engine": "dask"}) as act,
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
