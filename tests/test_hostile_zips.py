@@ -285,23 +285,25 @@ def _tile_member(path: Path) -> str:
     return next(e.name.decode() for e in entries_of(path) if b"_TSM" in e.name and len(e.data) > 1000)
 
 
+def _flipped_tile(valid_zip: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the zip whose tile member has its last byte flipped (its recorded CRC kept)."""
+    tile = _tile_member(valid_zip)
+    bad = tmp_path / "flipped.ms.zip"
+    flipped = [
+        dataclasses.replace(e, data=e.data[:-1] + bytes([e.data[-1] ^ 0xFF]), crc=zlib.crc32(e.data))
+        if e.name.decode() == tile
+        else e
+        for e in entries_of(valid_zip)
+    ]
+    bad.write_bytes(build(flipped))
+    return bad, tile
+
+
 def test_verify_checks_ranged_members_once(valid_zip: Path, tmp_path: Path) -> None:
     """A flipped tile byte is not seen by ranged reads (documented), but is with verify=True."""
     from skyplug.core.dataset import load_partition
 
-    entries = entries_of(valid_zip)
-    tile = _tile_member(valid_zip)
-    bad = tmp_path / "flipped.ms.zip"
-    bad.write_bytes(
-        build(
-            [
-                dataclasses.replace(e, data=e.data[:-1] + bytes([e.data[-1] ^ 0xFF]), crc=zlib.crc32(e.data))
-                if e.name.decode() == tile
-                else e
-                for e in entries
-            ]
-        )
-    )
+    bad, tile = _flipped_tile(valid_zip, tmp_path)
     parts = skyplug.open(str(bad)).plan("time", 2)
     load_partition(parts[0])  # ranged reads: not verified
     with pytest.raises(FormatError, match=r"CRC-32.*verify=True") as info:
@@ -330,18 +332,7 @@ def test_cli_verify_flag(valid_zip: Path, tmp_path: Path) -> None:
 
     from skyplug.cli import cli
 
-    tile = _tile_member(valid_zip)
-    bad = tmp_path / "flipped.ms.zip"
-    bad.write_bytes(
-        build(
-            [
-                dataclasses.replace(e, data=e.data[:-1] + bytes([e.data[-1] ^ 0xFF]), crc=zlib.crc32(e.data))
-                if e.name.decode() == tile
-                else e
-                for e in entries_of(valid_zip)
-            ]
-        )
-    )
+    bad, tile = _flipped_tile(valid_zip, tmp_path)
     args = ["fetch", str(bad), "--by", "time", "-n", "2", "--only", "0", "--no-progress"]
     plain = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "plain")])
     assert plain.exit_code == 0, plain.output
