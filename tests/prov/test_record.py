@@ -86,26 +86,18 @@ def test_fetch_records_object_etag_and_byte_ranges(store_url: str, remote_ms: st
     assert "used(" in provn and "wasGeneratedBy(" in provn and "wasDerivedFrom(" in provn
 
 
+def fetch_first(uri: str, out: Path) -> None:
+    """``skyplug fetch`` of partition 0 of 2 along time, as npz."""
+    run("fetch", uri, "--by", "time", "-n", "2", "--only", "0", "--out", str(out), "--as", "npz")
+
+
 @pytest.mark.parametrize("fmt", ["json", "xml", "turtle", "trig"])
 def test_serialisations_round_trip_without_loss(
     store_url: str, remote_ms: str, tmp_path: Path, fmt: str
 ) -> None:
     from prov.model import ProvDocument
 
-    run(
-        "fetch",
-        remote_ms,
-        "--by",
-        "time",
-        "-n",
-        "2",
-        "--only",
-        "0",
-        "--out",
-        str(tmp_path / "out"),
-        "--as",
-        "npz",
-    )
+    fetch_first(remote_ms, tmp_path / "out")
     run_id = _only_run(store_url)
     out = tmp_path / f"run.{fmt}"
     run("prov", "export", run_id, "--format", fmt, "-o", str(out))
@@ -120,20 +112,7 @@ def test_serialisations_round_trip_without_loss(
 def test_show_back_from_a_derived_product_reaches_the_raw_byte_ranges(
     store_url: str, remote_ms: str, tmp_path: Path
 ) -> None:
-    run(
-        "fetch",
-        remote_ms,
-        "--by",
-        "time",
-        "-n",
-        "2",
-        "--only",
-        "0",
-        "--out",
-        str(tmp_path / "out"),
-        "--as",
-        "npz",
-    )
+    fetch_first(remote_ms, tmp_path / "out")
     product = next((tmp_path / "out").iterdir())
     pid = _entity_at(store_url, product)
     part = skyplug.open(remote_ms).plan("time", 2)[0]
