@@ -13,7 +13,7 @@ import click
 
 from skyplug.core import plugins
 from skyplug.core.config import get_config, load_config, set_config
-from skyplug.core.dataset import Dataset, fetch_partition
+from skyplug.core.dataset import Dataset, fetch_partitions
 from skyplug.core.errors import SkyplugError
 from skyplug.core.logs import redact, setup_logging
 
@@ -252,12 +252,9 @@ def fetch_cmd(
         if bad:
             raise click.BadParameter(f"no partition {bad} (there are {len(parts)})", param_hint="--only")
         parts = [p for p in parts if p.index in set(only)]
-    runner = plugins.find("engines", engine)
     t0 = time.perf_counter()
-    results = runner.map(
-        lambda p: fetch_partition(p, Path(out), as_),
-        parts,
-        progress=progress and not as_json and sys.stderr.isatty(),
+    results = fetch_partitions(
+        parts, Path(out), as_, engine, progress=progress and not as_json and sys.stderr.isatty()
     )
     report = {
         "uri": str(ds.uri),

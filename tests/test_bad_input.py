@@ -443,6 +443,28 @@ def test_disk_full_mid_write_leaves_nothing(
     assert_nothing_written(out)
 
 
+def test_one_failed_worker_never_pulls_the_folder_from_the_others(
+    originals: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partition 0 fails at once; the others, still writing, keep their folder and their own cause."""
+    from skyplug.core import dataset
+
+    seen: list[bool] = []
+
+    def slow_or_full(p: Partition, out: Path, as_: str | None = None) -> dict:
+        if p.index:
+            time.sleep(0.3)  # still at work when partition 0 has failed
+            seen.append(out.is_dir())
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dataset, "fetch_partition", slow_or_full)
+    out = tmp_path / "out"
+    line = assert_error(fetch(originals["npy"], "npy", out), "No space left on device")
+    assert "No such file" not in line
+    assert seen == [True, True]
+    assert_nothing_written(out)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions, so the write cannot fail")
 @pytest.mark.parametrize("name", ["npy", "ms-dir"])
 def test_out_without_write_permission(name: str, originals: dict[str, Path], tmp_path: Path) -> None:

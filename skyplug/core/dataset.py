@@ -247,6 +247,31 @@ def fetch_partition(p: Partition, out: Path, as_: str | None = None) -> dict[str
     }
 
 
+def fetch_partitions(
+    parts: list[Partition], out: Path, as_: str | None = None, engine: str = "local", progress: bool = False
+) -> list[dict[str, Any]]:
+    """Write every partition into ``out`` with an engine; a failed run leaves no folder it made.
+
+    The folder is made (and, on failure, removed) here, once every worker has stopped, so that one
+    worker's failure never pulls the folder from under another that is still writing.
+    """
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        of = f" of {parts[0].uri}" if parts else ""
+        raise SiteError(f"{out}: cannot write the partitions{of}: {exc.strerror or exc}") from exc
+    try:
+        return plugins.find("engines", engine).map(
+            lambda p: fetch_partition(p, out, as_), parts, progress=progress
+        )
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
 def write_partition(p: Partition, out: Path, as_: str | None = None) -> list[Path]:
     """Write a partition; return the paths."""
     return [Path(x) for x in fetch_partition(p, out, as_)["outputs"]]
