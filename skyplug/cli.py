@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
@@ -11,18 +10,12 @@ from typing import Any
 
 import click
 
+from skyplug.clitools import emit
 from skyplug.core import plugins
 from skyplug.core.config import get_config, load_config, set_config
 from skyplug.core.dataset import Dataset, fetch_partitions
 from skyplug.core.errors import SkyplugError
 from skyplug.core.logs import redact, setup_logging
-
-
-def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
-    elif text is not None:
-        click.echo(text)
 
 
 def _show_warning(
@@ -106,7 +99,7 @@ def plugins_cmd(as_json: bool) -> None:
         lines.append(f"\n{family}: " + (", ".join(e["name"] for e in entries) or "none"))
     for name, cause in info["failed"].items():
         lines.append(f"\nfailed to load: {name}: {cause}")
-    _emit(info, as_json, "\n".join(lines))
+    emit(info, as_json, "\n".join(lines))
 
 
 @cli.command("sites")
@@ -125,7 +118,7 @@ def sites_cmd(as_json: bool) -> None:
         mark = "*" if s.name == cfg.default_site else " "
         where = s.path if s.type == "local" else f"{s.endpoint or 'AWS'} ({s.region or 'us-east-1'})"
         lines.append(f"{mark} {s.name:12} {s.type:6} {where}")
-    _emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
 
 
 def _dataset_options(f: Any) -> Any:
@@ -151,7 +144,7 @@ def index_cmd(
     ds = Dataset(uri, site=site, format=fmt, verify=verify)
     index = ds.index(refresh=refresh)
     if as_json:
-        _emit({"index": index, "stats": ds.index_stats}, True)
+        emit({"index": index, "stats": ds.index_stats}, True)
         return
     s = ds.index_stats
     lines = [
@@ -202,7 +195,7 @@ def partition_cmd(
 
         plot_partitions(parts, plot, f"{uri}: {len(parts)} partitions by {by}")
     if as_json:
-        _emit([p.to_dict() for p in parts], True)
+        emit([p.to_dict() for p in parts], True)
         return
     for p in parts:
         sel = ", ".join(f"{k}={v}" for k, v in p.selection.items())
@@ -273,7 +266,7 @@ def fetch_cmd(
         for r in results
     ]
     lines.append(f"{len(results)} partitions, {report['bytes_fetched']} bytes in {report['seconds']:.3f} s")
-    _emit(report, as_json, "\n".join(lines))
+    emit(report, as_json, "\n".join(lines))
 
 
 @cli.command("demo")
@@ -290,7 +283,7 @@ def demo_cmd(workdir: str | None, as_json: bool) -> None:
 
     report = run_demo(Path(workdir) if workdir else None, echo=None if as_json else click.echo)
     if as_json:
-        _emit(report, True)
+        emit(report, True)
 
 
 def main() -> None:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from skyplug.clitools import emit
 from skyplug.core.logs import redact_url
-
-
-def _emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
 
 
 @click.group("catalog")
@@ -39,7 +35,7 @@ def add_cmd(uris: tuple[str, ...], site: str | None, db_url: str | None, as_json
     lines = [
         f"{r['status']:9} {r['uri']}  version={r['version'] or '-'}  {r['obs_publisher_did']}" for r in report
     ]
-    _emit({"db": redact_url(cat.url), "records": report}, as_json, "\n".join(lines))
+    emit({"db": redact_url(cat.url), "records": report}, as_json, "\n".join(lines))
 
 
 @catalog.command("query")
@@ -63,7 +59,7 @@ def query_cmd(adql: str, db_url: str | None, maxrec: int | None, as_json: bool) 
     lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))]
     lines += ["  ".join(_fmt(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in result.rows]
     lines.append(f"({len(result.rows)} rows{', truncated at MAXREC' if result.overflow else ''})")
-    _emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
 
 
 def _fmt(v: Any) -> str:
@@ -123,4 +119,4 @@ def plot_cmd(db_url: str | None, output: str, where: str, as_json: bool) -> None
 
     with open_configured(db_url) as cat:
         n = plot_coverage(cat, Path(output), where)
-    _emit({"output": output, "records": n}, as_json, f"{output}: {n} records plotted")
+    emit({"output": output, "records": n}, as_json, f"{output}: {n} records plotted")

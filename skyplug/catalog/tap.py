@@ -27,6 +27,7 @@ from xml.sax.saxutils import escape, quoteattr
 from skyplug.catalog import adql, votable
 from skyplug.catalog.db import Catalog, CatalogError, QueryCancelled, QueryTimeout
 from skyplug.catalog.model import KEYS, SCHEMAS, TABLES, Table
+from skyplug.core.atomic import atomic_write
 from skyplug.core.errors import SkyplugError
 
 RETENTION = 86400 * 2
@@ -165,9 +166,7 @@ class JobStore:
     def _save(self, job: Job) -> None:
         d = self.root / job.job_id
         d.mkdir(exist_ok=True)
-        tmp = d / "job.json.tmp"
-        tmp.write_text(json.dumps(asdict(job)))
-        tmp.replace(d / "job.json")
+        atomic_write(d / "job.json", json.dumps(asdict(job)))
 
     def create(self, params: dict[str, str], owner: str = "") -> Job:
         self.expire()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from skyplug.core.atomic import atomic_file
 from skyplug.core.partition import Partition, Request
 from skyplug.core.source import Source, Tree
 
@@ -92,19 +90,6 @@ def split_even(length: int, n: int) -> list[tuple[int, int]]:
     """[start, stop) bounds of ``min(n, length)`` near-equal blocks of ``range(length)``."""
     n = max(1, min(n, length))
     return [(length * i // n, length * (i + 1) // n) for i in range(n)]
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A binary file object that becomes ``path`` only when the block succeeds (else it is removed)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_npz(path: Path, arrays: dict[str, Any]) -> None:

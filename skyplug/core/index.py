@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from skyplug.core.atomic import atomic_write
 from skyplug.core.config import Site
 
 SCHEMA = 1
@@ -41,7 +40,4 @@ class IndexCache:
     def put(self, key: str, index: dict[str, Any]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(index, fh, separators=(",", ":"))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(index, separators=(",", ":")))

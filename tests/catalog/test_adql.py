@@ -104,7 +104,11 @@ def test_bounds_allow_ordinary_queries() -> None:
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 def test_translation_cost_is_bounded_at_the_limits(dialect: str) -> None:
-    """The largest queries the bounds let through translate in well under a second of CPU."""
+    """The largest queries the bounds let through translate in bounded CPU.
+
+    Not a speed test (that is bench/): each takes ~0.1-0.5 s of CPU here, while a quadratic path
+    (sqlglot re-parenting an argument list per replace) took tens of seconds; 3 s of CPU tells the
+    two apart on a loaded CI machine."""
     import time
 
     at_limit = [
@@ -120,7 +124,7 @@ def test_translation_cost_is_bounded_at_the_limits(dialect: str) -> None:
     for query in at_limit:
         t0 = time.process_time()
         translate(query, dialect, 100)
-        assert time.process_time() - t0 < 0.5, query[:60]
+        assert time.process_time() - t0 < 3.0, query[:60]
 
 
 def test_literal_binding_is_linear(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from skyplug.core.atomic import atomic_write
 from skyplug.core.errors import FormatError, PluginError
 from skyplug.core.format import Format, atomic_npz, make_partition, split_even
 from skyplug.core.hookspecs import hookimpl
@@ -871,13 +872,7 @@ class FitsFormat(Format):
             body = header_text(PRIMARY_STUB) + table
         body += b"\0" * (padded(len(body)) - len(body))
         path = out.with_suffix(".fits")
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            tmp.write_bytes(body)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, body)
         return [path]
 
     def _table_bytes(self, partition: Partition, source: Source, raw: bytes) -> tuple[bytes, bytes]:

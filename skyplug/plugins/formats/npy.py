@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from skyplug.core.atomic import atomic_file
 from skyplug.core.errors import FormatError
-from skyplug.core.format import Format, atomic_file, atomic_npz, make_partition, split_even
+from skyplug.core.format import Format, atomic_npz, make_partition, split_even
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.partition import Partition
 from skyplug.core.plugins import Spec

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from skyplug.clitools import emit
 from skyplug.core.errors import ConfigError, NotFound, SkyplugError
-
-
-def _emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
 
 
 def _at_option(f: Any) -> Any:
@@ -117,7 +113,7 @@ def register(cli: click.Group) -> None:
             lines.append(
                 f"{i:3d}. {c['site']:12} ${c['egress_per_gb']:.4f}/GB  {lat:>10}{flags}  {c['address']}"
             )
-        _emit(data, as_json, "\n".join(lines))
+        emit(data, as_json, "\n".join(lines))
 
     @cli.command("cp")
     @click.argument("src")
@@ -147,7 +143,7 @@ def register(cli: click.Group) -> None:
             "size": obj.size,
             "replicas": [r.site for r in reps],
         }
-        _emit(data, as_json, f"{obj.uri}  {obj.version}  {obj.size} bytes  at {', '.join(data['replicas'])}")
+        emit(data, as_json, f"{obj.uri}  {obj.version}  {obj.size} bytes  at {', '.join(data['replicas'])}")
 
     @cli.command("replicas")
     @click.argument("uri")
@@ -199,7 +195,7 @@ def register(cli: click.Group) -> None:
             ttl = "forever" if r.ttl is None else f"ttl {r.ttl:g} s"
             extra = f"  [{report[r.site]}]" if r.site in report else ""
             lines.append(f"  {r.site:12} {r.state:9} {ttl:>16}{flags}  {r.note or ''}{extra}")
-        _emit(data, as_json, "\n".join(lines))
+        emit(data, as_json, "\n".join(lines))
 
     @cli.command("evict")
     @click.option("--site", help="Only this site (default: all).")
@@ -219,7 +215,7 @@ def register(cli: click.Group) -> None:
         verb = "would evict" if dry_run else "evicted"
         lines = [f"{verb} {r['uri']} at {r['site']} ({r['bytes']} bytes): {r['reason']}" for r in rows]
         lines.append(f"{verb} {len(rows)} replicas, {sum(r['bytes'] for r in rows)} bytes")
-        _emit({"dry_run": dry_run, "evicted": rows}, as_json, "\n".join(lines))
+        emit({"dry_run": dry_run, "evicted": rows}, as_json, "\n".join(lines))
 
     @cli.command("sim")
     @click.argument("trace_file", metavar="TRACE", type=click.Path(exists=True, dir_okay=False))
@@ -261,4 +257,4 @@ def register(cli: click.Group) -> None:
                 f"{r['policy']:18} {r['total']:12.6f} {r['egress']:10.6f} {r['storage']:10.6f} "
                 f"{r['requests']:10.6f} {r['hit_ratio']:9.3f} {r['bytes_moved'] / 1e9:9.3f}"
             )
-        _emit({"trace": trace_file, "accesses": len(accesses), "results": results}, as_json, "\n".join(lines))
+        emit({"trace": trace_file, "accesses": len(accesses), "results": results}, as_json, "\n".join(lines))
