@@ -15,6 +15,7 @@ from skyplug.plugins.formats.ms import index as index_mod
 from skyplug.plugins.formats.ms import load as load_mod
 from skyplug.plugins.formats.ms import mirror
 from skyplug.plugins.formats.ms import plan as plan_mod
+from skyplug.plugins.formats.ms import write as write_mod
 
 
 class MsFormat(Format):
@@ -56,7 +57,7 @@ class MsFormat(Format):
     def write(self, partition: Partition, target: Source | Tree, out: Path, as_: str) -> list[Path]:
         with mirror.casacore_errors(target.uri):
             if as_ == "ms":
-                return [load_mod.write_ms(partition, _tree(target), out.with_suffix(".ms"))]
+                return [write_mod.write_ms(partition, _tree(target), out.with_suffix(".ms"))]
             return super().write(partition, target, out, as_)
 
     def describe(self, index: dict[str, Any]) -> dict[str, Any]:
