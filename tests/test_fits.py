@@ -18,7 +18,7 @@ import skyplug
 from skyplug.core.dataset import fetch_partition
 from skyplug.core.errors import FormatError
 from skyplug.core.source import BytesSource
-from skyplug.plugins.formats.fits import FitsFormat
+from skyplug.plugins.formats.fits.format import FitsFormat
 from skyplug.synthetic.fits import make_all
 
 fits = pytest.importorskip("astropy.io.fits")
@@ -289,7 +289,7 @@ def test_s3_partitions_exact(fits_files: dict[str, Path], s3env: Any) -> None:
 def test_header_blocks_are_read_once_per_process(tmp_path: Path) -> None:
     """The indexing process already holds the header; a fresh worker reads it once, then data only."""
     from skyplug.core.dataset import load_partition
-    from skyplug.plugins.formats import fits as fits_plugin
+    from skyplug.plugins.formats.fits import header as fits_header
     from skyplug.plugins.locators.local import LocalSource
 
     cube = np.arange(8 * 16 * 16, dtype=">f4").reshape(8, 16, 16)
@@ -301,7 +301,7 @@ def test_header_blocks_are_read_once_per_process(tmp_path: Path) -> None:
     src = LocalSource(path, expected_version=parts[0].version)
     load_partition(parts[0], target=src)
     assert src.stats.bytes == parts[0].expected_bytes  # header cached by the index pass
-    fits_plugin._HEADERS.clear()  # a fresh worker
+    fits_header._HEADERS.clear()  # a fresh worker
     for p in parts[1:]:
         before = src.stats.bytes
         got = load_partition(p, target=src)
