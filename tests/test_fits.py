@@ -105,13 +105,19 @@ def test_as_fits_keeps_wcs_and_verifies(
             assert np.array_equal(hdul[0].data, _block(ref, axis, a, b), equal_nan=True)
             part_wcs = WCS(hdul[0].header)
             shape = hdul[0].data.shape
-        grid = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in reversed(shape)], indexing="ij"), -1)
-        pix = grid.reshape(-1, len(shape))
-        shifted = pix.copy()
-        shifted[:, axis - 1] += a
-        np.testing.assert_allclose(
-            part_wcs.wcs_pix2world(pix, 0), src_wcs.wcs_pix2world(shifted, 0), rtol=0, atol=1e-9
-        )
+        _assert_world_kept(part_wcs, src_wcs, shape, axis, a)
+
+
+def _assert_world_kept(part_wcs: Any, src_wcs: Any, shape: tuple[int, ...], axis: int, a: int) -> None:
+    """Every pixel of a block (numpy ``shape``) has the world coordinates of the source pixel it
+    was cut from (``a`` planes further along FITS ``axis``), astropy.wcs evaluating both."""
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in reversed(shape)], indexing="ij"), -1)
+    pix = grid.reshape(-1, len(shape))
+    shifted = pix.copy()
+    shifted[:, axis - 1] += a
+    np.testing.assert_allclose(
+        part_wcs.wcs_pix2world(pix, 0), src_wcs.wcs_pix2world(shifted, 0), rtol=0, atol=1e-9
+    )
 
 
 def test_table_partitions_exact(fits_files: dict[str, Path]) -> None:
@@ -397,3 +403,72 @@ def test_untidy_blocks_keep_a_valid_header(
         np.testing.assert_allclose(got.wcs_pix2world([pix], 0), src.wcs_pix2world([shifted], 0), atol=1e-9)
         if "ALTRPIX" in header and by == "channel":
             assert part_header["ALTRPIX"] == header["ALTRPIX"] - a
+
+
+PROJECTIONS = {  # projection -> (CRVAL1, CRVAL2, CDELT in degrees, PV2_m)
+    "SIN": (150.0, 30.0, 0.02, {"PV2_1": 0.05, "PV2_2": -0.03}),
+    "CAR": (20.0, 0.0, 0.5, {}),
+    "ZEA": (250.0, -45.0, 0.4, {}),
+    "AIT": (80.0, 10.0, 1.5, {}),
+    "MOL": (300.0, -20.0, 1.5, {}),
+}
+
+
+def _projected_cube(path: Path, proj: str) -> Path:
+    """A 3-channel cube of 30 x 24 pixels in projection ``proj``, reference pixel off-centre."""
+    crval1, crval2, cdelt, pv = PROJECTIONS[proj]
+    data = np.arange(3 * 24 * 30, dtype=">f4").reshape(3, 24, 30)
+    header = fits.Header()
+    for key, value in (
+        ("CTYPE1", f"RA---{proj}"),
+        ("CRVAL1", crval1),
+        ("CRPIX1", 11.5),
+        ("CDELT1", -cdelt),
+        ("CUNIT1", "deg"),
+        ("CTYPE2", f"DEC--{proj}"),
+        ("CRVAL2", crval2),
+        ("CRPIX2", 9.0),
+        ("CDELT2", cdelt),
+        ("CUNIT2", "deg"),
+        ("CTYPE3", "FREQ"),
+        ("CRVAL3", 1.4e9),
+        ("CRPIX3", 1.0),
+        ("CDELT3", 1.0e6),
+        ("CUNIT3", "Hz"),
+        *pv.items(),
+    ):
+        header[key] = value
+    fits.PrimaryHDU(data, header).writeto(path)
+    return path
+
+
+@pytest.mark.parametrize("proj", sorted(PROJECTIONS))
+@pytest.mark.parametrize(("by", "n"), [("rows", 3), ("channel", 2)])
+def test_projected_cutouts_keep_world_coordinates(tmp_path: Path, proj: str, by: str, n: int) -> None:
+    """Cut-outs of SIN (with PV2_m), CAR, ZEA, AIT and MOL cubes: every pixel keeps the world
+    coordinates astropy.wcs gives the parent's pixel, and fitsverify accepts each block."""
+    path = _projected_cube(tmp_path / f"{proj}.fits", proj)
+    ref, header = _reference(path, 0)
+    src_wcs = WCS(header)
+    parts = skyplug.open(str(path)).plan(by, n)
+    assert len(parts) == n
+    for p in parts:
+        a, b = p.selection["range"]
+        axis = p.selection["axis"]
+        (out,) = p.write(tmp_path / f"{proj}-{by}-{a}", as_="fits")
+        _fitsverify(out)
+        with fits.open(out) as hdul:
+            assert np.array_equal(hdul[0].data, _block(ref, axis, a, b))
+            _assert_world_kept(WCS(hdul[0].header), src_wcs, hdul[0].data.shape, axis, a)
+
+
+@pytest.mark.parametrize("proj", sorted(PROJECTIONS))
+def test_describe_position_every_projection(tmp_path: Path, proj: str) -> None:
+    """The catalogue's image centre is astropy.wcs's in every projection (PV2_m of SIN included)."""
+    path = _projected_cube(tmp_path / f"{proj}.fits", proj)
+    d = skyplug.open(str(path)).describe()
+    _, header = _reference(path, 0)
+    ra, dec = WCS(header).celestial.wcs_pix2world([[(30 - 1) / 2, (24 - 1) / 2]], 0)[0]
+    assert d["s_ra"] == pytest.approx(ra % 360, abs=1e-9) and d["s_dec"] == pytest.approx(dec, abs=1e-9)
+    assert (d["s_xel1"], d["s_xel2"], d["em_xel"]) == (30, 24, 3)
+    assert d["em_max"] == pytest.approx(299_792_458.0 / (1.4e9 - 0.5e6))
