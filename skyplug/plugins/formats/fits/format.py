@@ -65,10 +65,15 @@ class FitsFormat(Format):
             return 0.95
         return 0.3 if name.lower().endswith(self.extensions) else 0.0
 
-    def index(self, target: Source | Tree) -> dict[str, Any]:
+    @staticmethod
+    def _source(target: Source | Tree) -> Source:
+        """The target as the one object a FITS file is."""
         if not isinstance(target, Source):
             raise FormatError(target.uri, "a FITS file is one object, not a folder")
-        return index_object(target)
+        return target
+
+    def index(self, target: Source | Tree) -> dict[str, Any]:
+        return index_object(self._source(target))
 
     # --- planning ---------------------------------------------------------------------------
     def _hdu(self, index: dict[str, Any], hdu: int | str | None) -> dict[str, Any]:
@@ -201,16 +206,10 @@ class FitsFormat(Format):
             header.remember_header(source, hdr[0], known)
         return b"".join(datas[len(extra) :]), known or []
 
-    @staticmethod
-    def _source(partition: Partition, target: Source | Tree) -> Source:
-        if not isinstance(target, Source):
-            raise FormatError(target.uri, "a FITS file is one object, not a folder")
-        return target
-
     def load(self, partition: Partition, target: Source | Tree, as_: str = "arrays") -> Any:
         """``arrays``: {"data": array or {column: array}, "header": adjusted header text};
         ``array``: the data alone (no header read)."""
-        source = self._source(partition, target)
+        source = self._source(target)
         if as_ not in ("arrays", "array"):
             raise PluginError(f"{partition.uri}: FITS loads as 'arrays' or 'array', not {as_!r}")
         raw, cards = self._fetch(partition, source, want_header=as_ == "arrays")
@@ -230,7 +229,7 @@ class FitsFormat(Format):
         return {"data": data, "header": "".join(c.ljust(CARD) for c in cards)}
 
     def write(self, partition: Partition, target: Source | Tree, out: Path, as_: str) -> list[Path]:
-        source = self._source(partition, target)
+        source = self._source(target)
         if as_ == "npz":
             return self._write_npz(partition, source, out)
         if as_ != "fits":

@@ -2,8 +2,9 @@
 
 Only the cards that must change are rebuilt (NAXISn, CRPIXn and its alternates, PCOUNT, ...), in
 fixed format; every other card keeps the source's bytes, so a block's header is the source header
-with its pixel grid shifted and every pixel keeps its world coordinates. astropy would re-format
-every card it touches (and re-order CONTINUE/HIERARCH cards), hence card-level rewriting here.
+with its pixel grid shifted and every pixel keeps its world coordinates (in any projection: only
+CRPIX moves). astropy would write every card it changes in its own format; rewriting card by card
+keeps the output's bytes as they have always been.
 """
 
 from __future__ import annotations

@@ -16,8 +16,18 @@ import numpy as np
 from skyplug.catalog.sphere import distance
 
 # CUNITn as WCSLIB leaves it -> SI factor (WCSLIB turns spectral units into Hz and m)
-_UNITS = {"HZ": 1.0, "KHZ": 1e3, "MHZ": 1e6, "GHZ": 1e9, "M": 1.0, "CM": 1e-2, "MM": 1e-3}
-_UNITS.update({"UM": 1e-6, "NM": 1e-9, "ANGSTROM": 1e-10})
+_UNITS = {
+    "HZ": 1.0,
+    "KHZ": 1e3,
+    "MHZ": 1e6,
+    "GHZ": 1e9,
+    "M": 1.0,
+    "CM": 1e-2,
+    "MM": 1e-3,
+    "UM": 1e-6,
+    "NM": 1e-9,
+    "ANGSTROM": 1e-10,
+}
 
 
 def celestial_axes(keys: dict[str, Any], shape: Sequence[int]) -> tuple[int, int] | None:
