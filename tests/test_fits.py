@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -472,3 +473,21 @@ def test_describe_position_every_projection(tmp_path: Path, proj: str) -> None:
     assert d["s_ra"] == pytest.approx(ra % 360, abs=1e-9) and d["s_dec"] == pytest.approx(dec, abs=1e-9)
     assert (d["s_xel1"], d["s_xel2"], d["em_xel"]) == (30, 24, 3)
     assert d["em_max"] == pytest.approx(299_792_458.0 / (1.4e9 - 0.5e6))
+
+
+def test_long_strings_are_read_whole(untidy: dict[str, tuple[Path, str, int]]) -> None:
+    """A CONTINUE long string comes out of the index as astropy reads it, not cut at its first card."""
+    path = untidy["casa"][0]
+    keys = skyplug.open(str(path)).index()["hdus"][0]["keys"]
+    with fits.open(path) as hdul:
+        assert keys["OBJECT"] == hdul[0].header["OBJECT"] and len(keys["OBJECT"]) > 68
+
+
+def test_astropy_is_imported_on_first_use_only() -> None:
+    """Registering the plugin and sniffing with its format class import no astropy."""
+    code = (
+        "import sys; import skyplug.plugins.formats.fits.format as f; "
+        "f.FitsFormat().sniff('x.h5', b''); print('astropy' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False", run.stderr
