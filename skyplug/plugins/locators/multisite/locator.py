@@ -312,6 +312,7 @@ class SkyLocator:
     when no ``client_site`` is configured (the core passes the default site)."""
 
     name = "sky"
+    uri_sites = {"sky": "named"}  # the namespace spans sites: one named says where the client is
 
     def open(self, uri: URI, site: Site | None, *, version: str | None = None) -> Source | Tree:
         ctx = get_context()
