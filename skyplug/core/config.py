@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -200,13 +201,13 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> Config:
-        """Build and check a configuration; each site's options are checked by its locator (a
-        site whose type no installed plugin serves is reported when it is used)."""
+        """Build and check a configuration (each site's options by its locator)."""
         refuse_secrets(raw)
-        sites = {n: Site.from_dict(n, s) for n, s in raw.get("sites", {}).items()}
-        for site in sites.values():
-            with contextlib.suppress(PluginError):
-                site.settings  # noqa: B018 - checks the options
+        with _plugins_see_a_config():
+            sites = {n: Site.from_dict(n, s) for n, s in raw.get("sites", {}).items()}
+            for site in sites.values():  # one whose type no installed plugin serves: when used
+                with contextlib.suppress(PluginError):
+                    site.settings  # noqa: B018 - checks the options
         default = raw.get("default_site") or (next(iter(sites)) if len(sites) == 1 else None)
         if raw.get("default_site") and raw["default_site"] not in sites:
             raise ConfigError(f"default_site {raw['default_site']!r} is not a configured site")
@@ -216,6 +217,21 @@ class Config:
         if os.environ.get("SKYPLUG_CACHE_DIR"):
             cfg.cache_dir = Path(os.environ["SKYPLUG_CACHE_DIR"])
         return cfg
+
+
+@contextlib.contextmanager
+def _plugins_see_a_config() -> Iterator[None]:
+    """Sites are typed and checked by locator plugins, whose registration is handed the process-wide
+    configuration: while none is loaded, they get an empty one, not a second read of skyplug.toml."""
+    global _current
+    placeholder = Config() if _current is None else None
+    if placeholder is not None:
+        _current = placeholder
+    try:
+        yield
+    finally:
+        if placeholder is not None and _current is placeholder:
+            _current = None
 
 
 def data_dir() -> Path:
@@ -255,14 +271,7 @@ def get_config() -> Config:
     """The process-wide configuration, read once (:func:`set_config` replaces it)."""
     global _current
     if _current is None:
-        # Checking sites asks the locator plugins, whose registration is handed the configuration:
-        # they get an empty one while this one loads.
-        _current = Config()
-        try:
-            _current = load_config()
-        except BaseException:
-            _current = None
-            raise
+        _current = load_config()
     return _current
 
 

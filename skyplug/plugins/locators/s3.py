@@ -83,10 +83,12 @@ def parse_site(site: Site) -> S3SiteOptions:
     if named.get("addressing", "path") not in ("path", "virtual"):
         raise ConfigError(f"site {site.name!r}: addressing must be 'path' or 'virtual'")
     given = {k: opts[k] for k in PUBLIC_OPTIONS if k in opts}
-    try:
-        tuning = {k: (int if k == "max_pool_connections" else float)(v) for k, v in given.items()}
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"site {site.name!r}: {', '.join(given)} must be numbers ({exc})") from None
+    tuning: dict[str, Any] = {}
+    for key, value in given.items():
+        try:
+            tuning[key] = (int if key == "max_pool_connections" else float)(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"site {site.name!r}: {key} must be a number, not {value!r}") from None
     return S3SiteOptions(site.name, **{k: str(v) for k, v in named.items()}, **tuning, given=given)
 
 
