@@ -88,6 +88,21 @@ def test_bad_configuration(tmp_path: Path, text: str, match: str) -> None:
         config.load_config(path)
 
 
+def test_loading_a_file_reads_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sites are typed by the locator plugins, whose registration is handed the configuration:
+    loading one file never reads skyplug.toml again on the way (nor recurses)."""
+    from skyplug.core import plugins
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "skyplug.toml").write_text("[sites.a\n")  # broken: reading it would fail
+    good = tmp_path / "good.toml"
+    good.write_text('[sites.lake]\npath = "/data/lake"\n')
+    config.set_config(None)
+    plugins.registered.cache_clear()
+    cfg = config.load_config(good)
+    assert cfg.sites["lake"].type == "local" and cfg.sites["lake"].settings.where() == "/data/lake"
+
+
 def test_no_default_site_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no site named and no default_site"):
         resolve_site(parse_uri("s3://b/k"), None)
