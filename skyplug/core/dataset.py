@@ -64,7 +64,7 @@ def open_target(
     u = uri if isinstance(uri, URI) else parse_uri(uri)
     where = resolve_site(u, site)
     on_site = where is not None and _site_use(u) == ON_SITE
-    locator = plugins.find("locators", where.type if on_site and where else u.scheme)
+    locator = plugins.find("locators", where.type if where is not None and on_site else u.scheme)
     hint = container.get("hint") if container else None
     if hint is not None:  # only then: a locator that makes no hints need not take one
         target = locator.open(u, where, version=version, hint=hint)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from skyplug.core.config import Site
+from skyplug.core.dataset import NO_SITE
 from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.paths import site_join
@@ -134,7 +135,7 @@ class LocalLocator:
 
     name = "local"
     site_types = ("local",)
-    uri_sites = {"file": "none"}  # plain paths need no site (see skyplug.core.dataset)
+    uri_sites = {"file": NO_SITE}  # plain paths need no site
 
     def site_options(self, site: Site) -> LocalSiteOptions:
         """Check a local site's options (see the module's docstring)."""

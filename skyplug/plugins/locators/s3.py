@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyplug.core.config import Site
+from skyplug.core.dataset import ON_SITE
 from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.logs import redact_url
@@ -292,7 +293,7 @@ class S3Locator:
 
     name = "s3"
     site_types = ("s3",)
-    uri_sites = {"s3": "on-site"}  # the named or default site's type chooses the locator
+    uri_sites = {"s3": ON_SITE}  # the named or default site's type chooses the locator
 
     def site_options(self, site: Site) -> S3SiteOptions:
         """Check an S3 site's options (see the module's docstring)."""
