@@ -21,7 +21,7 @@ from skyplug.core.config import Site
 from skyplug.core.errors import NotFound, SiteError, SkyplugError
 from skyplug.core.paths import site_join
 from skyplug.core.source import BACKOFF, Source, TransientError
-from skyplug.plugins.locators.local import LocalSiteOptions, LocalSource, file_version
+from skyplug.plugins.locators.local import LocalSiteOptions, LocalSource, file_version, local_options
 from skyplug.plugins.locators.s3 import S3SiteOptions, S3Source, client_for, translate
 
 PART_SIZE = 5 * 1024 * 1024  # multipart part size, also the ETag check's part size
@@ -131,9 +131,7 @@ def open_source(site: Site, pbucket: str, pkey: str, etag: str | None, size: int
 
 
 def _root(site: Site) -> Path:
-    settings = site.settings
-    assert isinstance(settings, LocalSiteOptions)
-    return settings.root
+    return local_options(site).root
 
 
 def _path(site: Site, pbucket: str, pkey: str) -> Path:
