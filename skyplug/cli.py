@@ -110,13 +110,13 @@ def sites_cmd(as_json: bool) -> None:
     data = {
         "config": str(cfg.path) if cfg.path else None,
         "default_site": cfg.default_site,
-        "client_site": cfg.client_site,
+        "client_site": cfg.raw.get("client_site"),  # the multi-site plugin's (it checks it)
         "sites": [s.public() for s in cfg.sites.values()],
     }
     lines = [f"config: {data['config'] or '(none)'}"]
     for s in cfg.sites.values():
         mark = "*" if s.name == cfg.default_site else " "
-        where = s.path if s.type == "local" else f"{s.endpoint or 'AWS'} ({s.region or 'us-east-1'})"
+        where = s.settings.where()
         lines.append(f"{mark} {s.name:12} {s.type:6} {where}")
     emit(data, as_json, "\n".join(lines))
 

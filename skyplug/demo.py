@@ -23,6 +23,7 @@ from skyplug.core.config import Config, get_config, set_config
 from skyplug.core.dataset import Dataset, fetch_partition
 from skyplug.core.errors import SkyplugError
 from skyplug.core.partition import Partition
+from skyplug.plugins.locators.local import local_options
 
 Echo = Callable[[str], None] | None
 Check = Callable[[list[Partition], list[dict[str, Any]]], bool]
@@ -218,9 +219,9 @@ def run_demo(workdir: Path | None = None, echo: Echo = print) -> dict[str, Any]:
     try:
         config = _sites(root)
         set_config(config)
-        edge = Path(config.sites["edge"].path or "")
+        edge, lake = (Path(local_options(config.sites[n]).path) for n in ("edge", "lake"))
         if echo:
-            echo(f"sites: edge={edge}, lake={config.sites['lake'].path} (config {root / 'skyplug.toml'})")
+            echo(f"sites: edge={edge}, lake={lake} (config {root / 'skyplug.toml'})")
         reports, skipped = [], []
         for step in STEPS:
             if not _available(step.needs):

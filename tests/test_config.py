@@ -11,6 +11,9 @@ from skyplug.core import config
 from skyplug.core.dataset import resolve_site
 from skyplug.core.errors import ConfigError, NotFound
 from skyplug.core.uri import parse_uri
+from skyplug.plugins.locators.multisite import SITE_KEYS
+from skyplug.plugins.locators.multisite.settings import load_settings
+from skyplug.plugins.locators.s3 import S3SiteOptions
 
 TOML = """
 default_site = "{default}"
@@ -43,8 +46,9 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (cwd / "skyplug.toml").write_text(TOML.format(default="lake"))
     assert config.config_path() == cwd / "skyplug.toml"
     cfg = config.load_config()
-    assert cfg.default_site == "lake" and cfg.client_site == "lake"
-    assert cfg.sites["edge"].region == "eu-west-1" and cfg.sites["edge"].egress_per_gb == 0.02
+    settings = load_settings(cfg)
+    assert cfg.default_site == "lake" and settings.client_site == "lake"
+    assert cfg.sites["edge"].settings.region == "eu-west-1" and settings.egress_price("edge", "lake") == 0.02
 
 
 def test_s3_uri_resolves_on_named_or_default_site(tmp_path: Path) -> None:
@@ -82,6 +86,21 @@ def test_bad_configuration(tmp_path: Path, text: str, match: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         config.load_config(path)
+
+
+def test_loading_a_file_reads_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sites are typed by the locator plugins, whose registration is handed the configuration:
+    loading one file never reads skyplug.toml again on the way (nor recurses)."""
+    from skyplug.core import plugins
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "skyplug.toml").write_text("[sites.a\n")  # broken: reading it would fail
+    good = tmp_path / "good.toml"
+    good.write_text('[sites.lake]\npath = "/data/lake"\n')
+    config.set_config(None)
+    plugins.registered.cache_clear()
+    cfg = config.load_config(good)
+    assert cfg.sites["lake"].type == "local" and cfg.sites["lake"].settings.where() == "/data/lake"
 
 
 def test_no_default_site_is_a_clear_error() -> None:
@@ -220,5 +239,82 @@ def test_partition_descriptors_carry_no_unknown_site_field(
     assert code == 0, err
     parts = json.loads(out)
     assert len(parts) == 2 and parts[0]["site"]["endpoint"] == svc.endpoint
-    assert set(parts[0]["site"]) <= {*config.Site.__dataclass_fields__}
+    public = {"name", "type", "options", *SITE_KEYS, *S3SiteOptions.__dataclass_fields__}
+    assert set(parts[0]["site"]) <= public
     assert CANARY not in out + err
+
+
+# --- the core knows no site type: locators own their sites' options ----------------------------------
+SITE_TYPE_NAMES = {
+    "s3",
+    "sky",
+    "local",
+    "endpoint",
+    "bucket",
+    "region",
+    "profile",
+    "addressing",
+    "egress_per_gb",
+    "storage_per_gb_month",
+    "client_site",
+}
+# (module, name, enclosing class or function): generic uses of one of those words
+GENERIC = {
+    ("config.py", "endpoint", ""): "a word that makes a key name where a secret is, not a secret",
+    ("provenance.py", "sky", "to_document"): "the PROV namespace prefix of skyplug's own terms",
+    ("uri.py", "bucket", "URI"): "a URI's first path component, whatever its scheme",
+    ("provenance.py", "local", "_engine"): "the name of the local engine, not a site type",
+    ("dataset.py", "local", "fetch_partitions"): "the default engine's name",
+    ("load.py", "local", "fetch_partitions"): "the default engine's name",
+}
+
+
+def _site_type_names(path: Path) -> list[tuple[str, str, int]]:
+    """(name, enclosing def, line) of each site-type word used as a string constant (docstrings
+    aside), an attribute, a method, a field, an argument or a keyword in a module."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found: list[tuple[str, str, int]] = []
+
+    scopes = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+    def visit(node: ast.AST, where: str) -> None:
+        names: list[str] = []
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            names.append(node.value)
+        elif isinstance(node, ast.Attribute):
+            names.append(node.attr)
+        elif isinstance(node, scopes):
+            names.append(node.name)
+        elif isinstance(node, ast.arg) or (isinstance(node, ast.keyword) and node.arg):
+            names.append(node.arg)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+        found.extend((n, where, node.lineno) for n in names if n in SITE_TYPE_NAMES)  # type: ignore[attr-defined]
+        inner = node.name if isinstance(node, scopes) else where
+        for child in ast.iter_child_nodes(node):
+            visit(child, inner)
+
+    visit(tree, "")
+    return found
+
+
+def test_core_names_no_site_type() -> None:
+    """skyplug/core names no site type, no S3 or multi-site option: each locator owns its sites."""
+    core = Path(config.__file__).parent
+    bad = [
+        f"{path.name}:{line}: {name!r} (in {where or 'module'})"
+        for path in sorted(core.glob("*.py"))
+        for name, where, line in _site_type_names(path)
+        if (path.name, name, where) not in GENERIC
+    ]
+    assert not bad, "skyplug/core names site types or their options:\n" + "\n".join(bad)

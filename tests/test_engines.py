@@ -363,7 +363,8 @@ def test_lithops_workers_get_pickled_partitions_without_secrets(
     uri = s3env.upload(cube[0], "obs/vis.npy")
     toml = ['default_site = "edge"']
     for name, site in s3env.config.sites.items():
-        toml += [f"[sites.{name}]", f'type = "s3"\nendpoint = "{site.endpoint}"\nregion = "{site.region}"']
+        where = site.settings
+        toml += [f"[sites.{name}]", f'type = "s3"\nendpoint = "{where.endpoint}"\nregion = "{where.region}"']
     (tmp_path / "skyplug.toml").write_text("\n".join(toml) + "\n")
     done = lithops_sandbox.run([sys.executable, "-c", PROBE_SCRIPT.format(uri=uri)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -52,7 +52,7 @@ def test_each_site_signs_for_its_own_region(s3env, tmp_path: Path) -> None:
     np.save(tmp_path / "a.npy", data)
     for site in ("edge", "lake"):
         uri = s3env.upload(tmp_path / "a.npy", site=site)
-        assert s3env.config.site(site).region == s3env.services[site].region
+        assert s3env.config.site(site).settings.region == s3env.services[site].region
         parts = skyplug.open(uri, site=site).plan("rows", 3)
         got = np.concatenate([p.load()["array"] for p in parts])
         assert np.array_equal(got, data)
@@ -77,7 +77,7 @@ def test_addressing_style_is_per_site(s3env, monkeypatch) -> None:
     for what in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY"):
         monkeypatch.setenv(f"SKYPLUG_SITE_VH_{what}", "test")
     edge = s3env.config.site("edge")
-    endpoint = edge.endpoint.replace("127.0.0.1", "localhost")  # no virtual hosts on an IP address
+    endpoint = edge.settings.endpoint.replace("127.0.0.1", "localhost")  # no virtual hosts on an IP address
     virtual = skyplug.Site.from_dict("vh", {**edge.public(), "endpoint": endpoint, "addressing": "virtual"})
     urls: list[str] = []
     for site in (edge, virtual):

@@ -1,21 +1,26 @@
 """Configuration: ``skyplug.toml`` with named sites.
 
+A site is a name, a type and options; the locator serving the type reads and checks the options
+(the core knows no site type).
+
 Looked up in the current directory, then ``$SKYPLUG_CONFIG``, then the user config directory.
 Credentials never live here: they come from the environment or the usual AWS profiles.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import platformdirs
 
-from skyplug.core.errors import ConfigError, NotFound
+from skyplug.core.errors import ConfigError, NotFound, PluginError
 from skyplug.core.logs import redact_url
 
 # Credentials never belong in the configuration: a key is refused when, normalised (camelCase,
@@ -43,8 +48,6 @@ _SECRET_WORDS = frozenset({"pwd", "pass", "sas", "bearer", "cookie", "authorizat
 _HARMLESS_LAST = frozenset({"url", "uri", "endpoint", "env", "file", "path"})
 # What a URL-valued setting may not carry: a password in its user info.
 _URL_WITH_PASSWORD = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:[^/@\s]*@")
-# Site options that may travel in a partition descriptor or ``skyplug sites --json``.
-PUBLIC_OPTIONS = frozenset({"connect_timeout", "read_timeout", "max_pool_connections"})
 
 
 def _words(key: str) -> list[str]:
@@ -92,74 +95,87 @@ def refuse_secrets(table: dict[str, Any], where: str = "") -> None:
         )
 
 
+class SiteSettings(Protocol):
+    """What a locator makes of a site's options (its ``site_options(site)``): typed, checked."""
+
+    def identity(self) -> str:
+        """What the site is, whatever it is called: a site redeployed elsewhere under the same
+        name gets another identity."""
+        ...
+
+    def public(self) -> dict[str, Any]:
+        """The options a partition descriptor or ``sites --json`` may carry (an allow-list)."""
+        ...
+
+    def where(self) -> str:
+        """Where the site is, in a few words (``skyplug sites``)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Site:
-    """A named storage site: a local folder or an S3 endpoint (and its prices)."""
+    """A named site: its type, and options that the locator serving that type reads and checks.
+
+    The core knows no site type: ``settings`` asks the locator (``plugins.find("locators",
+    type)``) to turn ``options`` into its own typed settings, once per site.
+    """
 
     name: str
-    type: str = "local"
-    path: str | None = None
-    endpoint: str | None = None
-    region: str | None = None
-    bucket: str | None = None
-    profile: str | None = None
-    addressing: str = "path"
-    egress_per_gb: float = 0.0
-    storage_per_gb_month: float = 0.0
-    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    type: str
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def settings(self) -> SiteSettings:
+        """The serving locator's typed view of ``options`` (ConfigError when they are wrong)."""
+        cached = self.__dict__.get("_settings")
+        if cached is None:
+            from skyplug.core import plugins
+
+            cached = plugins.find("locators", self.type).site_options(self)
+            object.__setattr__(self, "_settings", cached)
+        return cached
 
     @property
     def identity(self) -> str:
-        """What the site is, whatever it is called: type + endpoint (region on AWS) + bucket, or
-        type + folder. A site redeployed elsewhere under the same name gets another identity."""
-        if self.type == "local":
-            return f"local:{Path(self.path or '').expanduser().resolve()}"
-        where = redact_url(self.endpoint) if self.endpoint else f"aws:{self.region or 'us-east-1'}"
-        return f"{self.type}:{where}/{self.bucket or ''}"
+        """What the site is, whatever it is called (see :meth:`SiteSettings.identity`)."""
+        return self.settings.identity()
 
     def public(self) -> dict[str, Any]:
-        """What may travel in a partition descriptor or ``sites --json``: an allow-list of fields.
+        """What may travel in a partition descriptor or ``sites --json``: an allow-list.
 
-        Built from the named fields and :data:`PUBLIC_OPTIONS` only, never from the whole table, so
-        a key nobody thought of cannot leak; a URL's password, should one be set, is masked.
+        Built from what the serving locator declares public, then the site keys other plugins
+        declare (``Spec.info["site_keys"]``, with their defaults), never from the whole table, so a
+        key nobody thought of cannot leak; a URL's password, should one be set, is masked.
         """
-        out: dict[str, Any] = {}
-        for name in _PUBLIC_FIELDS:
-            value = getattr(self, name)
-            if value not in (None, ""):
-                out[name] = redact_url(value) if isinstance(value, str) else value
-        options = {k: v for k, v in self.options.items() if k in PUBLIC_OPTIONS}
+        from skyplug.core import plugins
+
+        own = dict(self.settings.public())
+        options = own.pop("options", None)
+        out: dict[str, Any] = {"name": self.name, "type": self.type, **own}
+        for item in plugins.registered("locators"):
+            for key, default in getattr(item, "info", {}).get("site_keys", {}).items():
+                out[key] = self.options.get(key, default)
         if options:
             out["options"] = options
-        return out
+        return {k: redact_url(v) if isinstance(v, str) else v for k, v in out.items()}
 
     @classmethod
     def from_dict(cls, name: str, raw: dict[str, Any]) -> Site:
+        """A site from its ``[sites.NAME]`` table (or its public description): ``type`` (default:
+        the type served by the locator of plain paths) and options, an ``options`` table merged in."""
         raw = {k: v for k, v in raw.items() if k != "name"}
         refuse_secrets(raw, f"sites.{name}")
-        known = {f for f in cls.__dataclass_fields__ if f not in ("name", "options")}
+        kind = raw.pop("type", None) or _default_type()
         options = dict(raw.pop("options", {}))
-        options.update({k: raw.pop(k) for k in list(raw) if k not in known})
-        site = cls(name=name, options=options, **raw)
-        if site.type == "local" and not site.path:
-            raise ConfigError(f"site {name!r}: a local site needs 'path'")
-        if site.addressing not in ("path", "virtual"):
-            raise ConfigError(f"site {name!r}: addressing must be 'path' or 'virtual'")
-        return site
+        options.update(raw)
+        return cls(name=name, type=str(kind), options=options)
 
 
-_PUBLIC_FIELDS = (
-    "name",
-    "type",
-    "path",
-    "endpoint",
-    "region",
-    "bucket",
-    "profile",
-    "addressing",
-    "egress_per_gb",
-    "storage_per_gb_month",
-)
+def _default_type() -> str:
+    """The site type of a table that names none: the first served by the locator of plain paths."""
+    from skyplug.core import plugins
+
+    return plugins.find("locators", "file").site_types[0]
 
 
 @dataclass
@@ -168,7 +184,6 @@ class Config:
 
     sites: dict[str, Site] = field(default_factory=dict)
     default_site: str | None = None
-    client_site: str | None = None
     cache_dir: Path = field(default_factory=lambda: Path(platformdirs.user_cache_dir("skyplug")))
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
@@ -186,18 +201,37 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> Config:
+        """Build and check a configuration (each site's options by its locator)."""
         refuse_secrets(raw)
-        sites = {n: Site.from_dict(n, s) for n, s in raw.get("sites", {}).items()}
+        with _plugins_see_a_config():
+            sites = {n: Site.from_dict(n, s) for n, s in raw.get("sites", {}).items()}
+            for site in sites.values():  # one whose type no installed plugin serves: when used
+                with contextlib.suppress(PluginError):
+                    site.settings  # noqa: B018 - checks the options
         default = raw.get("default_site") or (next(iter(sites)) if len(sites) == 1 else None)
-        for key in ("default_site", "client_site"):
-            if raw.get(key) and raw[key] not in sites:
-                raise ConfigError(f"{key} {raw[key]!r} is not a configured site")
-        cfg = cls(sites=sites, default_site=default, client_site=raw.get("client_site"), path=path, raw=raw)
+        if raw.get("default_site") and raw["default_site"] not in sites:
+            raise ConfigError(f"default_site {raw['default_site']!r} is not a configured site")
+        cfg = cls(sites=sites, default_site=default, path=path, raw=raw)
         if raw.get("cache_dir"):
             cfg.cache_dir = Path(raw["cache_dir"]).expanduser()
         if os.environ.get("SKYPLUG_CACHE_DIR"):
             cfg.cache_dir = Path(os.environ["SKYPLUG_CACHE_DIR"])
         return cfg
+
+
+@contextlib.contextmanager
+def _plugins_see_a_config() -> Iterator[None]:
+    """Sites are typed and checked by locator plugins, whose registration is handed the process-wide
+    configuration: while none is loaded, they get an empty one, not a second read of skyplug.toml."""
+    global _current
+    placeholder = Config() if _current is None else None
+    if placeholder is not None:
+        _current = placeholder
+    try:
+        yield
+    finally:
+        if placeholder is not None and _current is placeholder:
+            _current = None
 
 
 def data_dir() -> Path:

@@ -18,15 +18,29 @@ from skyplug.core.source import Source, Target, Tree
 from skyplug.core.uri import URI, parse_uri
 from skyplug.core.zip import ZipTree
 
+# How a URI scheme's locator (its ``uri_sites``) uses sites: its URIs are paths, need no site
+# (NO_SITE); span sites, a site named only to say where the client is (NAMED_SITE); or live on one
+# site, the named or default one, opened by the locator of that site's type (ON_SITE, the default).
+NO_SITE, NAMED_SITE, ON_SITE = "none", "named", "on-site"
+
+
+def _site_use(uri: URI) -> str:
+    try:
+        locator = plugins.find("locators", uri.scheme)
+    except PluginError:  # no locator for the scheme: the site's own may open it
+        return ON_SITE
+    return getattr(locator, "uri_sites", {}).get(uri.scheme, ON_SITE)
+
 
 def resolve_site(uri: URI, site: str | Site | None) -> Site | None:
-    """The site a URI lives on: none for local paths (and sky:// unless named), else the named
-    or default one."""
-    if uri.scheme == "file":
+    """The site a URI lives on, as its scheme's locator uses sites (see ``NO_SITE``...): none, the
+    one named, or the named or default one."""
+    use = _site_use(uri)
+    if use == NO_SITE:
         return None
     if isinstance(site, Site):
         return site
-    if uri.scheme == "sky" and site is None:  # the namespace spans sites: the locator chooses
+    if use == NAMED_SITE and site is None:  # the namespace spans sites: the locator chooses
         return None
     return get_config().site(site)
 
@@ -45,13 +59,15 @@ def open_target(
     With ``version`` every read is conditional on it; ``size`` and ``container`` (from a
     partition) spare the HEAD and the zip's central directory. ``verify`` checks the CRC-32 of
     whole zip members before ranged reads (see ``skyplug.core.zip``); a partition carries it.
+    ``container["hint"]`` is the locator's own (what its tree's ``container`` put there).
     """
     u = uri if isinstance(uri, URI) else parse_uri(uri)
     where = resolve_site(u, site)
-    key = u.scheme if where is None or u.scheme == "sky" else where.type
-    locator = plugins.find("locators", key)
-    if container and "s3" in container:
-        target = locator.open(u, where, version=version, members=container["s3"])
+    on_site = where is not None and _site_use(u) == ON_SITE
+    locator = plugins.find("locators", where.type if where is not None and on_site else u.scheme)
+    hint = container.get("hint") if container else None
+    if hint is not None:  # only then: a locator that makes no hints need not take one
+        target = locator.open(u, where, version=version, hint=hint)
     else:
         target = locator.open(u, where, version=version)
     if isinstance(target, Source):

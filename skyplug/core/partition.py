@@ -19,7 +19,10 @@ class Partition:
     """One partition of a dataset; reads are conditional on ``version``.
 
     ``size`` and ``container`` (where the partition's zip members lie) let a worker read its ranges
-    straight away: no HEAD, no second pass over the zip's central directory.
+    straight away: no HEAD, no second pass over the zip's central directory. The core reads the
+    zip keys of ``container`` itself; ``container["hint"]`` is opaque, owned by the locator whose
+    tree made it (e.g. the sizes and ETags of S3 members, so a worker needs no LIST) and handed back
+    to that locator's ``open`` on the worker.
     """
 
     uri: str
@@ -33,7 +36,7 @@ class Partition:
     site: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     size: int | None = None  # of the object: a worker then needs no HEAD
-    container: dict[str, Any] | None = None  # where its members lie: {"zip": ..., "size": N} or {"s3": ...}
+    container: dict[str, Any] | None = None  # {"zip": ..., "size": N, "verify": b} and/or {"hint": ...}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ranges", tuple((str(m), int(s), int(e)) for m, s, e in self.ranges))

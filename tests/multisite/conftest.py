@@ -5,6 +5,7 @@ The S3 sites run on each backend selected with ``--s3-backends`` (moto by defaul
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,25 @@ PRICES = {  # $/GB egress from the site, $/GB-month storage at it
     "lake-b": (0.05, 0.023),
     "disk": (0.12, 0.01),
 }
+
+
+class FakeClock:
+    """A wall clock that moves only when told: a lease expires without the test waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A FakeClock starting at the real time."""
+    return FakeClock()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
+from typing import Any
 
 import pytest
 
@@ -15,8 +15,8 @@ def open_db(db_url: str):
     """``open_db()`` -> a LocationDB client on the test's DB; every client is closed afterwards."""
     made: list[LocationDB] = []
 
-    def make() -> LocationDB:
-        made.append(LocationDB(db_url))
+    def make(**options: Any) -> LocationDB:
+        made.append(LocationDB(db_url, **options))
         return made[-1]
 
     yield make
@@ -61,8 +61,8 @@ def test_objects_versions_and_idempotent_writes(open_db) -> None:
     assert [o.key for o in db.listing("b", "dir")] == ["dir/x", "dir/y/z"]
 
 
-def test_lease_single_winner_expiry_and_rollback(open_db) -> None:
-    db = open_db()
+def test_lease_single_winner_expiry_and_rollback(open_db, clock) -> None:
+    db = open_db(clock=clock)
     obj, _ = _obj(db)
     winners: list[str] = []
     barrier = threading.Barrier(16)
@@ -81,7 +81,7 @@ def test_lease_single_winner_expiry_and_rollback(open_db) -> None:
     assert len(winners) == 1
     assert db.renew(db._row(obj.id, "lake").id, winners[0], 0.5)
     assert not db.renew(db._row(obj.id, "lake").id, "someone-else", 0.5)
-    time.sleep(0.6)  # the winner "died": its lease expires
+    clock.advance(0.6)  # the winner "died": its lease expires
     assert [r.site for r in db.stale_pending()] == ["lake"]
     mine, previous = db.acquire(obj, "lake", "b", obj.pkey, "late", lease=30)
     assert mine is not None and previous is not None and previous.owner == winners[0]

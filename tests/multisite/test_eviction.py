@@ -76,13 +76,14 @@ def test_size_cap_evicts_least_recently_used_but_never_base_or_pinned(sky) -> No
     assert not (sky.tmp / "disk" / sky.bucket / objs[1].pkey).exists()
 
 
-def test_stuck_pending_fill_is_rolled_back(sky) -> None:
+def test_stuck_pending_fill_is_rolled_back(sky, clock) -> None:
     obj = sky.put(b"z" * 100, "p.bin", at="edge")
+    sky.monkeypatch.setattr(sky.ctx.db, "clock", clock)
     mine, _ = sky.ctx.db.acquire(obj, "lake-b", sky.bucket, obj.pkey, "dead-filler", lease=0.01)
     assert mine is not None
     physical.ensure_bucket(sky.config.site("lake-b"), sky.bucket)
     sky.client("lake-b").put_object(Bucket=sky.bucket, Key=obj.pkey, Body=b"partial")
-    time.sleep(0.05)
+    clock.advance(0.05)  # the filler died: its lease expires
     done = eviction.run(sky.ctx, "lake-b")
     assert [e.reason for e in done] == ["fill lease expired (rolled back)"]
     assert sky.states(obj) == {"edge": "ready"}

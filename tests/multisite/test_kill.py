@@ -17,7 +17,7 @@ from skyplug.plugins.locators.multisite.locator import open_sky
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_fill_killed_mid_way_is_rolled_back_and_refilled(sky, tmp_path: Path) -> None:
+def test_fill_killed_mid_way_is_rolled_back_and_refilled(sky, tmp_path: Path, clock) -> None:
     sky.apply(lease_seconds=2)
     data = os.urandom(24 * 1024 * 1024)
     obj = sky.put(data, "kill.bin", at="lake-a")
@@ -57,7 +57,9 @@ def test_fill_killed_mid_way_is_rolled_back_and_refilled(sky, tmp_path: Path) ->
         proc.communicate()
     assert sky.states(obj)["edge"] == "pending"  # never ready, and its bytes are not an object
     assert direct.list_objects_v2(Bucket=sky.bucket).get("Contents", []) == []
-    time.sleep(2.5)  # the dead filler's lease expires
+    clock.now = time.time()  # the dead filler's lease (2 s, on the real clock) ends by now + 2 s
+    clock.advance(2.5)
+    sky.monkeypatch.setattr(sky.ctx.db, "clock", clock)
     src = open_sky(parse_uri(sky.uri("kill.bin")), "edge")
     assert src.read(0, len(data)) == data
     rep = {r.site: r for r in sky.ctx.db.replicas(obj.id)}["edge"]

@@ -85,7 +85,8 @@ def test_lithops_localhost_tasks_are_recorded(
 
     toml = ['default_site = "edge"']
     for name, site in s3env.config.sites.items():
-        toml += [f"[sites.{name}]", f'type = "s3"\nendpoint = "{site.endpoint}"\nregion = "{site.region}"']
+        where = site.settings
+        toml += [f"[sites.{name}]", f'type = "s3"\nendpoint = "{where.endpoint}"\nregion = "{where.region}"']
     work = tmp_path / "work"
     work.mkdir()
     (work / "skyplug.toml").write_text("\n".join(toml) + "\n")

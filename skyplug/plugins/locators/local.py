@@ -1,13 +1,20 @@
-"""Local files and folders: plain paths, ``file://`` URIs and ``type = "local"`` sites."""
+"""Local files and folders: plain paths, ``file://`` URIs and ``type = "local"`` sites.
+
+A local site's options (``[sites.NAME]``): ``path``, the folder (required; ``~`` expanded) under
+which ``s3://bucket/key`` is ``path/bucket/key``. A site table that names no type is a local site.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from skyplug.core.config import Site
-from skyplug.core.errors import NotFound, SiteError, StaleObjectError
+from skyplug.core.dataset import NO_SITE
+from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.paths import site_join
 from skyplug.core.plugins import Spec
@@ -94,16 +101,53 @@ class LocalTree(Tree):
         return list(self._open.values())
 
 
+@dataclass(frozen=True)
+class LocalSiteOptions:
+    """A local site's settings: the folder its buckets are sub-folders of."""
+
+    name: str
+    path: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path).expanduser()
+
+    def identity(self) -> str:
+        return f"local:{self.root.resolve()}"
+
+    def public(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def where(self) -> str:
+        return self.path
+
+
+def local_options(site: Site) -> LocalSiteOptions:
+    """The settings of a local site (ConfigError when it is of another type)."""
+    settings = site.settings
+    if not isinstance(settings, LocalSiteOptions):
+        raise ConfigError(f"site {site.name!r} is not a local site (type {site.type!r})")
+    return settings
+
+
 class LocalLocator:
     """Opens local paths, and ``bucket/key`` under a local site's folder."""
 
     name = "local"
+    site_types = ("local",)
+    uri_sites = {"file": NO_SITE}  # plain paths need no site
+
+    def site_options(self, site: Site) -> LocalSiteOptions:
+        """Check a local site's options (see the module's docstring)."""
+        path = site.options.get("path")
+        if not path:
+            raise ConfigError(f"site {site.name!r}: a local site needs 'path'")
+        return LocalSiteOptions(site.name, str(path))
 
     def path_of(self, uri: URI, site: Site | None) -> Path:
         if site is None or uri.scheme == "file":
             return Path(uri.path)
-        assert site.path is not None
-        return site_join(Path(site.path).expanduser(), uri.path, site.name)
+        return site_join(local_options(site).root, uri.path, site.name)
 
     def open(self, uri: URI, site: Site | None, *, version: str | None = None) -> Source | Tree:
         path = self.path_of(uri, site)

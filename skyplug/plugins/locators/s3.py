@@ -3,6 +3,11 @@
 Credentials come from the environment (``SKYPLUG_SITE_<NAME>_ACCESS_KEY_ID`` /
 ``..._SECRET_ACCESS_KEY`` for one site, else the AWS variables) or the site's AWS ``profile``.
 They are never stored in a descriptor and never printed.
+
+An S3 site's options (``[sites.NAME]``, all optional): ``endpoint`` (URL; default AWS), ``region``
+(default us-east-1), ``bucket`` (a fixed bucket, for the multi-site namespace), ``profile`` (an AWS
+profile), ``addressing`` (``"path"``, the default, or ``"virtual"``), and the client's
+``connect_timeout`` (s, 5), ``read_timeout`` (s, 30) and ``max_pool_connections`` (32).
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ import hashlib
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from skyplug.core.config import Site
+from skyplug.core.dataset import ON_SITE
 from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
 from skyplug.core.hookspecs import hookimpl
+from skyplug.core.logs import redact_url
 from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, TransientError, Tree
 from skyplug.core.uri import URI
@@ -34,6 +42,63 @@ _AUTH_CODES = {
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
 _clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
+# Client options that may travel in a partition descriptor or ``skyplug sites --json``.
+PUBLIC_OPTIONS = ("connect_timeout", "read_timeout", "max_pool_connections")
+_FIELDS = ("endpoint", "region", "bucket", "profile", "addressing")
+
+
+@dataclass(frozen=True)
+class S3SiteOptions:
+    """An S3 site's settings (see the module's docstring)."""
+
+    name: str
+    endpoint: str | None = None
+    region: str | None = None
+    bucket: str | None = None
+    profile: str | None = None
+    addressing: str = "path"
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_pool_connections: int = 32
+    given: dict[str, Any] = field(default_factory=dict, compare=False)  # client options as written
+
+    def identity(self) -> str:
+        """type + endpoint (region on AWS) + bucket."""
+        where = redact_url(self.endpoint) if self.endpoint else f"aws:{self.region or 'us-east-1'}"
+        return f"s3:{where}/{self.bucket or ''}"
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in _FIELDS if getattr(self, k) not in (None, "")}
+        if self.given:
+            out["options"] = dict(self.given)
+        return out
+
+    def where(self) -> str:
+        return f"{self.endpoint or 'AWS'} ({self.region or 'us-east-1'})"
+
+
+def parse_site(site: Site) -> S3SiteOptions:
+    """Check an S3 site's options and type them."""
+    opts = site.options
+    named = {k: opts[k] for k in _FIELDS if opts.get(k) is not None}
+    if named.get("addressing", "path") not in ("path", "virtual"):
+        raise ConfigError(f"site {site.name!r}: addressing must be 'path' or 'virtual'")
+    given = {k: opts[k] for k in PUBLIC_OPTIONS if k in opts}
+    tuning: dict[str, Any] = {}
+    for key, value in given.items():
+        try:
+            tuning[key] = (int if key == "max_pool_connections" else float)(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"site {site.name!r}: {key} must be a number, not {value!r}") from None
+    return S3SiteOptions(site.name, **{k: str(v) for k, v in named.items()}, **tuning, given=given)
+
+
+def s3_options(site: Site) -> S3SiteOptions:
+    """The settings of an S3 site (ConfigError when it is of another type)."""
+    settings = site.settings
+    if not isinstance(settings, S3SiteOptions):
+        raise ConfigError(f"site {site.name!r} is not an S3 site (type {site.type!r})")
+    return settings
 
 
 def _site_env(site: Site, what: str) -> str | None:
@@ -45,35 +110,36 @@ def client_for(site: Site) -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
 
+    opts = s3_options(site)
     key_id, secret = _site_env(site, "ACCESS_KEY_ID"), _site_env(site, "SECRET_ACCESS_KEY")
     cache_key = (
         site.name,
-        site.endpoint,
-        site.region,
-        site.addressing,
-        site.profile,
+        opts.endpoint,
+        opts.region,
+        opts.addressing,
+        opts.profile,
         key_id,
         hashlib.sha256((secret or "").encode()).hexdigest(),
     )
     with _clients_lock:
         if cache_key not in _clients:
             session = (
-                boto3.session.Session(profile_name=site.profile) if site.profile else boto3.session.Session()
+                boto3.session.Session(profile_name=opts.profile) if opts.profile else boto3.session.Session()
             )
             cfg = BotoConfig(
-                region_name=site.region or "us-east-1",
-                s3={"addressing_style": site.addressing},
+                region_name=opts.region or "us-east-1",
+                s3={"addressing_style": opts.addressing},
                 retries={"total_max_attempts": 1, "mode": "standard"},
-                connect_timeout=float(site.options.get("connect_timeout", 5)),
-                read_timeout=float(site.options.get("read_timeout", 30)),
-                max_pool_connections=int(site.options.get("max_pool_connections", 32)),
+                connect_timeout=opts.connect_timeout,
+                read_timeout=opts.read_timeout,
+                max_pool_connections=opts.max_pool_connections,
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )
             # skyplug reads no timestamps: skip parsing them (40% of a LIST's client time)
             parsers = session._session.get_component("response_parser_factory")
             parsers.set_parser_defaults(timestamp_parser=lambda value: value)
-            kwargs: dict[str, Any] = {"endpoint_url": site.endpoint, "config": cfg}
+            kwargs: dict[str, Any] = {"endpoint_url": opts.endpoint, "config": cfg}
             if key_id and secret:
                 kwargs.update(aws_access_key_id=key_id, aws_secret_access_key=secret)
             _clients[cache_key] = session.client("s3", **kwargs)
@@ -85,7 +151,7 @@ def translate(exc: Exception, what: str, site: Site) -> Exception:
     from botocore.exceptions import BotoCoreError, ClientError
     from urllib3.exceptions import HTTPError as Urllib3Error  # a body cut mid-way: ProtocolError
 
-    where = f"{what} on site {site.name!r} ({site.endpoint or 'AWS'})"
+    where = f"{what} on site {site.name!r} ({s3_options(site).endpoint or 'AWS'})"
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
@@ -189,8 +255,8 @@ class S3Tree(Tree):
         return {k: v[0] for k, v in self._full().items()}
 
     def container(self, names: Sequence[str]) -> dict[str, Any]:
-        """Size and ETag of the named members: a worker reads them with no LIST."""
-        return {"s3": {n: list(self._full()[n]) for n in names}}
+        """Size and ETag of the named members (this locator's hint): a worker reads them with no LIST."""
+        return {"hint": {n: list(self._full()[n]) for n in names}}
 
     def source(self, member: str) -> Source:
         if member not in self._open:
@@ -226,6 +292,12 @@ class S3Locator:
     """Opens ``s3://bucket/key`` on an S3 site: an object, or a prefix seen as a folder."""
 
     name = "s3"
+    site_types = ("s3",)
+    uri_sites = {"s3": ON_SITE}  # the named or default site's type chooses the locator
+
+    def site_options(self, site: Site) -> S3SiteOptions:
+        """Check an S3 site's options (see the module's docstring)."""
+        return parse_site(site)
 
     def open(
         self,
@@ -233,9 +305,10 @@ class S3Locator:
         site: Site | None,
         *,
         version: str | None = None,
-        members: dict[str, list[Any]] | None = None,
+        hint: dict[str, list[Any]] | None = None,
     ) -> Source | Tree:
-        if site is None or site.type != "s3":
+        """``hint``: what :meth:`S3Tree.container` gave, the sizes and ETags of a partition's members."""
+        if site is None or not isinstance(site.settings, S3SiteOptions):
             raise ConfigError(f"{uri}: needs an S3 site (--site NAME or default_site)")
         if not uri.key:
             raise NotFound(f"{uri}: no key after the bucket")
@@ -246,8 +319,8 @@ class S3Locator:
             with contextlib.suppress(NotFound):  # else maybe a prefix
                 src.size  # noqa: B018 - HEAD
                 return src
-        if members is not None and version is not None:  # a partition's own members: no LIST
-            known = {n: (int(size), str(etag)) for n, (size, etag) in members.items()}
+        if hint is not None and version is not None:  # a partition's own members: no LIST
+            known = {n: (int(size), str(etag)) for n, (size, etag) in hint.items()}
             return S3Tree(site, uri.bucket, uri.key, known, expected_version=version, complete=False)
         listing = list_prefix(site, uri.bucket, uri.key)
         if not listing:

@@ -11,7 +11,7 @@ import atexit
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,8 +121,10 @@ class LocationDB:
     its folder neither, and an up-to-date file is opened read-only.
     """
 
-    def __init__(self, url: str, readonly: bool = False) -> None:
-        self.url, self.readonly = url, readonly
+    def __init__(self, url: str, readonly: bool = False, clock: Callable[[], float] = time.time) -> None:
+        """``clock``: the wall clock that leases, TTLs and access times are read from (tests pass a
+        fake one to let a lease expire without waiting)."""
+        self.url, self.readonly, self.clock = url, readonly, clock
         if url.startswith("sqlite:///"):
             self.dialect = "sqlite"
             self.path = Path(url[len("sqlite:///") :])
@@ -265,7 +267,7 @@ class LocationDB:
                 for stmt in statements:
                     self.execute(stmt.replace("{id}", pk))
                 self.execute(
-                    "INSERT INTO schema_version (version, applied) VALUES (?, ?)", (number, time.time())
+                    "INSERT INTO schema_version (version, applied) VALUES (?, ?)", (number, self.clock())
                 )
         return self.schema_version
 
@@ -309,7 +311,7 @@ class LocationDB:
         created = self.execute(
             "INSERT INTO objects (bucket, key, version, size, sha256, md5, created, base_site, pkey) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key, version) DO NOTHING",
-            (bucket, key, version, size, sha256, md5, time.time(), site, pkey),
+            (bucket, key, version, size, sha256, md5, self.clock(), site, pkey),
         )
         obj = self.version(bucket, key, version)
         assert obj is not None
@@ -331,7 +333,7 @@ class LocationDB:
 
         False when a usable replica (ready, or being filled) is already recorded at that site.
         """
-        now = time.time()
+        now = self.clock()
         return (
             self.execute(
                 "INSERT INTO replicas (object_id, site, pbucket, pkey, state, etag, checksum, created, "
@@ -397,7 +399,7 @@ class LocationDB:
         A new row, a ``bad`` one or a ``pending`` one whose lease expired can be taken; ``previous``
         is the row we took over (its partial bytes must be rolled back), None for a new row.
         """
-        now = time.time()
+        now = self.clock()
         if self.execute(
             "INSERT INTO replicas (object_id, site, pbucket, pkey, state, created, last_access, owner, "
             "lease_expires) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?) "
@@ -426,7 +428,7 @@ class LocationDB:
         return (
             self.execute(
                 "UPDATE replicas SET lease_expires = ? WHERE id = ? AND owner = ? AND state = 'pending'",
-                (time.time() + lease, replica_id, owner),
+                (self.clock() + lease, replica_id, owner),
             )
             == 1
         )
@@ -442,7 +444,7 @@ class LocationDB:
         identity: str | None = None,
     ) -> bool:
         """pending -> ready, only while we still hold the lease."""
-        now = time.time()
+        now = self.clock()
         return (
             self.execute(
                 "UPDATE replicas SET state = 'ready', etag = ?, checksum = ?, ttl = ?, source_site = ?, "
@@ -475,14 +477,14 @@ class LocationDB:
 
     def touch(self, replica_id: int) -> None:
         """Record an access (refreshes the TTL and the LRU order)."""
-        self.execute("UPDATE replicas SET last_access = ? WHERE id = ?", (time.time(), replica_id))
+        self.execute("UPDATE replicas SET last_access = ? WHERE id = ?", (self.clock(), replica_id))
 
     def set_pinned(self, replica_id: int, pinned: bool) -> None:
         self.execute("UPDATE replicas SET pinned = ? WHERE id = ?", (int(pinned), replica_id))
 
     def stale_pending(self, now: float | None = None) -> list[Replica]:
         """Pending replicas whose lease expired (their filler died or stalled)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         rows = self.query("SELECT * FROM replicas WHERE state = 'pending' AND lease_expires < ?", (now,))
         return [_rep(r) for r in rows]
 
@@ -495,7 +497,7 @@ class LocationDB:
                 self.execute(
                     "UPDATE replicas SET state = 'evicting' "
                     "WHERE id = ? AND state = 'pending' AND lease_expires < ?",
-                    (rep.id, time.time()),
+                    (rep.id, self.clock()),
                 )
                 == 1
             )
@@ -518,7 +520,7 @@ class LocationDB:
 
     def record_site(self, name: str, latency_ms: float | None, failed: bool) -> None:
         """Fold one measurement into a site's latency EWMA, or count a failure."""
-        now = time.time()
+        now = self.clock()
         self.execute(
             "INSERT INTO sites (name, latency_ms, failures, last_failure, updated) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET "

@@ -9,7 +9,6 @@ Pending replicas whose lease expired (a filler that died) are rolled back here t
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +41,9 @@ class Eviction:
 
 
 def plan(ctx: Context, site: str | None = None, now: float | None = None) -> list[Eviction]:
-    """What ``evict`` removes now, at one site or at all of them."""
-    now = time.time() if now is None else now
+    """What ``evict`` removes now (default: the location DB's clock), at one site or at all of them."""
     db = ctx.db
+    now = db.clock() if now is None else now
     objects = {o.id: o for o in db.objects()}
     out = [
         Eviction(r, "fill lease expired (rolled back)", objects[r.object_id].size)

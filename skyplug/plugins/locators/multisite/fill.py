@@ -285,7 +285,7 @@ def check_replica(
     if not deep:
         return None
     proofs = set(etags or {obj.md5}) | ({rep.etag.strip('"')} if rep.etag else set())
-    if site.type == "s3" and version.strip('"') in proofs:  # ETags checked against our MD5s
+    if physical.is_s3(site) and version.strip('"') in proofs:  # ETags checked against our MD5s
         return None
     try:
         got = physical.read_checksum(physical.open_source(site, rep.pbucket, rep.pkey, version, size))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import IO, BinaryIO
 
 from skyplug.core.config import Site
+from skyplug.core.dataset import NAMED_SITE
 from skyplug.core.errors import NotFound, SiteError, SkyplugError, StaleObjectError
 from skyplug.core.source import Range, Source, TransientError, Tree
 from skyplug.core.uri import URI
@@ -312,6 +313,7 @@ class SkyLocator:
     when no ``client_site`` is configured (the core passes the default site)."""
 
     name = "sky"
+    uri_sites = {"sky": NAMED_SITE}  # the namespace spans sites: one named says where the client is
 
     def open(self, uri: URI, site: Site | None, *, version: str | None = None) -> Source | Tree:
         ctx = get_context()

@@ -21,8 +21,8 @@ from skyplug.core.config import Site
 from skyplug.core.errors import NotFound, SiteError, SkyplugError
 from skyplug.core.paths import site_join
 from skyplug.core.source import BACKOFF, Source, TransientError
-from skyplug.plugins.locators.local import LocalSource, file_version
-from skyplug.plugins.locators.s3 import S3Source, client_for, translate
+from skyplug.plugins.locators.local import LocalSiteOptions, LocalSource, file_version, local_options
+from skyplug.plugins.locators.s3 import S3SiteOptions, S3Source, client_for, translate
 
 PART_SIZE = 5 * 1024 * 1024  # multipart part size, also the ETag check's part size
 CHUNK = 4 * 1024 * 1024  # bytes per ranged GET while streaming a replica
@@ -30,12 +30,34 @@ AHEAD = 4  # ranged GETs in flight while streaming
 PIECE = 1024 * 1024  # bytes handed on at a time from a streaming GET
 
 
+def _s3(site: Site) -> S3SiteOptions | None:
+    """The site's S3 settings; None for a local site; SiteError for a type that holds no replicas."""
+    settings = site.settings
+    if isinstance(settings, S3SiteOptions):
+        return settings
+    if isinstance(settings, LocalSiteOptions):
+        return None
+    raise SiteError(f"site {site.name!r}: type {site.type!r} cannot hold multi-site replicas")
+
+
+def is_s3(site: Site) -> bool:
+    """True for an S3 site (its ETags can be checked against MD5s), False for a local one."""
+    return _s3(site) is not None
+
+
+def fixed_bucket(site: Site) -> str | None:
+    """The one bucket an S3 site keeps every logical bucket in (as a prefix), if it has one."""
+    s3 = _s3(site)
+    return s3.bucket if s3 is not None else None
+
+
 def location(site: Site, bucket: str, pkey: str) -> tuple[str, str]:
     """(physical bucket, physical key) of an object's replica at a site.
 
     A site with a fixed ``bucket`` keeps every logical bucket under it as a prefix.
     """
-    return (site.bucket, f"{bucket}/{pkey}") if site.bucket else (bucket, pkey)
+    fixed = fixed_bucket(site)
+    return (fixed, f"{bucket}/{pkey}") if fixed else (bucket, pkey)
 
 
 def new_pkey(key: str) -> str:
@@ -45,8 +67,8 @@ def new_pkey(key: str) -> str:
 
 def describe(site: Site, pbucket: str, pkey: str) -> str:
     """A replica's physical address, for messages and ``locate``."""
-    if site.type == "local":
-        return str(Path(site.path or "").expanduser() / pbucket / pkey)
+    if not is_s3(site):
+        return str(_root(site) / pbucket / pkey)
     return f"s3://{pbucket}/{pkey}"
 
 
@@ -103,15 +125,17 @@ def stream(src: Source, start: int = 0, end: int | None = None) -> Iterator[byte
 
 def open_source(site: Site, pbucket: str, pkey: str, etag: str | None, size: int | None = None) -> Source:
     """A Source on one replica; reads are conditional on the site's own version (ETag / mtime)."""
-    if site.type == "s3":
+    if is_s3(site):
         return _S3Replica(site, pbucket, pkey, expected_version=etag, size=size)
-    if site.type == "local":
-        return LocalSource(_path(site, pbucket, pkey), expected_version=etag)
-    raise SiteError(f"site {site.name!r}: type {site.type!r} cannot hold multi-site replicas")
+    return LocalSource(_path(site, pbucket, pkey), expected_version=etag)
+
+
+def _root(site: Site) -> Path:
+    return local_options(site).root
 
 
 def _path(site: Site, pbucket: str, pkey: str) -> Path:
-    return site_join(Path(site.path or "").expanduser(), f"{pbucket}/{pkey}", site.name)
+    return site_join(_root(site), f"{pbucket}/{pkey}", site.name)
 
 
 class Hasher:
@@ -175,8 +199,9 @@ class _Reader:
 
 def ensure_bucket(site: Site, pbucket: str) -> None:
     """Create the physical bucket (or folder) if it is missing."""
-    if site.type == "local":
-        (Path(site.path or "").expanduser() / pbucket).mkdir(parents=True, exist_ok=True)
+    s3 = _s3(site)
+    if s3 is None:
+        (_root(site) / pbucket).mkdir(parents=True, exist_ok=True)
         return
     client = client_for(site)
     try:
@@ -186,7 +211,7 @@ def ensure_bucket(site: Site, pbucket: str) -> None:
         err = translate(exc, f"s3://{pbucket}", site)
         if not isinstance(err, NotFound):
             raise err from None
-    region = site.region or "us-east-1"
+    region = s3.region or "us-east-1"
     extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     try:
         client.create_bucket(Bucket=pbucket, **extra)
@@ -211,7 +236,7 @@ def write_stream(
     hasher = Hasher()
     ensure_bucket(site, pbucket)
     what = f"{describe(site, pbucket, pkey)} on site {site.name!r}"
-    if site.type == "local":
+    if not is_s3(site):
         path = _path(site, pbucket, pkey)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.part-{uuid.uuid4().hex[:12]}")
@@ -298,7 +323,7 @@ def iter_chunks(
 
 def delete(site: Site, pbucket: str, pkey: str) -> None:
     """Remove a replica's bytes, and any unfinished upload or temporary file of it."""
-    if site.type == "local":
+    if not is_s3(site):
         path = _path(site, pbucket, pkey)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

@@ -2,6 +2,9 @@
 
 ```toml
 client_site = "edge"                      # where this client runs (or --at SITE)
+[sites.edge]                              # besides the site type's own options:
+egress_per_gb = 0.09                      # $/GB leaving the site (default 0)
+storage_per_gb_month = 0.023              # $/GB-month stored there (default 0)
 [multisite]
 db = "sqlite:///var/skyplug/locations.db" # or postgresql://user@host/db (default: the user data dir)
 trace = "/var/skyplug/trace.csv"          # access trace (default: under cache_dir)
@@ -26,6 +29,7 @@ from typing import Any
 
 from skyplug.core.config import Config, data_dir
 from skyplug.core.errors import ConfigError
+from skyplug.plugins.locators.multisite import SITE_KEYS
 
 POLICIES = ("write-local", "replicate-all", "push", "copy-on-read")
 EVICTION = ("none", "ttl", "t-even")
@@ -62,6 +66,7 @@ class Settings:
     policies: dict[str, Placement] = field(default_factory=dict)
     eviction: dict[str, Eviction] = field(default_factory=dict)
     egress: dict[tuple[str, str], float] = field(default_factory=dict)
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # site -> (egress, storage)
 
     def placement(self, bucket: str, key: str) -> Placement:
         """The policy of the longest configured prefix of ``bucket/key`` ("*" as fallback)."""
@@ -75,11 +80,11 @@ class Settings:
             return 0.0
         if dst is not None and (src, dst) in self.egress:
             return self.egress[(src, dst)]
-        return self.config.sites[src].egress_per_gb if src in self.config.sites else 0.0
+        return self.prices[src][0] if src in self.prices else 0.0
 
     def storage_price(self, site: str) -> float:
         """$/GB-month at a site."""
-        return self.config.sites[site].storage_per_gb_month if site in self.config.sites else 0.0
+        return self.prices[site][1] if site in self.prices else 0.0
 
     def ttl_for(self, site: str, source: str | None) -> float | None:
         """TTL in seconds of a replica filled at ``site`` from ``source`` (None: kept forever)."""
@@ -98,9 +103,26 @@ def t_even(egress_per_gb: float, storage_per_gb_month: float) -> float | None:
     return egress_per_gb / storage_per_gb_month * MONTH_SECONDS
 
 
+def site_prices(config: Config) -> dict[str, tuple[float, float]]:
+    """Site -> (egress $/GB, storage $/GB-month), from the keys this plugin owns in ``[sites.NAME]``."""
+    out = {}
+    for name, site in config.sites.items():
+        values = []
+        for key, default in SITE_KEYS.items():
+            value = site.options.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"site {name!r}: {key} must be a number, not {value!r}")
+            values.append(float(value))
+        out[name] = (values[0], values[1])
+    return out
+
+
 def load_settings(config: Config) -> Settings:
-    """Parse and check ``[multisite]`` of a configuration."""
+    """Parse and check ``[multisite]`` (and the top-level ``client_site``) of a configuration."""
     raw: dict[str, Any] = dict(config.raw.get("multisite", {}))
+    client_site = config.raw.get("client_site")
+    if client_site and client_site not in config.sites:
+        raise ConfigError(f"client_site {client_site!r} is not a configured site")
     base = config.cache_dir / "multisite"
     default_db = data_dir() / "multisite" / "locations.db"
     db_url = str(raw.get("db") or f"sqlite:///{default_db}")
@@ -147,8 +169,9 @@ def load_settings(config: Config) -> Settings:
         trace_path=trace,
         legacy_db=legacy,
         lease_seconds=float(raw.get("lease_seconds", 60.0)),
-        client_site=config.client_site,
+        client_site=client_site or None,
         policies=policies,
         eviction=eviction,
         egress=egress,
+        prices=site_prices(config),
     )

@@ -35,7 +35,7 @@ def put_object(ctx: Context, src: Source, bucket: str, key: str, at: str | None)
     if hasher.size != size:
         physical.delete(here, pbucket, pkey)
         raise FormatError(src.uri, f"short read while copying: {hasher.size} of {size} bytes")
-    logical_pkey = pkey[len(bucket) + 1 :] if here.bucket else pkey
+    logical_pkey = pkey[len(bucket) + 1 :] if physical.fixed_bucket(here) else pkey
     with ctx.db.transaction():
         obj, created = ctx.db.add_object(
             bucket,
