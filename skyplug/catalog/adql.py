@@ -761,9 +761,13 @@ def _rad(node: exp.Expression) -> exp.Expression:
     return exp.Anonymous(this="RADIANS", expressions=[node])
 
 
+def spoly_text(coords: list[float] | tuple[float, ...]) -> str:
+    """pgSphere's text of a polygon (degrees): ``{(ra1d,dec1d),...}``."""
+    return "{" + ",".join(f"({coords[i]!r}d,{coords[i + 1]!r}d)" for i in range(0, len(coords), 2)) + "}"
+
+
 def _pg_poly(coords: list[float]) -> exp.Expression:
-    text = "{" + ",".join(f"({coords[i]!r}d,{coords[i + 1]!r}d)" for i in range(0, len(coords), 2)) + "}"
-    return exp.Cast(this=exp.Literal.string(text), to=exp.DataType.build("spoly", udt=True))
+    return exp.Cast(this=exp.Literal.string(spoly_text(coords)), to=exp.DataType.build("spoly", udt=True))
 
 
 def _pg_predicates(tree: exp.Expression) -> None:
