@@ -181,8 +181,8 @@ class Catalog(abc.ABC):
         if radio is not None:
             cols = list(radio)
             updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "obs_publisher_did")
-            marks = ", ".join("?" * len(cols))
-            insert = f"INSERT INTO {self.obscore_radio} ({', '.join(cols)}) VALUES ({marks})"
+            qmarks = ", ".join("?" * len(cols))
+            insert = f"INSERT INTO {self.obscore_radio} ({', '.join(cols)}) VALUES ({qmarks})"
             cur.execute(
                 sql(f"{insert} ON CONFLICT (obs_publisher_did) DO UPDATE SET {updates}"), list(radio.values())
             )
@@ -190,7 +190,7 @@ class Catalog(abc.ABC):
 
     @contextlib.contextmanager
     def _writer(self) -> Iterator[Any]:
-        """A cursor in one write transaction (committed on success), one writer of this process at a time."""
+        """A cursor in one write transaction (committed on success); ``_lock`` held around it."""
         self.init()
         conn = self._connect(readonly=False)
         try:
