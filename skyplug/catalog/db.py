@@ -178,14 +178,11 @@ class Catalog(abc.ABC):
             )
         if status != "unchanged":
             self._index_position(cur, main)
-        if radio is not None:
-            cols = list(radio)
-            updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "obs_publisher_did")
-            qmarks = ", ".join("?" * len(cols))
-            insert = f"INSERT INTO {self.obscore_radio} ({', '.join(cols)}) VALUES ({qmarks})"
-            cur.execute(
-                sql(f"{insert} ON CONFLICT (obs_publisher_did) DO UPDATE SET {updates}"), list(radio.values())
-            )
+        if radio is not None:  # replaced whole (as SQLite's INSERT OR REPLACE did: the row goes last)
+            cols, did = ", ".join(radio), (radio["obs_publisher_did"],)
+            cur.execute(sql(f"DELETE FROM {self.obscore_radio} WHERE obs_publisher_did = ?"), did)
+            insert = f"INSERT INTO {self.obscore_radio} ({cols}) VALUES ({', '.join('?' * len(radio))})"
+            cur.execute(sql(insert), list(radio.values()))
         return report(main, status)
 
     @contextlib.contextmanager
