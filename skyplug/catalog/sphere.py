@@ -1,4 +1,5 @@
-"""Spherical geometry for ADQL on SQLite: STC-S values, CONTAINS, INTERSECTS, DISTANCE.
+"""Spherical geometry, the catalogue's one module for it: STC-S values, CONTAINS, INTERSECTS,
+DISTANCE (ADQL on SQLite), footprints of circles as polygons, R*Tree boxes of cones.
 
 Geometries travel between SQL functions as STC-S strings (``POSITION ICRS ra dec``,
 ``CIRCLE ICRS ra dec r``, ``POLYGON ICRS ra1 dec1 ...``), all in degrees. Polygon edges are great
@@ -35,6 +36,11 @@ def _norm(a: Vec) -> float:
     return math.sqrt(_dot(a, a))
 
 
+def _unit(a: Vec) -> Vec:
+    n = _norm(a)
+    return (a[0] / n, a[1] / n, a[2] / n)
+
+
 def angle(a: Vec, b: Vec) -> float:
     """Angle between unit vectors in degrees (stable for small angles)."""
     return math.degrees(math.atan2(_norm(_cross(a, b)), _dot(a, b)))
@@ -57,6 +63,25 @@ def polygon(*coords: float) -> str:
     if len(coords) < 6 or len(coords) % 2:
         raise ValueError("POLYGON needs at least three vertices (six coordinates)")
     return "POLYGON ICRS " + " ".join(repr(float(c)) for c in coords)
+
+
+def circle_polygon(ra: float, dec: float, r: float, n: int = 16) -> str:
+    """An n-gon enclosing a circle (vertices slightly outside so the circle is covered)."""
+    c = vec(ra, dec)
+    north = (0.0, 0.0, 1.0) if abs(dec) < 89.9 else (1.0, 0.0, 0.0)
+    e = _unit(_cross(north, c))
+    nvec = _cross(c, e)
+    rr = math.radians(r) / math.cos(math.pi / n)
+    coords: list[float] = []
+    for k in range(n):
+        t = 2 * math.pi * k / n
+        d = tuple(math.cos(t) * e[i] + math.sin(t) * nvec[i] for i in range(3))
+        p = tuple(math.cos(rr) * c[i] + math.sin(rr) * d[i] for i in range(3))
+        coords += [
+            math.degrees(math.atan2(p[1], p[0])) % 360.0,
+            math.degrees(math.asin(max(-1, min(1, p[2])))),
+        ]
+    return polygon(*coords)
 
 
 def box_corners(ra: float, dec: float, width: float, height: float) -> tuple[float, ...]:

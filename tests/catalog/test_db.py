@@ -185,7 +185,7 @@ def test_sqlite_cone_uses_rtree(sqlite_url: str) -> None:
     import sqlite3
 
     from skyplug.catalog.adql import translate
-    from skyplug.catalog.db import _register_functions
+    from skyplug.catalog.sqlite import register_functions
 
     tr = translate(
         "SELECT TOP 100 * FROM ivoa.obscore WHERE "
@@ -194,7 +194,7 @@ def test_sqlite_cone_uses_rtree(sqlite_url: str) -> None:
         100,
     )
     conn = sqlite3.connect(sqlite_url[len("sqlite:///") :])
-    _register_functions(conn)
+    register_functions(conn)
     plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + tr.sql, tr.params).fetchall())
     conn.close()
     assert "ivoa_obscore_pt VIRTUAL TABLE INDEX" in plan

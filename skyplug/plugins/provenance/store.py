@@ -13,13 +13,13 @@ import sqlite3
 import threading
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from skyplug.core import provenance as pv
 from skyplug.core.config import data_dir, get_config
 from skyplug.core.errors import ConfigError, NotFound, SkyplugWarning
 from skyplug.core.logs import redact_url
+from skyplug.sqlbackend import SQLBackend
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS prov_runs (run TEXT PRIMARY KEY, name TEXT, started TEXT)",
@@ -47,33 +47,23 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        if url.startswith("sqlite:///"):
-            path = Path(url.removeprefix("sqlite:///"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Engine workers (Dask, Lithops processes) write the same file: WAL lets readers go on
-            # while one writes, and the 30 s busy timeout makes writers queue, not fail.
-            self.conn: Any = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = OFF")  # this connection only: no fsync per record
-            self.ph = "?"
-        elif url.startswith(("postgresql://", "postgres://")):
-            import psycopg
-
-            self.conn = psycopg.connect(url, autocommit=True)
-            self.ph = "%s"
-        else:
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ConfigError(f"provenance store {redact_url(url)!r}: use sqlite:///FILE or postgresql://...")
+        # Engine workers (Dask, Lithops processes) write the same file: WAL lets readers go on
+        # while one writes, and the 30 s busy timeout makes writers queue, not fail.
+        self.db = SQLBackend(url, timeout=30, pragmas=("synchronous = OFF",))  # no fsync per record
+        self.conn: Any = self.db.connect()  # one per process, shared by its threads under ``lock``
         self.lock = threading.RLock()
-        with self._tx():
+        with self.db.transaction(self.conn, immediate=False):  # opening a read-only store works
             for stmt in SCHEMA:
                 self.conn.execute(stmt)
 
     def _tx(self) -> Any:
-        """A transaction: sqlite3's connection context, psycopg's ``transaction()``."""
-        return self.conn.transaction() if self.ph == "%s" else self.conn
+        """A write transaction on the store's connection."""
+        return self.db.transaction(self.conn)
 
     def _sql(self, text: str) -> str:
-        return text.replace("?", self.ph)
+        return self.db.sql(text)
 
     def close(self) -> None:
         self.conn.close()

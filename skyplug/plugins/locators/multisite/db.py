@@ -1,8 +1,9 @@
 """The location DB: logical objects and their replicas, with versioned schema migrations.
 
 SQLite (WAL, one connection per thread) by default; PostgreSQL by URL through psycopg. SQL is
-written once with ``?`` placeholders and portable types. Every state change is one conditional
-statement or one transaction, so concurrent clients (threads or processes) stay consistent.
+written once with ``?`` placeholders and portable types (:mod:`skyplug.sqlbackend` translates it).
+Every state change is one conditional statement or one transaction, so concurrent clients (threads
+or processes) stay consistent.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import atexit
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError, SkyplugError
 from skyplug.core.logs import redact_url
+from skyplug.sqlbackend import SQLBackend
 
 PENDING, READY, BAD, EVICTING = "pending", "ready", "bad", "evicting"
 
@@ -126,109 +128,46 @@ class LocationDB:
         fake one to let a lease expire without waiting)."""
         self.url, self.readonly, self.clock = url, readonly, clock
         if url.startswith("sqlite:///"):
-            self.dialect = "sqlite"
             self.path = Path(url[len("sqlite:///") :])
             if readonly and not self.path.is_file():
                 raise NoNamespace(
                     f"no namespace yet: location DB {self.path} does not exist (nothing copied)"
                 )
-            if not readonly:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-        elif url.startswith(("postgresql://", "postgres://")):
-            self.dialect = "postgresql"
-        else:
+        elif not url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(
                 f"[multisite] db {url.split('@')[-1]!r}: use sqlite:///PATH or postgresql://..."
             )
-        self._local = threading.local()
-        self._conns: list[tuple[threading.Thread, Any]] = []  # closed once their thread ended
-        self._conns_lock = threading.Lock()
+        self.db = SQLBackend(
+            url,
+            timeout=60,
+            pragmas=("synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=60000"),
+            dict_rows=True,
+            missing_driver=PluginError(
+                "a PostgreSQL location DB needs psycopg (pip install 'psycopg[binary]')"
+            ),
+            unreachable=lambda cause: SiteError(
+                f"[multisite] db {redact_url(self.url)}: cannot connect: {cause}"
+            ),
+        )
+        self.dialect = self.db.dialect
         self.migrate()
 
-    # --- connections and statements -----------------------------------------------------
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self.dialect == "sqlite":
-                conn = self._sqlite_connect()
-                conn.row_factory = sqlite3.Row
-                if not self._ro:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-                conn.execute("PRAGMA busy_timeout=60000")
-            else:
-                try:
-                    import psycopg
-                    from psycopg.rows import dict_row
-                except ImportError as exc:
-                    raise PluginError(
-                        "a PostgreSQL location DB needs psycopg (pip install 'psycopg[binary]')"
-                    ) from exc
-                try:
-                    conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
-                except psycopg.OperationalError as exc:  # one line, no password
-                    cause = redact_url(" ".join(str(exc).split()))
-                    raise SiteError(
-                        f"[multisite] db {redact_url(self.url)}: cannot connect: {cause}"
-                    ) from None
-            self._local.conn = conn
-            with self._conns_lock:
-                for thread, old in [c for c in self._conns if not c[0].is_alive()]:
-                    old.close()
-                    self._conns.remove((thread, old))
-                self._conns.append((threading.current_thread(), conn))
-        return conn
-
-    _ro = False  # this process's SQLite connections are read-only (readonly and up to date)
-
-    def _sqlite_connect(self) -> sqlite3.Connection:
-        if self._ro:
-            uri = f"file:{self.path}?mode=ro"
-            return sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False)
-        return sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
-
+    # --- statements (one connection per thread, SQL written once: skyplug.sqlbackend) -------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; the number of rows it changed."""
-        return self._conn().execute(self._sql(sql), tuple(params)).rowcount
+        return self.db.execute(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of one query (mapping-like)."""
-        return list(self._conn().execute(self._sql(sql), tuple(params)).fetchall())
+        return self.db.query(sql, params)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[Any]:
         """A write transaction (SQLite: BEGIN IMMEDIATE, so concurrent writers queue, never deadlock)."""
-        conn = self._conn()
-        if self.dialect == "postgresql":
-            with conn.transaction():
-                yield
-            return
-        if getattr(self._local, "depth", 0):
-            yield
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        self._local.depth = 1
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
-        finally:
-            self._local.depth = 0
+        return self.db.transaction()
 
     def close(self) -> None:
         """Close every connection (of every thread)."""
-        with self._conns_lock:
-            for _, conn in self._conns:
-                conn.close()
-            self._conns.clear()
-        self._local = threading.local()
+        self.db.close()
 
     # --- schema ---------------------------------------------------------------------------
     @property
@@ -251,7 +190,7 @@ class LocationDB:
         if self.readonly and self._current_schema() >= len(MIGRATIONS):
             if self.dialect == "sqlite":  # reopen read-only: looking never writes
                 self.close()
-                self._ro = True
+                self.db.readonly = True
             return self.schema_version
         self.execute(
             "CREATE TABLE IF NOT EXISTS schema_version "
