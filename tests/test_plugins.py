@@ -160,3 +160,26 @@ def test_strict_mode_makes_a_broken_plugin_fatal(third_party: Path) -> None:
     )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("skyplug: error: plugin 'broken'")
+
+
+_IMPORTS = """
+import json, sys, time
+t0 = time.perf_counter()
+import skyplug, skyplug.cli
+seconds = time.perf_counter() - t0
+from skyplug.core import plugins
+plugins.get_plugin_manager()
+registered = {f: [s.name for s in plugins.registered(f)] for f in plugins.FAMILIES}
+print(json.dumps({"seconds": seconds, "modules": sorted(sys.modules), "registered": registered}))
+"""
+
+
+def test_import_and_registry_are_lazy() -> None:
+    """``import skyplug`` and building the registry import no format module and no numpy."""
+    out = subprocess.run([sys.executable, "-c", _IMPORTS], capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout)
+    formats = [m for m in info["modules"] if m.startswith("skyplug.plugins.formats.")]
+    heavy = {"numpy", "h5py", "astropy", "casacore", "lithops", "distributed", "dask"} & set(info["modules"])
+    assert not formats and not heavy, (formats, heavy)
+    assert {"npy", "fits", "hdf5", "ms"} <= set(info["registered"]["formats"])
+    print(f"import skyplug, skyplug.cli: {info['seconds'] * 1000:.0f} ms")  # reported, not asserted

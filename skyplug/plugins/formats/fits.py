@@ -23,9 +23,7 @@ import numpy as np
 from skyplug.core.atomic import atomic_write
 from skyplug.core.errors import FormatError, PluginError
 from skyplug.core.format import Format, atomic_npz, make_partition, split_even
-from skyplug.core.hookspecs import hookimpl
 from skyplug.core.partition import Partition
-from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, Tree, plan_ranges
 
 BLOCK = 2880
@@ -996,8 +994,3 @@ class FitsFormat(Format):
                 for h in index["hdus"]
             ]
         }
-
-
-@hookimpl
-def skyplug_register_formats(config):
-    return [Spec("fits", "skyplug.plugins.formats.fits:FitsFormat", keys=(".fits", ".fit", ".fts"))]

@@ -20,9 +20,7 @@ import numpy as np
 from skyplug.core.atomic import atomic_file
 from skyplug.core.errors import FormatError, PluginError
 from skyplug.core.format import Format, atomic_npz, make_partition, split_even
-from skyplug.core.hookspecs import hookimpl
 from skyplug.core.partition import Partition
-from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, SourceFile, Tree
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -742,15 +740,3 @@ class Hdf5Format(Format):
             },
             "metadata_bytes": index.get("metadata_bytes"),
         }
-
-
-@hookimpl
-def skyplug_register_formats(config):
-    return [
-        Spec(
-            "hdf5",
-            "skyplug.plugins.formats.hdf5:Hdf5Format",
-            err="pip install skyplug[hdf5]",
-            keys=(".h5", ".hdf5", ".h5parm"),
-        )
-    ]
