@@ -128,3 +128,28 @@ class TestGuideExample(FormatTests):
         return FormatSample(
             str(path), [("records", 6, {})], lambda p: {"records": records[slice(*p.selection["records"])]}
         )
+
+
+class TestMs(FormatTests):
+    """A Measurement Set in a STORED zip (one object, read in place), against python-casacore."""
+
+    format_name = "ms"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def sample(cls, tmp_path_factory: pytest.TempPathFactory) -> FormatSample:
+        tables = pytest.importorskip("casacore.tables")
+        from skyplug.synthetic.ms import make_ms, zip_ms
+
+        root = tmp_path_factory.mktemp("ms")
+        make_ms(root / "tcsm.ms", "tcsm")
+        path = zip_ms(root / "tcsm.ms", root / "tcsm.ms.zip", "stored")
+        with tables.table(str(root / "tcsm.ms"), ack=False) as tab:
+            ref = {col: tab.getcol(col) for col in ("TIME", "ANTENNA1", "ANTENNA2", "DATA", "FLAG")}
+
+        def expected(p: Partition) -> dict[str, Any]:
+            a, b = p.selection["span"]  # rows [a, b): this layout is sorted by time
+            c0, c1 = p.selection.get("chan", (0, None))
+            return {k: v[a:b, c0:c1] if v.ndim == 3 else v[a:b] for k, v in ref.items()}
+
+        return FormatSample(str(path), [("rows", 3, {}), ("time", 2, {}), ("chan", 2, {})], expected)
