@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from skyplug.core.config import Config, Site, get_config, load_config, set_config
     from skyplug.core.dataset import Dataset, open_target
     from skyplug.core.dataset import open as open
+    from skyplug.core.engine import Engine
     from skyplug.core.errors import (
         ConfigError,
         FormatError,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from skyplug.core.partition import Partition
     from skyplug.core.plugins import Spec
     from skyplug.core.provenance import activity, step
+    from skyplug.core.publisher import Publisher
 
 __version__ = "0.1.0"
 
@@ -35,11 +37,13 @@ _EXPORTS: dict[str, str] = {
     "Config": "skyplug.core.config",
     "ConfigError": "skyplug.core.errors",
     "Dataset": "skyplug.core.dataset",
+    "Engine": "skyplug.core.engine",
     "Format": "skyplug.core.format",
     "FormatError": "skyplug.core.errors",
     "NotFound": "skyplug.core.errors",
     "Partition": "skyplug.core.partition",
     "PluginError": "skyplug.core.errors",
+    "Publisher": "skyplug.core.publisher",
     "Site": "skyplug.core.config",
     "SiteError": "skyplug.core.errors",
     "SkyplugError": "skyplug.core.errors",
@@ -60,11 +64,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "Dataset",
+    "Engine",
     "Format",
     "FormatError",
     "NotFound",
     "Partition",
     "PluginError",
+    "Publisher",
     "Site",
     "SiteError",
     "SkyplugError",

@@ -110,6 +110,7 @@ def test_third_party_plugin_is_loaded_and_called(third_party: Path, tmp_path: Pa
     rec = next(p for p in info["plugins"] if p["name"] == "recfile")
     assert rec["distribution"] == "skyplug-recfile 0.1.0" and not rec["builtin"]
     assert "rec" in {f["name"] for f in info["families"]["formats"]}
+    assert "jsonl" in {f["name"] for f in info["families"]["publishers"]}
     # the broken plugin is reported in one line and skipped
     assert "broken" in info["failed"] and "not_a_module_anywhere" in info["failed"]["broken"]
     assert len([ln for ln in out.stderr.splitlines() if "broken" in ln and "skipped" in ln]) == 1
@@ -143,6 +144,34 @@ def test_third_party_plugin_is_loaded_and_called(third_party: Path, tmp_path: Pa
 
     got = np.concatenate([np.load(p["outputs"][0])["records"] for p in report["partitions"]])
     assert got.tobytes() == (bytes(range(200)) * 4)
+
+
+_PUBLISH = """
+import json, sys
+from skyplug.core import plugins
+from skyplug.core.publisher import Publisher
+publisher = plugins.find("publishers", "jsonl")
+assert isinstance(publisher, Publisher)
+records = [{"obs_publisher_did": "ivo://x/1", "access_estsize": 1}, {"obs_publisher_did": "ivo://x/2"}]
+print(json.dumps([publisher.publish(records, []), publisher.publish(records[:1], [])]))
+"""
+
+
+def test_third_party_publisher_follows_the_contract(third_party: Path, tmp_path: Path) -> None:
+    (tmp_path / "skyplug.toml").write_text(f'[publishers.jsonl]\npath = "{tmp_path / "out.jsonl"}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "SKYPLUG_DISABLE_PLUGIN_AUTOLOAD"}
+    done = subprocess.run(
+        [sys.executable, "-c", _PUBLISH],
+        env={**env, "PYTHONPATH": str(third_party)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    first, again = json.loads(done.stdout)
+    assert first["published"] == 2 and again["published"] == 0  # publishing is idempotent
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
 
 
 def test_strict_mode_makes_a_broken_plugin_fatal(third_party: Path) -> None:
