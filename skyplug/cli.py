@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from skyplug.clitools import emit
-from skyplug.core import plugins
 from skyplug.core.config import get_config, load_config, set_config
 from skyplug.core.errors import SkyplugError
 from skyplug.core.logs import redact, setup_logging
@@ -44,6 +43,8 @@ class SkyplugGroup(click.Group):
     def load_plugin_commands(self) -> None:
         if not self._plugins_loaded:
             self._plugins_loaded = True
+            from skyplug.core import plugins  # on first use: importing the CLI module loads no plugin
+
             plugins.get_plugin_manager().hook.skyplug_register_commands(cli=self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -92,6 +93,8 @@ def cli(config_path: str | None, verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_cmd(as_json: bool) -> None:
     """List the hook families, the plugins and what each registers."""
+    from skyplug.core import plugins
+
     info = plugins.describe_plugins()
     lines = ["hooks: " + ", ".join(info["hooks"]), ""]
     for p in info["plugins"]:
