@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import skyplug
 from skyplug.core.errors import FormatError
 from skyplug.core.load import fetch_partition
 from skyplug.core.source import BytesSource
-from skyplug.plugins.formats.fits import FitsFormat
+from skyplug.plugins.formats.fits.format import FitsFormat
 from skyplug.synthetic.fits import make_all
 
 fits = pytest.importorskip("astropy.io.fits")
@@ -105,13 +106,19 @@ def test_as_fits_keeps_wcs_and_verifies(
             assert np.array_equal(hdul[0].data, _block(ref, axis, a, b), equal_nan=True)
             part_wcs = WCS(hdul[0].header)
             shape = hdul[0].data.shape
-        grid = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in reversed(shape)], indexing="ij"), -1)
-        pix = grid.reshape(-1, len(shape))
-        shifted = pix.copy()
-        shifted[:, axis - 1] += a
-        np.testing.assert_allclose(
-            part_wcs.wcs_pix2world(pix, 0), src_wcs.wcs_pix2world(shifted, 0), rtol=0, atol=1e-9
-        )
+        _assert_world_kept(part_wcs, src_wcs, shape, axis, a)
+
+
+def _assert_world_kept(part_wcs: Any, src_wcs: Any, shape: tuple[int, ...], axis: int, a: int) -> None:
+    """Every pixel of a block (numpy ``shape``) has the world coordinates of the source pixel it
+    was cut from (``a`` planes further along FITS ``axis``), astropy.wcs evaluating both."""
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in reversed(shape)], indexing="ij"), -1)
+    pix = grid.reshape(-1, len(shape))
+    shifted = pix.copy()
+    shifted[:, axis - 1] += a
+    np.testing.assert_allclose(
+        part_wcs.wcs_pix2world(pix, 0), src_wcs.wcs_pix2world(shifted, 0), rtol=0, atol=1e-9
+    )
 
 
 def test_table_partitions_exact(fits_files: dict[str, Path]) -> None:
@@ -289,7 +296,7 @@ def test_s3_partitions_exact(fits_files: dict[str, Path], s3env: Any) -> None:
 def test_header_blocks_are_read_once_per_process(tmp_path: Path) -> None:
     """The indexing process already holds the header; a fresh worker reads it once, then data only."""
     from skyplug.core.load import load_partition
-    from skyplug.plugins.formats import fits as fits_plugin
+    from skyplug.plugins.formats.fits import header as fits_header
     from skyplug.plugins.locators.local import LocalSource
 
     cube = np.arange(8 * 16 * 16, dtype=">f4").reshape(8, 16, 16)
@@ -301,7 +308,7 @@ def test_header_blocks_are_read_once_per_process(tmp_path: Path) -> None:
     src = LocalSource(path, expected_version=parts[0].version)
     load_partition(parts[0], target=src)
     assert src.stats.bytes == parts[0].expected_bytes  # header cached by the index pass
-    fits_plugin._HEADERS.clear()  # a fresh worker
+    fits_header._HEADERS.clear()  # a fresh worker
     for p in parts[1:]:
         before = src.stats.bytes
         got = load_partition(p, target=src)
@@ -397,3 +404,90 @@ def test_untidy_blocks_keep_a_valid_header(
         np.testing.assert_allclose(got.wcs_pix2world([pix], 0), src.wcs_pix2world([shifted], 0), atol=1e-9)
         if "ALTRPIX" in header and by == "channel":
             assert part_header["ALTRPIX"] == header["ALTRPIX"] - a
+
+
+PROJECTIONS = {  # projection -> (CRVAL1, CRVAL2, CDELT in degrees, PV2_m)
+    "SIN": (150.0, 30.0, 0.02, {"PV2_1": 0.05, "PV2_2": -0.03}),
+    "CAR": (20.0, 0.0, 0.5, {}),
+    "ZEA": (250.0, -45.0, 0.4, {}),
+    "AIT": (80.0, 10.0, 1.5, {}),
+    "MOL": (300.0, -20.0, 1.5, {}),
+}
+
+
+def _projected_cube(path: Path, proj: str) -> Path:
+    """A 3-channel cube of 30 x 24 pixels in projection ``proj``, reference pixel off-centre."""
+    crval1, crval2, cdelt, pv = PROJECTIONS[proj]
+    data = np.arange(3 * 24 * 30, dtype=">f4").reshape(3, 24, 30)
+    header = fits.Header()
+    for key, value in (
+        ("CTYPE1", f"RA---{proj}"),
+        ("CRVAL1", crval1),
+        ("CRPIX1", 11.5),
+        ("CDELT1", -cdelt),
+        ("CUNIT1", "deg"),
+        ("CTYPE2", f"DEC--{proj}"),
+        ("CRVAL2", crval2),
+        ("CRPIX2", 9.0),
+        ("CDELT2", cdelt),
+        ("CUNIT2", "deg"),
+        ("CTYPE3", "FREQ"),
+        ("CRVAL3", 1.4e9),
+        ("CRPIX3", 1.0),
+        ("CDELT3", 1.0e6),
+        ("CUNIT3", "Hz"),
+        *pv.items(),
+    ):
+        header[key] = value
+    fits.PrimaryHDU(data, header).writeto(path)
+    return path
+
+
+@pytest.mark.parametrize("proj", sorted(PROJECTIONS))
+@pytest.mark.parametrize(("by", "n"), [("rows", 3), ("channel", 2)])
+def test_projected_cutouts_keep_world_coordinates(tmp_path: Path, proj: str, by: str, n: int) -> None:
+    """Cut-outs of SIN (with PV2_m), CAR, ZEA, AIT and MOL cubes: every pixel keeps the world
+    coordinates astropy.wcs gives the parent's pixel, and fitsverify accepts each block."""
+    path = _projected_cube(tmp_path / f"{proj}.fits", proj)
+    ref, header = _reference(path, 0)
+    src_wcs = WCS(header)
+    parts = skyplug.open(str(path)).plan(by, n)
+    assert len(parts) == n
+    for p in parts:
+        a, b = p.selection["range"]
+        axis = p.selection["axis"]
+        (out,) = p.write(tmp_path / f"{proj}-{by}-{a}", as_="fits")
+        _fitsverify(out)
+        with fits.open(out) as hdul:
+            assert np.array_equal(hdul[0].data, _block(ref, axis, a, b))
+            _assert_world_kept(WCS(hdul[0].header), src_wcs, hdul[0].data.shape, axis, a)
+
+
+@pytest.mark.parametrize("proj", sorted(PROJECTIONS))
+def test_describe_position_every_projection(tmp_path: Path, proj: str) -> None:
+    """The catalogue's image centre is astropy.wcs's in every projection (PV2_m of SIN included)."""
+    path = _projected_cube(tmp_path / f"{proj}.fits", proj)
+    d = skyplug.open(str(path)).describe()
+    _, header = _reference(path, 0)
+    ra, dec = WCS(header).celestial.wcs_pix2world([[(30 - 1) / 2, (24 - 1) / 2]], 0)[0]
+    assert d["s_ra"] == pytest.approx(ra % 360, abs=1e-9) and d["s_dec"] == pytest.approx(dec, abs=1e-9)
+    assert (d["s_xel1"], d["s_xel2"], d["em_xel"]) == (30, 24, 3)
+    assert d["em_max"] == pytest.approx(299_792_458.0 / (1.4e9 - 0.5e6))
+
+
+def test_long_strings_are_read_whole(untidy: dict[str, tuple[Path, str, int]]) -> None:
+    """A CONTINUE long string comes out of the index as astropy reads it, not cut at its first card."""
+    path = untidy["casa"][0]
+    keys = skyplug.open(str(path)).index()["hdus"][0]["keys"]
+    with fits.open(path) as hdul:
+        assert keys["OBJECT"] == hdul[0].header["OBJECT"] and len(keys["OBJECT"]) > 68
+
+
+def test_astropy_is_imported_on_first_use_only() -> None:
+    """Registering the plugin and sniffing with its format class import no astropy."""
+    code = (
+        "import sys; import skyplug.plugins.formats.fits.format as f; "
+        "f.FitsFormat().sniff('x.h5', b''); print('astropy' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False", run.stderr

@@ -75,6 +75,20 @@ def test_sites_started(s3_backend: str, s3_sites: dict[str, Any]) -> None:
         assert type(svc).from_json(svc.to_json()) == svc
 
 
+def test_botocore_signed_probe_accepted(s3_backend: str, s3_site: Any) -> None:
+    """The readiness probe (ListBuckets signed by botocore's S3SigV4Auth) is accepted at the site's
+    own region; servers that check signatures (all but moto) refuse it with a wrong secret or
+    another region."""
+    from tests.plugins.s3_services import services
+
+    probe = services._signed_list_buckets
+    assert probe(s3_site.port, s3_site.region, s3_site.access_key, s3_site.secret_key) == 200
+    if s3_backend != "moto":
+        assert probe(s3_site.port, s3_site.region, s3_site.access_key, "not-the-secret") == 403
+        other = "us-east-1" if s3_site.region != "us-east-1" else "eu-west-1"
+        assert probe(s3_site.port, other, s3_site.access_key, s3_site.secret_key) in (400, 403)
+
+
 def test_put_and_random_ranges(client: Any, bucket: str) -> None:
     rng = random.Random(1234)
     data = rng.randbytes(3 * MiB)

@@ -3,7 +3,8 @@
 
 One server instance per "site", bound to free ports on 127.0.0.1.
 Backends: ``moto`` (mock), ``swift`` (OpenStack Swift + s3api) and
-``seaweedfs`` (``weed mini``).  Stdlib only; facts behind the settings are in
+``seaweedfs`` (``weed mini``).  Stdlib, plus botocore (the ``s3`` extra) to sign the
+readiness probe, imported only there; facts behind the settings are in
 ``docs/testing.md``.
 
 Installs go under ``$SKYPLUG_SERVICES_HOME`` (default
@@ -21,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import fcntl
-import hashlib
-import hmac
 import http.client
 import importlib.metadata
 import importlib.util
@@ -334,41 +332,14 @@ def _http_status(port: int, path: str, headers: dict[str, str] | None = None) ->
 
 
 def _signed_list_buckets(port: int, region: str, access: str, secret: str) -> int:
-    """Status of a SigV4-signed ListBuckets (``GET /``), stdlib only."""
-    now = datetime.datetime.now(datetime.UTC)
-    amzdate, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-    host = f"127.0.0.1:{port}"
-    payload = hashlib.sha256(b"").hexdigest()
-    canonical = "\n".join(
-        [
-            "GET",
-            "/",
-            "",
-            f"host:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amzdate}\n",
-            "host;x-amz-content-sha256;x-amz-date",
-            payload,
-        ]
-    )
-    scope = f"{day}/{region}/s3/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amzdate, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = ("AWS4" + secret).encode()
-    for part in (day, region, "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    auth = (
-        f"AWS4-HMAC-SHA256 Credential={access}/{scope}, "
-        f"SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}"
-    )
-    return _http_status(
-        port,
-        "/",
-        {
-            "Host": host,
-            "x-amz-date": amzdate,
-            "x-amz-content-sha256": payload,
-            "Authorization": auth,
-        },
-    )
+    """Status of a ListBuckets (``GET /``) signed by botocore's SigV4, the signer boto3 uses."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=f"http://127.0.0.1:{port}/")
+    S3SigV4Auth(Credentials(access, secret), "s3", region).add_auth(request)
+    return _http_status(port, "/", dict(request.headers.items()))
 
 
 # --------------------------------------------------------------------------- service object

@@ -12,7 +12,7 @@ import pytest
 
 import skyplug
 from skyplug.core.load import fetch_partition
-from skyplug.plugins.formats.hdf5 import MAX_REQUESTS
+from skyplug.plugins.formats.hdf5.reads import MAX_REQUESTS
 from tests.real.conftest import H5PARM
 from tests.test_hdf5 import _check_soltab_partitions
 

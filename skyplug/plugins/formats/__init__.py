@@ -15,11 +15,16 @@ from skyplug.core.plugins import Spec
 FORMATS: tuple[Spec, ...] = (
     Spec(
         "hdf5",
-        "skyplug.plugins.formats.hdf5:Hdf5Format",
-        err="pip install skyplug[hdf5]",
+        "skyplug.plugins.formats.hdf5.format:Hdf5Format",
+        err="pip install 'skyplug[hdf5]' (h5py, numcodecs, imagecodecs)",
         keys=(".h5", ".hdf5", ".h5parm"),
     ),
-    Spec("fits", "skyplug.plugins.formats.fits:FitsFormat", keys=(".fits", ".fit", ".fts")),
+    Spec(
+        "fits",
+        "skyplug.plugins.formats.fits.format:FitsFormat",
+        err="pip install 'skyplug[fits]' (astropy)",
+        keys=(".fits", ".fit", ".fts"),
+    ),
     Spec(
         "ms",
         "skyplug.plugins.formats.ms.format:MsFormat",
