@@ -61,7 +61,8 @@ def _h5parm(path: Path, times: int, chunked: bool) -> None:
 
 def _measure(server: Any, key: str, uri: str, by: str, n: int, payload_of: Any) -> dict[str, Any]:
     import skyplug
-    from skyplug.core.dataset import _partition_target, bytes_read, load_partition
+    from skyplug.core.dataset import bytes_read
+    from skyplug.core.load import _partition_target, load_partition
 
     ds = skyplug.open(uri)
     ds.index(refresh=True)

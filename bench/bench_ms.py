@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Server, report, s3_server, timed
-from skyplug.core.dataset import bytes_read, load_partition, open_target
+from skyplug.core.dataset import bytes_read, open_target
+from skyplug.core.load import load_partition
 from skyplug.core.partition import Partition
 
 REPEAT = 7  # rounds per measure (median)

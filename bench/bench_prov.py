@@ -24,7 +24,7 @@ from bench.common import report, s3_server
 def fetch_all(parts: list[Any], out: Path) -> list[dict[str, Any]]:
     """The 16-partition fetch, as ``skyplug fetch`` runs it (local engine, native outputs)."""
     from skyplug.core import plugins
-    from skyplug.core.dataset import fetch_partition
+    from skyplug.core.load import fetch_partition
 
     shutil.rmtree(out, ignore_errors=True)
     return plugins.find("engines", "local").map(lambda p: fetch_partition(p, out), parts, progress=False)

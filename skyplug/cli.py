@@ -6,16 +6,17 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from skyplug.clitools import emit
-from skyplug.core import plugins
 from skyplug.core.config import get_config, load_config, set_config
-from skyplug.core.dataset import Dataset, fetch_partitions
 from skyplug.core.errors import SkyplugError
 from skyplug.core.logs import redact, setup_logging
+
+if TYPE_CHECKING:
+    from skyplug.core.dataset import Dataset
 
 
 def _show_warning(
@@ -42,6 +43,8 @@ class SkyplugGroup(click.Group):
     def load_plugin_commands(self) -> None:
         if not self._plugins_loaded:
             self._plugins_loaded = True
+            from skyplug.core import plugins  # on first use: importing the CLI module loads no plugin
+
             plugins.get_plugin_manager().hook.skyplug_register_commands(cli=self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -90,6 +93,8 @@ def cli(config_path: str | None, verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_cmd(as_json: bool) -> None:
     """List the hook families, the plugins and what each registers."""
+    from skyplug.core import plugins
+
     info = plugins.describe_plugins()
     lines = ["hooks: " + ", ".join(info["hooks"]), ""]
     for p in info["plugins"]:
@@ -133,6 +138,13 @@ def _dataset_options(f: Any) -> Any:
     return click.argument("uri")(f)
 
 
+def _dataset(uri: str, site: str | None, fmt: str | None, verify: bool) -> Dataset:
+    """The dataset a command works on (``core.dataset`` imported here: ``--help`` needs none of it)."""
+    from skyplug.core.dataset import Dataset
+
+    return Dataset(uri, site=site, format=fmt, verify=verify)
+
+
 @cli.command("index")
 @_dataset_options
 @click.option("--refresh", is_flag=True, help="Rebuild even if a cached index matches the version.")
@@ -141,7 +153,7 @@ def index_cmd(
     uri: str, site: str | None, fmt: str | None, verify: bool, refresh: bool, as_json: bool
 ) -> None:
     """Index URI from its metadata only, and show its layout."""
-    ds = Dataset(uri, site=site, format=fmt, verify=verify)
+    ds = _dataset(uri, site, fmt, verify)
     index = ds.index(refresh=refresh)
     if as_json:
         emit({"index": index, "stats": ds.index_stats}, True)
@@ -188,7 +200,7 @@ def partition_cmd(
     plot: str | None,
 ) -> None:
     """Plan N partitions of URI along an axis (prints the plan, fetches nothing)."""
-    ds = Dataset(uri, site=site, format=fmt, verify=verify)
+    ds = _dataset(uri, site, fmt, verify)
     parts = ds.plan(by, n)
     if plot:
         from skyplug.core.plot import plot_partitions
@@ -236,7 +248,7 @@ def fetch_cmd(
     progress: bool,
 ) -> None:
     """Fetch partitions of URI into OUT as DIR/part-NNNN.EXT, reading only their byte ranges."""
-    ds = Dataset(uri, site=site, format=fmt, verify=verify)
+    ds = _dataset(uri, site, fmt, verify)
     ds.index()
     index_stats = dict(ds.index_stats)
     parts = ds.plan(by, n)
@@ -246,6 +258,8 @@ def fetch_cmd(
             raise click.BadParameter(f"no partition {bad} (there are {len(parts)})", param_hint="--only")
         parts = [p for p in parts if p.index in set(only)]
     t0 = time.perf_counter()
+    from skyplug.core.load import fetch_partitions
+
     results = fetch_partitions(
         parts, Path(out), as_, engine, progress=progress and not as_json and sys.stderr.isatty()
     )

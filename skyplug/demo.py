@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from skyplug.core.config import Config, get_config, set_config
-from skyplug.core.dataset import Dataset, fetch_partition
+from skyplug.core.dataset import Dataset
 from skyplug.core.errors import SkyplugError
+from skyplug.core.load import fetch_partition
 from skyplug.core.partition import Partition
 from skyplug.plugins.locators.local import local_options
 

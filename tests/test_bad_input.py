@@ -447,7 +447,7 @@ def test_one_failed_worker_never_pulls_the_folder_from_the_others(
     originals: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Partition 0 fails at once; the others, still writing, keep their folder and their own cause."""
-    from skyplug.core import dataset
+    from skyplug.core import load
 
     seen: list[bool] = []
 
@@ -457,7 +457,7 @@ def test_one_failed_worker_never_pulls_the_folder_from_the_others(
             seen.append(out.is_dir())
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(dataset, "fetch_partition", slow_or_full)
+    monkeypatch.setattr(load, "fetch_partition", slow_or_full)
     out = tmp_path / "out"
     line = assert_error(fetch(originals["npy"], "npy", out), "No space left on device")
     assert "No such file" not in line

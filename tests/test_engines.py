@@ -250,27 +250,25 @@ def _fail_partition_2(cube: tuple[Path, np.ndarray], tmp_path: Path) -> tuple[li
     return ["fetch", str(cube[0]), "--by", "rows", "-n", "4", "--out", str(out)], out
 
 
-def test_lithops_failure_names_the_partition(
+def test_lithops_skyplug_error_comes_back_as_is(
     cube: tuple[Path, np.ndarray], tmp_path: Path, lithops_sandbox: LithopsSandbox
 ) -> None:
     args, _ = _fail_partition_2(cube, tmp_path)
     done = lithops_sandbox.run(skyplug_cmd(*args, "--engine", "lithops"), cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"skyplug: error: lithops: partition 2 of {cube[0]} failed: SiteError: "
-        f"{tmp_path}/out/part-0002.npy: cannot write partition 2 of {cube[0]}: Is a directory"
+        f"skyplug: error: {tmp_path}/out/part-0002.npy: cannot write partition 2 of {cube[0]}: Is a directory"
     ]
 
 
-def test_dask_failure_names_the_partition(
+def test_dask_skyplug_error_comes_back_as_is(
     cube: tuple[Path, np.ndarray], tmp_path: Path, dask_engine: None
 ) -> None:
     args, _ = _fail_partition_2(cube, tmp_path)
     code, _, err = run_in_process(*args, "--engine", "dask")
     assert code == 1
     assert err.strip().splitlines() == [
-        f"skyplug: error: dask: partition 2 of {cube[0]} failed: SiteError: "
-        f"{tmp_path}/out/part-0002.npy: cannot write partition 2 of {cube[0]}: Is a directory"
+        f"skyplug: error: {tmp_path}/out/part-0002.npy: cannot write partition 2 of {cube[0]}: Is a directory"
     ]
 
 
@@ -278,6 +276,7 @@ def test_dask_failure_names_the_partition(
 
 ORDER_SCRIPT = """
 import json, time
+from skyplug.core.errors import FormatError
 from skyplug.plugins.engines.{module} import {cls}
 
 def slow_first(i):
@@ -289,13 +288,22 @@ def fails_on_2(i):
         raise KeyError("no such thing")
     return i
 
-engine = {cls}({{"workers": 4}})
+def bad_bytes_on_1(i):
+    if i == 1:
+        raise FormatError("obs/vis.npy", "not a .npy file", offset=7)
+    return i
+
+engine = {cls}({options})
 results = engine.map(slow_first, range(4), progress=False)
 try:
     engine.map(fails_on_2, range(4), progress=False)
 except Exception as exc:
     error = [type(exc).__name__, str(exc), exc.position, type(exc.__cause__).__name__]
-print(json.dumps({{"results": results, "error": error}}))
+try:
+    engine.map(bad_bytes_on_1, range(3), progress=False)
+except Exception as exc:
+    as_is = [type(exc).__name__, str(exc), exc.offset]
+print(json.dumps({{"results": results, "error": error, "as_is": as_is}}))
 """
 
 
@@ -310,17 +318,26 @@ def check_order_and_error(data: dict, engine: str) -> None:
         2,
         "KeyError",
     ]
+    # a SkyplugError already names its object and cause: every engine re-raises it as is
+    assert data["as_is"] == ["FormatError", "obs/vis.npy at byte 7: not a .npy file", 7]
+
+
+def test_local_order_and_failing_item(tmp_path: Path) -> None:
+    script = ORDER_SCRIPT.format(module="local", cls="LocalEngine", options="4")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    check_order_and_error(json.loads(done.stdout), "local")
 
 
 def test_lithops_order_and_failing_item(tmp_path: Path, lithops_sandbox: LithopsSandbox) -> None:
-    script = ORDER_SCRIPT.format(module="lithops", cls="LithopsEngine")
+    script = ORDER_SCRIPT.format(module="lithops", cls="LithopsEngine", options={"workers": 4})
     done = lithops_sandbox.run([sys.executable, "-c", script], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     check_order_and_error(json.loads(done.stdout), "lithops")
 
 
 def test_dask_order_and_failing_item(tmp_path: Path, dask_engine: None) -> None:
-    script = ORDER_SCRIPT.format(module="dask", cls="DaskEngine")
+    script = ORDER_SCRIPT.format(module="dask", cls="DaskEngine", options={"workers": 4})
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     check_order_and_error(json.loads(done.stdout), "dask")
@@ -393,3 +410,12 @@ def test_dask_uses_the_active_client_and_pickles_partitions(
         assert client.status == "running"  # the caller's client is left open
         assert isinstance(plugins.find("engines", "dask"), DaskEngine)
     check_probe(os.getpid(), [pickle.dumps(p).hex() for p in parts], out, cube[1], _secret(s3env))
+
+
+def test_every_engine_follows_the_contract() -> None:
+    from skyplug.core.engine import Engine
+
+    for spec in plugins.registered("engines"):
+        engine = plugins.find("engines", spec.name)  # its module only: the library loads at map
+        assert isinstance(engine, Engine) and engine.name == spec.name
+        engine.close()

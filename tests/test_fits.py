@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import skyplug
-from skyplug.core.dataset import fetch_partition
 from skyplug.core.errors import FormatError
+from skyplug.core.load import fetch_partition
 from skyplug.core.source import BytesSource
 from skyplug.plugins.formats.fits.format import FitsFormat
 from skyplug.synthetic.fits import make_all
@@ -295,7 +295,7 @@ def test_s3_partitions_exact(fits_files: dict[str, Path], s3env: Any) -> None:
 
 def test_header_blocks_are_read_once_per_process(tmp_path: Path) -> None:
     """The indexing process already holds the header; a fresh worker reads it once, then data only."""
-    from skyplug.core.dataset import load_partition
+    from skyplug.core.load import load_partition
     from skyplug.plugins.formats.fits import header as fits_header
     from skyplug.plugins.locators.local import LocalSource
 
@@ -336,7 +336,7 @@ def test_plan_shows_the_bytes_it_reads(
 ) -> None:
     """Every plan lists its ranges (no '0 ranges 0 bytes'); images read exactly them, tables their rows
     and, with variable-length columns, bytes inside the listed heap range."""
-    from skyplug.core.dataset import load_partition
+    from skyplug.core.load import load_partition
     from skyplug.plugins.locators.local import LocalSource
 
     index = skyplug.open(str(fits_files[name])).index()

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import skyplug
-from skyplug.core.dataset import fetch_partition
 from skyplug.core.errors import FormatError, PluginError
+from skyplug.core.load import fetch_partition
 from skyplug.core.source import BytesSource
 from skyplug.plugins.formats.hdf5.filters import fletcher32, lzf_decompress
 from skyplug.plugins.formats.hdf5.format import Hdf5Format

@@ -199,7 +199,7 @@ def test_s3_keys_cannot_slip(bad: str, s3env, valid_zip: Path, canary: Path, tmp
 
 @pytest.mark.parametrize("big", [{"../../PWNED": 10}, {"{canary}/PWNED": 10}, {"ANTENNA/table.f0": 10}])
 def test_crafted_partition_meta_cannot_slip(big: dict[str, int], valid_zip: Path, canary: Path) -> None:
-    from skyplug.core.dataset import load_partition
+    from skyplug.core.load import load_partition
 
     part = skyplug.open(str(valid_zip)).plan("time", 2)[0]
     big = {k.format(canary=canary): v for k, v in big.items()}
@@ -211,7 +211,7 @@ def test_crafted_partition_meta_cannot_slip(big: dict[str, int], valid_zip: Path
 
 
 def test_crafted_partition_container_is_checked(valid_zip: Path) -> None:
-    from skyplug.core.dataset import load_partition
+    from skyplug.core.load import load_partition
 
     part = skyplug.open(str(valid_zip)).plan("time", 2)[0]
     name = next(iter(part.container["zip"]))
@@ -224,7 +224,7 @@ def test_crafted_partition_container_is_checked(valid_zip: Path) -> None:
 @pytest.mark.parametrize("shift", ["member", "past_end", "negative"])
 def test_crafted_partition_ranges_are_checked(shift: str, valid_zip: Path) -> None:
     """Ranges naming no bulk file, or lying past one, are a FormatError, never a KeyError."""
-    from skyplug.core.dataset import load_partition
+    from skyplug.core.load import load_partition
 
     part = skyplug.open(str(valid_zip)).plan("time", 2)[0]
     member, start, end = part.ranges[0]
@@ -301,7 +301,7 @@ def _flipped_tile(valid_zip: Path, tmp_path: Path) -> tuple[Path, str]:
 
 def test_verify_checks_ranged_members_once(valid_zip: Path, tmp_path: Path) -> None:
     """A flipped tile byte is not seen by ranged reads (documented), but is with verify=True."""
-    from skyplug.core.dataset import load_partition
+    from skyplug.core.load import load_partition
 
     bad, tile = _flipped_tile(valid_zip, tmp_path)
     parts = skyplug.open(str(bad)).plan("time", 2)
@@ -312,7 +312,7 @@ def test_verify_checks_ranged_members_once(valid_zip: Path, tmp_path: Path) -> N
     assert str(bad) in str(info.value) and tile in str(info.value)
 
     import skyplug.core.zip as zipmod
-    from skyplug.core.dataset import _partition_target
+    from skyplug.core.load import _partition_target
 
     good = skyplug.open(str(valid_zip), verify=True)
     first = good.plan("time", 2)[0]

@@ -88,3 +88,14 @@ def test_cli_error_redacts_secret_from_environment(tmp_path: Path, monkeypatch: 
     result = CliRunner().invoke(cli, ["index", str(tmp_path / f"{SECRET}.npy")])
     assert result.exit_code == 1
     assert SECRET not in result.output and "***" in result.output
+
+
+def test_partition_is_a_leaf() -> None:
+    """Importing the leaf type imports nothing that plans or loads (no circle through dataset/load)."""
+    code = (
+        "import sys, skyplug.core.partition; print(sorted(m for m in sys.modules if m.startswith('skyplug')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(eval(out))
+    assert "skyplug.core.partition" in loaded
+    assert not loaded & {"skyplug.core.dataset", "skyplug.core.load", "skyplug.core.plugins"}, loaded

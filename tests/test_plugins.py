@@ -110,6 +110,7 @@ def test_third_party_plugin_is_loaded_and_called(third_party: Path, tmp_path: Pa
     rec = next(p for p in info["plugins"] if p["name"] == "recfile")
     assert rec["distribution"] == "skyplug-recfile 0.1.0" and not rec["builtin"]
     assert "rec" in {f["name"] for f in info["families"]["formats"]}
+    assert "jsonl" in {f["name"] for f in info["families"]["publishers"]}
     # the broken plugin is reported in one line and skipped
     assert "broken" in info["failed"] and "not_a_module_anywhere" in info["failed"]["broken"]
     assert len([ln for ln in out.stderr.splitlines() if "broken" in ln and "skipped" in ln]) == 1
@@ -145,6 +146,34 @@ def test_third_party_plugin_is_loaded_and_called(third_party: Path, tmp_path: Pa
     assert got.tobytes() == (bytes(range(200)) * 4)
 
 
+_PUBLISH = """
+import json, sys
+from skyplug.core import plugins
+from skyplug.core.publisher import Publisher
+publisher = plugins.find("publishers", "jsonl")
+assert isinstance(publisher, Publisher)
+records = [{"obs_publisher_did": "ivo://x/1", "access_estsize": 1}, {"obs_publisher_did": "ivo://x/2"}]
+print(json.dumps([publisher.publish(records, []), publisher.publish(records[:1], [])]))
+"""
+
+
+def test_third_party_publisher_follows_the_contract(third_party: Path, tmp_path: Path) -> None:
+    (tmp_path / "skyplug.toml").write_text(f'[publishers.jsonl]\npath = "{tmp_path / "out.jsonl"}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "SKYPLUG_DISABLE_PLUGIN_AUTOLOAD"}
+    done = subprocess.run(
+        [sys.executable, "-c", _PUBLISH],
+        env={**env, "PYTHONPATH": str(third_party)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    first, again = json.loads(done.stdout)
+    assert first["published"] == 2 and again["published"] == 0  # publishing is idempotent
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+
+
 def test_strict_mode_makes_a_broken_plugin_fatal(third_party: Path) -> None:
     env_site = third_party
     out = subprocess.run(
@@ -160,3 +189,26 @@ def test_strict_mode_makes_a_broken_plugin_fatal(third_party: Path) -> None:
     )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("skyplug: error: plugin 'broken'")
+
+
+_IMPORTS = """
+import json, sys, time
+t0 = time.perf_counter()
+import skyplug, skyplug.cli
+seconds = time.perf_counter() - t0
+from skyplug.core import plugins
+plugins.get_plugin_manager()
+registered = {f: [s.name for s in plugins.registered(f)] for f in plugins.FAMILIES}
+print(json.dumps({"seconds": seconds, "modules": sorted(sys.modules), "registered": registered}))
+"""
+
+
+def test_import_and_registry_are_lazy() -> None:
+    """``import skyplug`` and building the registry import no format module and no numpy."""
+    out = subprocess.run([sys.executable, "-c", _IMPORTS], capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout)
+    formats = [m for m in info["modules"] if m.startswith("skyplug.plugins.formats.")]
+    heavy = {"numpy", "h5py", "astropy", "casacore", "lithops", "distributed", "dask"} & set(info["modules"])
+    assert not formats and not heavy, (formats, heavy)
+    assert {"npy", "fits", "hdf5", "ms"} <= set(info["registered"]["formats"])
+    print(f"import skyplug, skyplug.cli: {info['seconds'] * 1000:.0f} ms")  # reported, not asserted

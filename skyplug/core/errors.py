@@ -33,6 +33,9 @@ class FormatError(SkyplugError, ValueError):
         where = f" at byte {offset}" if offset is not None else ""
         super().__init__(f"{obj}{where}: {cause}")
 
+    def __reduce__(self) -> Any:  # from an engine's worker, the same error (pickle calls cls(*args))
+        return _rebuild, (type(self), (self.obj, self.cause), {"offset": self.offset})
+
 
 class StaleObjectError(SkyplugError):
     """The object changed since it was indexed: its bytes are never mixed with the old ones."""
@@ -47,6 +50,14 @@ class TaskError(SkyplugError):
     def __init__(self, engine: str, position: int, item: Any, cause: BaseException) -> None:
         self.engine, self.position, self.item, self.cause = engine, position, item, cause
         super().__init__(f"{engine}: {item_label(item, position)} failed: {type(cause).__name__}: {cause}")
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), (self.engine, self.position, self.item, self.cause), {})
+
+
+def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception:
+    """An error with a constructor of its own, unpickled (by ``__reduce__``)."""
+    return cls(*args, **kwargs)
 
 
 def item_label(item: Any, position: int) -> str:

@@ -13,7 +13,11 @@ import pluggy
 
 if TYPE_CHECKING:
     from skyplug.core.config import Config
+    from skyplug.core.engine import Engine
+    from skyplug.core.format import Format
     from skyplug.core.partition import Partition
+    from skyplug.core.plugins import Spec
+    from skyplug.core.publisher import Publisher
 
 hookspec = pluggy.HookspecMarker("skyplug")
 hookimpl = pluggy.HookimplMarker("skyplug")
@@ -23,11 +27,10 @@ hookimpl = pluggy.HookimplMarker("skyplug")
 
 
 @hookspec
-def skyplug_register_formats(config: Config) -> list[Any]:
-    """Return format specs (:class:`skyplug.core.registry.Spec`) or Format objects.
-
-    A Format offers ``sniff``, ``index``, ``plan``, ``load``, ``write`` and ``describe``.
-    """
+def skyplug_register_formats(config: Config) -> list[Spec | Format]:
+    """Return format specs (:class:`skyplug.core.plugins.Spec`, imported on first use) or
+    :class:`skyplug.core.format.Format` objects (``sniff``, ``index``, ``plan``, ``load``, ``write``,
+    ``describe``); ``skyplug.testing.format_suite`` checks one against that contract."""
 
 
 @hookspec
@@ -36,13 +39,16 @@ def skyplug_register_locators(config: Config) -> list[Any]:
 
 
 @hookspec
-def skyplug_register_engines(config: Config) -> list[Any]:
-    """Return engine specs or Engine objects offering ``map(fn, items, *, progress=True)``."""
+def skyplug_register_engines(config: Config) -> list[Spec | Engine]:
+    """Return engine specs or :class:`skyplug.core.engine.Engine` objects: ``map(fn, items, *,
+    progress=True)`` in the items' order (built on ``ordered_map``, so errors come back alike)."""
 
 
 @hookspec
-def skyplug_register_publishers(config: Config) -> list[Any]:
-    """Return publisher specs or Publisher objects offering ``publish(records, provenance)``."""
+def skyplug_register_publishers(config: Config) -> list[Spec | Publisher]:
+    """Return publisher specs or :class:`skyplug.core.publisher.Publisher` objects:
+    ``publish(records, provenance)`` sends catalogue records and their provenance documents to a
+    store (SPARQL, Nuvla, VOProv files) and returns a small report."""
 
 
 @hookspec

@@ -60,12 +60,12 @@ class Partition:
 
     def load(self, as_: str = "arrays", **options: Any) -> Any:
         """Fetch this partition's bytes and decode them (arrays, or what the format offers)."""
-        from skyplug.core.dataset import load_partition
+        from skyplug.core.load import load_partition
 
         return load_partition(self, as_=as_, **options)
 
     def write(self, out: str | Path, as_: str | None = None) -> list[Path]:
         """Write this partition as ``out/part-NNNN.EXT``; returns the paths written."""
-        from skyplug.core.dataset import write_partition
+        from skyplug.core.load import write_partition
 
         return write_partition(self, Path(out), as_=as_)

@@ -24,10 +24,7 @@ from skyplug.core.errors import PluginError, SkyplugWarning
 log = logging.getLogger("skyplug.plugins")
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "skyplug.plugins.formats.npy",
-    "skyplug.plugins.formats.ms",
-    "skyplug.plugins.formats.fits",
-    "skyplug.plugins.formats.hdf5",
+    "skyplug.plugins.formats",
     "skyplug.plugins.locators.local",
     "skyplug.plugins.locators.s3",
     "skyplug.plugins.locators.multisite",

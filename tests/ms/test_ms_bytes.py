@@ -9,7 +9,8 @@ import pytest
 
 import skyplug
 from skyplug.core import config
-from skyplug.core.dataset import bytes_read, fetch_partition, load_partition, open_target
+from skyplug.core.dataset import bytes_read, open_target
+from skyplug.core.load import fetch_partition, load_partition
 from skyplug.core.source import Source
 from skyplug.core.zip import ZipTree
 from skyplug.plugins.formats.ms.plan import requests

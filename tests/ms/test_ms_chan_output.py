@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import skyplug
-from skyplug.core.dataset import fetch_partition
+from skyplug.core.load import fetch_partition
 from skyplug.plugins.formats.ms import mirror
 from skyplug.plugins.formats.ms.chanms import PER_CHANNEL
 from skyplug.plugins.formats.ms.mirror import subtable_problems

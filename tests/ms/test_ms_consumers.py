@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import skyplug
-from skyplug.core.dataset import fetch_partition
+from skyplug.core.load import fetch_partition
 from tests.consumers import aoflagger, wsclean
 
 pytestmark = pytest.mark.consumers

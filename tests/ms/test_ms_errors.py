@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import skyplug
-from skyplug.core.dataset import fetch_partition
 from skyplug.core.errors import FormatError, SkyplugError
+from skyplug.core.load import fetch_partition
 from skyplug.plugins.formats.ms.tabledat import Reader, parse_table_dat
 from skyplug.synthetic.ms import zip_ms
 from tests.ms.conftest import assert_equal_columns, reference

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import skyplug
-from skyplug.core.dataset import load_partition
 from skyplug.core.errors import SkyplugWarning
+from skyplug.core.load import load_partition
 from skyplug.core.partition import Partition
 from skyplug.plugins.formats.ms.load import groups
 from skyplug.synthetic.ms import LAYOUTS as ms_layouts

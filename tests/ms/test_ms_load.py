@@ -11,7 +11,8 @@ import pytest
 import skyplug
 from skyplug.core import config
 from skyplug.core import zip as zipmod
-from skyplug.core.dataset import bytes_read, load_partition, open_target
+from skyplug.core.dataset import bytes_read, open_target
+from skyplug.core.load import load_partition
 from skyplug.core.partition import Partition
 from skyplug.plugins.formats.ms.load import groups
 from tests.ms.conftest import all_rows, assert_equal_columns, reference

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import skyplug
 from skyplug.cli import cli
-from skyplug.core.dataset import fetch_partition
+from skyplug.core.load import fetch_partition
 from skyplug.core.partition import Partition
 from skyplug.plugins.formats.ms.load import groups
 from tests.ms.conftest import all_rows, assert_equal_columns, reference
@@ -113,7 +113,7 @@ def test_partition_cli_says_why_fewer(ms_factory) -> None:
 
 
 def test_masks_and_groups_in_xarray_and_npz(ms_factory, tmp_path: Path) -> None:
-    from skyplug.core.dataset import load_partition
+    from skyplug.core.load import load_partition
 
     casa = skyplug.open(str(ms_factory("casa"))).plan("spw", 3)[0]
     xds = load_partition(casa, as_="xarray")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import skyplug
-from skyplug.core.dataset import bytes_read, load_partition, open_target
+from skyplug.core.dataset import bytes_read, open_target
+from skyplug.core.load import load_partition
 from skyplug.core.partition import Partition
 from skyplug.core.source import Source
 from skyplug.plugins.formats.ms.load import groups
@@ -49,7 +50,7 @@ def test_s3_zip_as_ms_reads_its_tiles_once(ms_factory, s3env, tmp_path, monkeypa
     """``--as ms`` from a zip in S3, coalescing on: each partition reads its planned bytes only,
     and a cold worker fetches the small files once per object version, then reuses them."""
     from skyplug.core import config
-    from skyplug.core.dataset import fetch_partition
+    from skyplug.core.load import fetch_partition
 
     uri = s3env.upload(ms_factory("casa", zip="stored"), "casa.ms.zip")
     parts = [Partition.from_json(p.to_json()) for p in skyplug.open(uri).plan("time", 3)]

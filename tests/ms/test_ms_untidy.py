@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import skyplug
-from skyplug.core.dataset import fetch_partition
 from skyplug.core.errors import SkyplugWarning
+from skyplug.core.load import fetch_partition
 from skyplug.synthetic.ms import MJD_START
 from tests.ms.conftest import assert_equal_columns, reference
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.plugins.s3_services import faultproxy, services
+from tests.servers.s3_services import faultproxy, services
 
 SITES = {"edge": "eu-west-1", "lake-a": "us-west-2", "lake-b": "us-east-1"}
 PRICES = {  # $/GB egress from the site, $/GB-month storage at it

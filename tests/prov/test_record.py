@@ -259,7 +259,7 @@ def test_concurrent_events_on_engine_threads_are_each_their_own_activity(
     import warnings
 
     from skyplug.core import plugins
-    from skyplug.core.dataset import fetch_partition, load_partition
+    from skyplug.core.load import fetch_partition, load_partition
 
     parts = skyplug.open(remote_ms).plan("rows", 24)
     with warnings.catch_warnings():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import skyplug
-from skyplug.core.dataset import fetch_partition
+from skyplug.core.load import fetch_partition
 from skyplug.plugins.formats.hdf5.reads import MAX_REQUESTS
 from tests.real.conftest import H5PARM
 from tests.test_hdf5 import _check_soltab_partitions

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 import skyplug
-from skyplug.core.dataset import fetch_partition
 from skyplug.core.errors import SkyplugError
+from skyplug.core.load import fetch_partition
 from skyplug.core.partition import Partition
 from tests.real.conftest import (
     MS,

@@ -10,17 +10,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from skyplug.core.errors import ConfigError, TaskError
+from skyplug.core.engine import Engine, ordered_map
+from skyplug.core.errors import ConfigError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
 from skyplug.plugins.engines import engine_options
 
+if TYPE_CHECKING:
+    from skyplug.core.config import Config
+
 T = TypeVar("T")
 
 
-class DaskEngine:
+class DaskEngine(Engine):
     """Runs ``fn`` over items as Dask futures; results come back in the items' order."""
 
     name = "dask"
@@ -69,29 +73,22 @@ class DaskEngine:
         if not items:
             return []
         from distributed import as_completed
-        from tqdm.auto import tqdm
 
-        results: list[Any] = [None] * len(items)
-        with (
-            self.client() as client,
-            tqdm(total=len(items), desc=desc, disable=not progress, unit="part", leave=False) as bar,
-        ):
+        with self.client() as client:
             futures = client.map(fn, items, pure=False)
-            position = {fut.key: i for i, fut in enumerate(futures)}
-            try:
-                for fut in as_completed(futures):
-                    i = position[fut.key]
-                    if fut.status == "error":
-                        exc = fut.exception()
-                        raise TaskError(self.name, i, items[i], exc) from exc
-                    results[i] = fut.result()
-                    bar.update(1)
-            except BaseException:
-                client.cancel(futures)
-                raise
-        return results
+            return ordered_map(
+                self.name,
+                items,
+                futures,
+                as_completed(futures),
+                lambda fut: fut.result(),
+                cancel=lambda: client.cancel(futures),
+                key=lambda fut: fut.key,
+                progress=progress,
+                desc=desc,
+            )
 
 
 @hookimpl
-def skyplug_register_engines(config):
+def skyplug_register_engines(config: Config) -> list[Spec]:
     return [Spec("dask", "skyplug.plugins.engines.dask:DaskEngine", err="pip install 'skyplug[dask]'")]

@@ -11,15 +11,19 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from skyplug.core.config import refuse_secrets
-from skyplug.core.errors import ConfigError, TaskError
+from skyplug.core.engine import Engine, ordered_map
+from skyplug.core.errors import ConfigError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
 from skyplug.plugins.engines import engine_options
+
+if TYPE_CHECKING:
+    from skyplug.core.config import Config
 
 T = TypeVar("T")
 log = logging.getLogger("skyplug.engines.lithops")
@@ -70,7 +74,7 @@ def lithops_config(section: dict[str, Any]) -> tuple[dict[str, Any], str | None]
     return config, (str(config_file) if config_file else None)
 
 
-class LithopsEngine:
+class LithopsEngine(Engine):
     """Runs ``fn`` over items as one Lithops map job; results come back in the items' order."""
 
     name = "lithops"
@@ -89,43 +93,44 @@ class LithopsEngine:
         if not items:
             return []
         from lithops import FunctionExecutor
-        from lithops.wait import ANY_COMPLETED
-        from tqdm.auto import tqdm
 
         config = self.config()
         if not logging.getLogger("lithops").handlers:  # its per-task warnings repeat our error
             logging.getLogger("lithops").addHandler(logging.NullHandler())
-        results: list[Any] = [None] * len(items)
         fexec = FunctionExecutor(config=config, log_level=config["lithops"].get("log_level"))
         try:
-            with (
-                fexec,
-                tqdm(total=len(items), desc=desc, disable=not progress, unit="part", leave=False) as bar,
-            ):
+            with fexec:
                 futures = list(fexec.map(fn, [(item,) for item in items]))
-                position = {id(f): i for i, f in enumerate(futures)}
-                pending = futures
-                while pending:
-                    done, pending = fexec.wait(
-                        pending,
-                        throw_except=False,
-                        return_when=ANY_COMPLETED,
-                        download_results=True,
-                        show_progressbar=False,
-                    )
-                    for fut in done:
-                        i = position[id(fut)]
-                        try:
-                            results[i] = _result(fut)
-                        except Exception as exc:
-                            raise TaskError(self.name, i, items[i], exc) from exc
-                        bar.update(1)
+                return ordered_map(
+                    self.name,
+                    items,
+                    futures,
+                    _completed(fexec, futures),
+                    _result,
+                    progress=progress,
+                    desc=desc,
+                )
         finally:
             try:
                 _clean(fexec)
             except Exception as exc:  # must not hide the map's own error
                 log.warning("lithops: could not delete the data of executor %s: %s", fexec.executor_id, exc)
-        return results
+
+
+def _completed(fexec: Any, futures: list[Any]) -> Iterator[Any]:
+    """The futures as their tasks end (results downloaded), without Lithops' own progress bar."""
+    from lithops.wait import ANY_COMPLETED
+
+    pending = futures
+    while pending:
+        done, pending = fexec.wait(
+            pending,
+            throw_except=False,
+            return_when=ANY_COMPLETED,
+            download_results=True,
+            show_progressbar=False,
+        )
+        yield from done
 
 
 def _result(fut: Any) -> Any:
@@ -158,7 +163,7 @@ def _clean(fexec: Any) -> None:
 
 
 @hookimpl
-def skyplug_register_engines(config):
+def skyplug_register_engines(config: Config) -> list[Spec]:
     return [
         Spec("lithops", "skyplug.plugins.engines.lithops:LithopsEngine", err="pip install 'skyplug[lithops]'")
     ]

@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from skyplug.core.errors import SkyplugError, TaskError
+from skyplug.core.engine import Engine, ordered_map
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
+
+if TYPE_CHECKING:
+    from skyplug.core.config import Config
 
 T = TypeVar("T")
 
 
-class LocalEngine:
+class LocalEngine(Engine):
     """Runs ``fn`` over items in threads; results come back in the items' order."""
 
     name = "local"
@@ -25,32 +28,26 @@ class LocalEngine:
     def map(
         self, fn: Callable[[T], Any], items: Iterable[T], *, progress: bool = True, desc: str = "partitions"
     ) -> list[Any]:
-        from tqdm.auto import tqdm
-
         items = list(items)
-        results: list[Any] = [None] * len(items)
-        with (
-            ThreadPoolExecutor(max(1, min(self.workers, len(items)))) as pool,
-            tqdm(total=len(items), desc=desc, disable=not progress, unit="part", leave=False) as bar,
-        ):
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-            try:
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    try:
-                        results[i] = fut.result()
-                    except SkyplugError:
-                        raise  # already names its object and cause
-                    except Exception as exc:
-                        raise TaskError(self.name, i, items[i], exc) from exc
-                    bar.update(1)
-            except BaseException:
+        with ThreadPoolExecutor(max(1, min(self.workers, len(items)))) as pool:
+            futures = [pool.submit(fn, item) for item in items]
+
+            def cancel() -> None:
                 for fut in futures:
                     fut.cancel()
-                raise
-        return results
+
+            return ordered_map(
+                self.name,
+                items,
+                futures,
+                as_completed(futures),
+                lambda fut: fut.result(),
+                cancel=cancel,
+                progress=progress,
+                desc=desc,
+            )
 
 
 @hookimpl
-def skyplug_register_engines(config):
+def skyplug_register_engines(config: Config) -> list[Spec]:
     return [Spec("local", "skyplug.plugins.engines.local:LocalEngine")]

@@ -16,9 +16,7 @@ import numpy as np
 from skyplug.core.atomic import atomic_file
 from skyplug.core.errors import FormatError
 from skyplug.core.format import Format, atomic_npz, make_partition, split_even
-from skyplug.core.hookspecs import hookimpl
 from skyplug.core.partition import Partition
-from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, Tree
 
 MAGIC = b"\x93NUMPY"
@@ -111,8 +109,3 @@ class NpyFormat(Format):
 
     def summary(self, index: dict[str, Any]) -> dict[str, Any]:
         return {"dtype": index["dtype"], "shape": index["shape"]}
-
-
-@hookimpl
-def skyplug_register_formats(config):
-    return [Spec("npy", "skyplug.plugins.formats.npy:NpyFormat", keys=(".npy",))]

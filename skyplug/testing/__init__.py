@@ -1,0 +1,1 @@
+"""Test suites that plugins (built-in or third-party) run against themselves."""
