@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from skyplug.cli import cli
 from skyplug.core import hookspecs, plugins
+from skyplug.plugins import BUILTIN_PLUGINS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -28,7 +29,7 @@ def test_plugins_json_lists_families_and_builtins() -> None:
     for hook in ("skyplug_register_formats", "skyplug_index_built", "skyplug_object_written"):
         assert hook in info["hooks"]
     builtin = {p["name"] for p in info["plugins"] if p["builtin"]}
-    assert set(plugins.DEFAULT_PLUGINS) <= builtin
+    assert set(BUILTIN_PLUGINS) <= builtin
     assert {"npy"} <= {f["name"] for f in info["families"]["formats"]}
     assert {"local", "s3"} <= {f["name"] for f in info["families"]["locators"]}
     plugins.get_plugin_manager().check_pending()

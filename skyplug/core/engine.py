@@ -9,6 +9,9 @@ object and cause), any other exception is wrapped in a :class:`TaskError` naming
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -17,6 +20,31 @@ from skyplug.core.errors import SkyplugError, TaskError
 
 T = TypeVar("T")
 F = TypeVar("F")
+
+# The engine a task runs on, for the provenance agent: set around each task by ``task`` (threads,
+# Dask workers) or in a worker's environment (``ENGINE_ENV``, for engines that start processes).
+ENGINE_ENV = "SKYPLUG_ENGINE"
+DEFAULT_ENGINE = "local"  # what --engine and fetch_partitions use unless told
+_RUNNING: contextvars.ContextVar[str | None] = contextvars.ContextVar("skyplug_engine", default=None)
+
+
+def current_engine() -> str | None:
+    """The name of the engine running the current task, or None outside engine tasks."""
+    return _RUNNING.get() or os.environ.get(ENGINE_ENV) or None
+
+
+def task(engine: str, fn: Callable[[T], Any]) -> Callable[[T], Any]:
+    """``fn`` wrapped so that, while it runs, :func:`current_engine` is ``engine`` (it pickles
+    when ``fn`` does)."""
+    return functools.partial(_run_on, engine, fn)
+
+
+def _run_on(engine: str, fn: Callable[[T], Any], item: T) -> Any:
+    token = _RUNNING.set(engine)
+    try:
+        return fn(item)
+    finally:
+        _RUNNING.reset(token)
 
 
 class Engine(ABC):

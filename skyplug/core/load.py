@@ -14,6 +14,7 @@ from typing import Any
 from skyplug.core import plugins
 from skyplug.core.config import Site, get_config
 from skyplug.core.dataset import bytes_read, open_target
+from skyplug.core.engine import DEFAULT_ENGINE
 from skyplug.core.errors import PluginError, SiteError, SkyplugError
 from skyplug.core.partition import Partition
 from skyplug.core.source import Target
@@ -76,7 +77,11 @@ def fetch_partition(p: Partition, out: Path, as_: str | None = None) -> dict[str
 
 
 def fetch_partitions(
-    parts: list[Partition], out: Path, as_: str | None = None, engine: str = "local", progress: bool = False
+    parts: list[Partition],
+    out: Path,
+    as_: str | None = None,
+    engine: str = DEFAULT_ENGINE,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Write every partition into ``out`` with an engine; a failed run leaves no folder it made.
 

@@ -23,17 +23,11 @@ from skyplug.core.errors import PluginError, SkyplugWarning
 
 log = logging.getLogger("skyplug.plugins")
 
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "skyplug.plugins.formats",
-    "skyplug.plugins.locators.local",
-    "skyplug.plugins.locators.s3",
-    "skyplug.plugins.locators.multisite",
-    "skyplug.plugins.engines.local",
-    "skyplug.plugins.engines.lithops",
-    "skyplug.plugins.engines.dask",
-    "skyplug.catalog.plugin",
-    "skyplug.plugins.provenance",
-)
+
+def _builtins() -> tuple[str, ...]:
+    """The built-in plugin modules, listed by ``skyplug.plugins`` (the core names none of them)."""
+    return tuple(importlib.import_module("skyplug.plugins").BUILTIN_PLUGINS)
+
 
 FAMILIES: dict[str, str] = {
     "formats": "skyplug_register_formats",
@@ -55,12 +49,12 @@ class Spec:
 
     def load(self) -> Any:
         module, _, attr = self.target.partition(":")
-        try:
+        try:  # an implementation may find its dependency missing when it is made, too
             obj = getattr(importlib.import_module(module), attr)
+            return obj() if isinstance(obj, type) else obj
         except ImportError as exc:
             hint = f" ({self.err})" if self.err else ""
             raise PluginError(f"plugin {self.name!r} needs a missing dependency: {exc}{hint}") from exc
-        return obj() if isinstance(obj, type) else obj
 
 
 def _make_manager() -> tuple[pluggy.PluginManager, dict[str, str], dict[str, str]]:
@@ -69,7 +63,7 @@ def _make_manager() -> tuple[pluggy.PluginManager, dict[str, str], dict[str, str
     failed: dict[str, str] = {}
     dists: dict[str, str] = {}
     wanted = os.environ.get("SKYPLUG_LOAD_PLUGINS")
-    for name in DEFAULT_PLUGINS:
+    for name in _builtins():
         pm.register(importlib.import_module(name), name)
     if not os.environ.get("SKYPLUG_DISABLE_PLUGIN_AUTOLOAD"):
         for ep in entry_points(group="skyplug"):
@@ -172,7 +166,7 @@ def describe_plugins() -> dict[str, Any]:
         plugins.append(
             {
                 "name": name,
-                "builtin": name in DEFAULT_PLUGINS,
+                "builtin": name in _builtins(),
                 "hooks": hooks,
                 "distribution": _manager()[2].get(name),
             }

@@ -29,7 +29,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from skyplug.core import plugins
 from skyplug.core.config import get_config, is_secret_key
+from skyplug.core.engine import DEFAULT_ENGINE, current_engine
 from skyplug.core.logs import redact, redact_url, secret_values
 
 VOPROV_URI = "http://www.ivoa.net/documents/ProvenanceDM/voprov#"
@@ -177,26 +179,21 @@ def process_run() -> str:
 
 @functools.cache
 def software() -> dict[str, str]:
-    """Versions of skyplug and the libraries that decode the bytes."""
+    """Versions of skyplug, prov and the libraries the registered formats decode bytes with
+    (each format's spec names them: ``Spec(info={"software": (...)})``)."""
+    dists = ["skyplug", "prov"]
+    for spec in plugins.registered("formats"):
+        dists += [d for d in getattr(spec, "info", {}).get("software", ()) if d not in dists]
     out = {}
-    for dist in ("skyplug", "python-casacore", "h5py", "astropy", "prov"):
+    for dist in dists:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out
 
 
 def _engine() -> str:
-    try:
-        from distributed import get_worker
-
-        get_worker()
-        return "dask"
-    except (ImportError, ValueError):
-        return (
-            "lithops"
-            if os.environ.get("LITHOPS_CONFIG") or os.environ.get("__LITHOPS_SESSION_ID")
-            else "local"
-        )
+    """The engine running this task (the engines say so), else the default engine's name."""
+    return current_engine() or DEFAULT_ENGINE
 
 
 def _agents(act: Activity) -> None:

@@ -23,12 +23,16 @@ def remote_parts(s3env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list
     return skyplug.open(uri).plan("time", 3)
 
 
-def _check(act: pv.Activity, parts: list) -> None:
+def _check(act: pv.Activity, parts: list, engine: str) -> None:
     with open_store(store_url()) as store:
         assert [r["run"] for r in store.runs()] == [act.run]  # the workers recorded into the same run
         nodes, rels = store.run_rows(act.run)
     tasks = {i for i, (k, a) in nodes.items() if k == "activity" and a["name"] == "partition columns"}
     assert len(tasks) == len(parts)
+    # each task is associated with the engine that ran it (the engine says so, the core guesses nothing)
+    agent = f"agent-engine-{engine}"
+    assert nodes[agent] == ("agent", {"name": f"skyplug engine {engine}", "agent_type": "SoftwareAgent"})
+    assert all(("wasAssociatedWith", t, agent) in {(k, s, o) for k, s, o, _ in rels} for t in tasks)
     assert all(("wasInformedBy", t, act.id) in {(k, s, o) for k, s, o, _ in rels} for t in tasks)
     used = {o for k, s, o, _ in rels if k == "used" and s in tasks}
     assert used == {"e-" + pv.content_id(p.uri, p.version, p.ranges) for p in parts}
@@ -40,7 +44,7 @@ def test_local_engine_tasks_are_recorded(remote_parts: list) -> None:
             steps.partition_columns, [p.to_json() for p in remote_parts], progress=False
         )
     assert len(out) == 3 and all(n > 0 for n in out)
-    _check(act, remote_parts)
+    _check(act, remote_parts, "local")
 
 
 def test_dask_worker_tasks_are_recorded(remote_parts: list) -> None:
@@ -55,10 +59,7 @@ def test_dask_worker_tasks_are_recorded(remote_parts: list) -> None:
             steps.partition_columns, [p.to_json() for p in remote_parts], progress=False
         )
     assert len(out) == 3 and all(n > 0 for n in out)
-    _check(act, remote_parts)
-    with open_store(store_url()) as store:
-        nodes, _ = store.run_rows(act.run)
-    assert any(k == "agent" and a["name"] == "skyplug engine dask" for k, a in nodes.values())
+    _check(act, remote_parts, "dask")
 
 
 LITHOPS_SCRIPT = """
@@ -104,7 +105,7 @@ def test_lithops_localhost_tasks_are_recorded(
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout.splitlines()[-1])
     assert len(got["out"]) == 3
-    _check(pv.Activity(name="columns", run=got["run"], id=got["id"]), remote_parts)
+    _check(pv.Activity(name="columns", run=got["run"], id=got["id"]), remote_parts, "lithops")
 
 
 WRITER = """

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from skyplug.core.engine import Engine, ordered_map
+from skyplug.core.engine import Engine, ordered_map, task
 from skyplug.core.errors import ConfigError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
@@ -75,7 +75,7 @@ class DaskEngine(Engine):
         from distributed import as_completed
 
         with self.client() as client:
-            futures = client.map(fn, items, pure=False)
+            futures = client.map(task(self.name, fn), items, pure=False)
             return ordered_map(
                 self.name,
                 items,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from skyplug.core.config import refuse_secrets
-from skyplug.core.engine import Engine, ordered_map
+from skyplug.core.engine import ENGINE_ENV, Engine, ordered_map
 from skyplug.core.errors import ConfigError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
@@ -100,7 +100,8 @@ class LithopsEngine(Engine):
         fexec = FunctionExecutor(config=config, log_level=config["lithops"].get("log_level"))
         try:
             with fexec:
-                futures = list(fexec.map(fn, [(item,) for item in items]))
+                # lithops inspects fn's signature: the engine's name travels in the workers' environment
+                futures = list(fexec.map(fn, [(item,) for item in items], extra_env={ENGINE_ENV: self.name}))
                 return ordered_map(
                     self.name,
                     items,

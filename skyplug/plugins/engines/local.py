@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from skyplug.core.engine import Engine, ordered_map
+from skyplug.core.engine import Engine, ordered_map, task
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
 
@@ -30,7 +30,8 @@ class LocalEngine(Engine):
     ) -> list[Any]:
         items = list(items)
         with ThreadPoolExecutor(max(1, min(self.workers, len(items)))) as pool:
-            futures = [pool.submit(fn, item) for item in items]
+            run = task(self.name, fn)
+            futures = [pool.submit(run, item) for item in items]
 
             def cancel() -> None:
                 for fut in futures:

@@ -18,20 +18,23 @@ FORMATS: tuple[Spec, ...] = (
         "skyplug.plugins.formats.hdf5.format:Hdf5Format",
         err="pip install 'skyplug[hdf5]' (h5py, numcodecs, imagecodecs)",
         keys=(".h5", ".hdf5", ".h5parm"),
+        info={"software": ("h5py", "numcodecs", "imagecodecs")},
     ),
     Spec(
         "fits",
         "skyplug.plugins.formats.fits.format:FitsFormat",
         err="pip install 'skyplug[fits]' (astropy)",
         keys=(".fits", ".fit", ".fts"),
+        info={"software": ("astropy",)},
     ),
     Spec(
         "ms",
         "skyplug.plugins.formats.ms.format:MsFormat",
         err="pip install 'skyplug[ms]' (python-casacore)",
         keys=(".ms",),
+        info={"software": ("python-casacore",)},
     ),
-    Spec("npy", "skyplug.plugins.formats.npy:NpyFormat", keys=(".npy",)),
+    Spec("npy", "skyplug.plugins.formats.npy:NpyFormat", keys=(".npy",), info={"software": ("numpy",)}),
 )
 
 
