@@ -11,15 +11,11 @@ from skyplug.core.config import Site, get_config
 from skyplug.core.errors import FormatError, PluginError
 from skyplug.core.format import Format
 from skyplug.core.index import IndexCache, cache_key
+from skyplug.core.locator import NAMED_SITE, NO_SITE, ON_SITE
 from skyplug.core.partition import Partition
 from skyplug.core.source import Source, Target, Tree
 from skyplug.core.uri import URI, parse_uri
 from skyplug.core.zip import ZipTree
-
-# How a URI scheme's locator (its ``uri_sites``) uses sites: its URIs are paths, need no site
-# (NO_SITE); span sites, a site named only to say where the client is (NAMED_SITE); or live on one
-# site, the named or default one, opened by the locator of that site's type (ON_SITE, the default).
-NO_SITE, NAMED_SITE, ON_SITE = "none", "named", "on-site"
 
 
 def _site_use(uri: URI) -> str:
@@ -63,11 +59,7 @@ def open_target(
     where = resolve_site(u, site)
     on_site = where is not None and _site_use(u) == ON_SITE
     locator = plugins.find("locators", where.type if where is not None and on_site else u.scheme)
-    hint = container.get("hint") if container else None
-    if hint is not None:  # only then: a locator that makes no hints need not take one
-        target = locator.open(u, where, version=version, hint=hint)
-    else:
-        target = locator.open(u, where, version=version)
+    target = locator.open(u, where, version=version, hint=container.get("hint") if container else None)
     if isinstance(target, Source):
         size = container.get("size", size) if container else size
         if size is not None:

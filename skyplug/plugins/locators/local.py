@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyplug.core.config import Site
-from skyplug.core.dataset import NO_SITE
+from skyplug.core.config import Config, Site
 from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
 from skyplug.core.hookspecs import hookimpl
+from skyplug.core.locator import NO_SITE, Locator
 from skyplug.core.paths import site_join
 from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, Tree
@@ -130,7 +130,7 @@ def local_options(site: Site) -> LocalSiteOptions:
     return settings
 
 
-class LocalLocator:
+class LocalLocator(Locator):
     """Opens local paths, and ``bucket/key`` under a local site's folder."""
 
     name = "local"
@@ -149,7 +149,9 @@ class LocalLocator:
             return Path(uri.path)
         return site_join(local_options(site).root, uri.path, site.name)
 
-    def open(self, uri: URI, site: Site | None, *, version: str | None = None) -> Source | Tree:
+    def open(
+        self, uri: URI, site: Site | None, *, version: str | None = None, hint: Any = None
+    ) -> Source | Tree:
         path = self.path_of(uri, site)
         if path.is_dir():
             return LocalTree(path, expected_version=version)
@@ -160,5 +162,5 @@ class LocalLocator:
 
 
 @hookimpl
-def skyplug_register_locators(config):
+def skyplug_register_locators(config: Config) -> list[Spec]:
     return [Spec("local", "skyplug.plugins.locators.local:LocalLocator", keys=("file", "local"))]

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyplug.core.config import Site
-from skyplug.core.dataset import ON_SITE
+from skyplug.core.config import Config, Site
 from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
 from skyplug.core.hookspecs import hookimpl
+from skyplug.core.locator import ON_SITE, Locator
 from skyplug.core.logs import redact_url
 from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, TransientError, Tree
@@ -80,7 +80,7 @@ class S3SiteOptions:
 def parse_site(site: Site) -> S3SiteOptions:
     """Check an S3 site's options and type them."""
     opts = site.options
-    named = {k: opts[k] for k in _FIELDS if opts.get(k) is not None}
+    named: dict[str, Any] = {k: str(opts[k]) for k in _FIELDS if opts.get(k) is not None}
     if named.get("addressing", "path") not in ("path", "virtual"):
         raise ConfigError(f"site {site.name!r}: addressing must be 'path' or 'virtual'")
     given = {k: opts[k] for k in PUBLIC_OPTIONS if k in opts}
@@ -90,7 +90,7 @@ def parse_site(site: Site) -> S3SiteOptions:
             tuning[key] = (int if key == "max_pool_connections" else float)(value)
         except (TypeError, ValueError):
             raise ConfigError(f"site {site.name!r}: {key} must be a number, not {value!r}") from None
-    return S3SiteOptions(site.name, **{k: str(v) for k, v in named.items()}, **tuning, given=given)
+    return S3SiteOptions(site.name, **named, **tuning, given=given)
 
 
 def s3_options(site: Site) -> S3SiteOptions:
@@ -288,7 +288,7 @@ def list_prefix(site: Site, bucket: str, prefix: str) -> dict[str, tuple[int, st
     return out
 
 
-class S3Locator:
+class S3Locator(Locator):
     """Opens ``s3://bucket/key`` on an S3 site: an object, or a prefix seen as a folder."""
 
     name = "s3"
@@ -305,7 +305,7 @@ class S3Locator:
         site: Site | None,
         *,
         version: str | None = None,
-        hint: dict[str, list[Any]] | None = None,
+        hint: Any = None,
     ) -> Source | Tree:
         """``hint``: what :meth:`S3Tree.container` gave, the sizes and ETags of a partition's members."""
         if site is None or not isinstance(site.settings, S3SiteOptions):
@@ -329,7 +329,7 @@ class S3Locator:
 
 
 @hookimpl
-def skyplug_register_locators(config):
+def skyplug_register_locators(config: Config) -> list[Spec]:
     return [
         Spec(
             "s3",

@@ -7,17 +7,20 @@ site) and ``storage_per_gb_month`` ($/GB-month stored there); and the top-level 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.plugins import Spec
+
+if TYPE_CHECKING:
+    from skyplug.core.config import Config
 
 # Keys this plugin reads from every site's table, with their defaults (public: prices are no secret).
 SITE_KEYS = {"egress_per_gb": 0.0, "storage_per_gb_month": 0.0}
 
 
 @hookimpl
-def skyplug_register_locators(config: Any) -> list[Spec]:
+def skyplug_register_locators(config: Config) -> list[Spec]:
     return [
         Spec(
             "sky",

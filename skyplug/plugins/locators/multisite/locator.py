@@ -16,11 +16,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from skyplug.core.config import Site
-from skyplug.core.dataset import NAMED_SITE
 from skyplug.core.errors import NotFound, SiteError, SkyplugError, StaleObjectError
+from skyplug.core.locator import NAMED_SITE, Locator
 from skyplug.core.source import Range, Source, TransientError, Tree
 from skyplug.core.uri import URI
 from skyplug.plugins.locators.multisite import physical
@@ -308,14 +308,16 @@ def open_sky(
     return tree
 
 
-class SkyLocator:
+class SkyLocator(Locator):
     """Opens ``sky://`` URIs. The site passed by the core is taken as the client's site only
     when no ``client_site`` is configured (the core passes the default site)."""
 
     name = "sky"
     uri_sites = {"sky": NAMED_SITE}  # the namespace spans sites: one named says where the client is
 
-    def open(self, uri: URI, site: Site | None, *, version: str | None = None) -> Source | Tree:
+    def open(
+        self, uri: URI, site: Site | None, *, version: str | None = None, hint: Any = None
+    ) -> Source | Tree:
         ctx = get_context()
         at = ctx.settings.client_site or (site.name if site is not None else None)
         return open_sky(uri, at, version, ctx)
