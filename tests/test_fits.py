@@ -491,3 +491,19 @@ def test_astropy_is_imported_on_first_use_only() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "False", run.stderr
+
+
+def test_missing_astropy_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without astropy the FITS plugin says which extra to install, when first used."""
+    import importlib.util
+
+    from skyplug.core.errors import PluginError
+    from skyplug.plugins.formats import FORMATS
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "astropy" else real(name, *a)
+    )
+    spec = next(s for s in FORMATS if s.name == "fits")
+    with pytest.raises(PluginError, match=r"needs a missing dependency.*skyplug\[fits\]"):
+        spec.load()

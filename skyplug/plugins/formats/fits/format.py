@@ -8,6 +8,7 @@ The data's way through the package: ``header`` (blocks read by range, values by 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +60,12 @@ class FitsFormat(Format):
     extensions = (".fits", ".fit", ".fts", ".fits.fz")
     axes = ("channel", "stokes", "rows")
     outputs = ("fits", "npz")
+
+    def __init__(self) -> None:
+        # astropy is imported where it is used, not here (sniffing must stay cheap); its absence is
+        # found now, so the registry reports the missing extra in one line (Spec.load).
+        if importlib.util.find_spec("astropy") is None:
+            raise ImportError("No module named 'astropy'")
 
     def sniff(self, name: str, head: bytes, members: Sequence[str] | None = None) -> float:
         if head.startswith(b"SIMPLE  =") and head[29:30] == b"T":
