@@ -150,19 +150,25 @@ class TapApp:
 
     async def endpoint(self, request: Request) -> Response:
         """Read the parameters within the bounds, then answer on a worker thread."""
-        method = request.method
         try:
             params = await self._params(request)
-        except TapError as exc:
-            return _response(error_reply(exc), method, close=isinstance(exc, _BodyRefused) and exc.close)
+        except Exception as exc:  # a VOTable error too
+            return _response(error_reply(exc, request.url.path), isinstance(exc, _BodyRefused) and exc.close)
         limiter = self.waits if "WAIT" in params else self.queries
         client = request.client.host if request.client else ""
         reply = await anyio.to_thread.run_sync(
-            self.dispatch, method, request.scope, params, client, limiter=limiter, abandon_on_cancel=True
+            self.dispatch,
+            request.method,
+            request.scope,
+            params,
+            client,
+            limiter=limiter,
+            abandon_on_cancel=True,
         )
-        return _response(reply, method)
+        return _response(reply)
 
     async def _params(self, request: Request) -> dict[str, str]:
+        """The TAP parameters of the query string and, for POST, of a body within the bounds."""
         query = request.scope["query_string"].decode("latin-1")
         body = b""
         if request.method == "POST":
@@ -246,7 +252,7 @@ def _base(scope: Mapping[str, Any]) -> str:
     return f"http://{host}/tap"
 
 
-def _response(reply: Reply, method: str, close: bool = False) -> Response:
+def _response(reply: Reply, close: bool = False) -> Response:
     """The Reply as one HTTP response; text and XML are declared UTF-8."""
     data = reply.body.encode() if isinstance(reply.body, str) else reply.body
     mime = reply.mime
