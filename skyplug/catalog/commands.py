@@ -81,8 +81,8 @@ def _fmt(v: Any) -> str:
 def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) -> None:
     """Serve the catalogue over TAP at http://HOST:PORT/tap (read-only)."""
     from skyplug.catalog.db import CatalogError, CatalogUnreachable
+    from skyplug.catalog.server import TapServer
     from skyplug.catalog.service import open_configured, settings
-    from skyplug.catalog.tap import TapServer
     from skyplug.core.config import get_config
 
     cat = open_configured(db_url)
@@ -103,7 +103,6 @@ def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) ->
     try:
         server.serve_forever()
     finally:
-        server.httpd.server_close()
         cat.close()
 
 

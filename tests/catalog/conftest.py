@@ -9,7 +9,7 @@ import pytest
 
 from skyplug.catalog import synthetic
 from skyplug.catalog.db import Catalog, make_record, open_catalog
-from skyplug.catalog.tap import TapServer
+from skyplug.catalog.server import TapServer
 
 N_RECORDS = 2000
 

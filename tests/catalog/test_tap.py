@@ -126,7 +126,7 @@ def test_uws_error_job(tap_url: str) -> None:
 
 def test_jobs_survive_a_restart(backend_url: str, tmp_path) -> None:
     from skyplug.catalog.db import open_catalog
-    from skyplug.catalog.tap import TapServer
+    from skyplug.catalog.server import TapServer
 
     cat = open_catalog(backend_url)
     server = TapServer(cat, jobs_dir=tmp_path).start()

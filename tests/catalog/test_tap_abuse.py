@@ -21,7 +21,7 @@ import pytest
 import requests
 from astropy.io.votable import parse
 
-from skyplug.catalog import tap
+from skyplug.catalog import tap, uws
 
 TIMEOUT = 2.0
 TICK = os.sysconf("SC_CLK_TCK")
@@ -177,9 +177,9 @@ def test_job_count_and_parameter_size_are_limited(served: Served) -> None:
         big = _job(served, BASE + " OR ".join("s_ra > 1" for _ in range(110_000)))
         assert big.status_code == 413 and _status(big.content)[0] == "ERROR"
         assert "jobref" not in requests.get(f"{served.url}/async", timeout=30).text  # nothing stored
-        codes = [_job(served, CONE).status_code for _ in range(tap.MAX_JOBS_PER_CLIENT + 5)]
-        assert codes[: tap.MAX_JOBS_PER_CLIENT] == [303] * tap.MAX_JOBS_PER_CLIENT
-        assert set(codes[tap.MAX_JOBS_PER_CLIENT :]) == {429}
+        codes = [_job(served, CONE).status_code for _ in range(uws.MAX_JOBS_PER_CLIENT + 5)]
+        assert codes[: uws.MAX_JOBS_PER_CLIENT] == [303] * uws.MAX_JOBS_PER_CLIENT
+        assert set(codes[uws.MAX_JOBS_PER_CLIENT :]) == {429}
         refused = _job(served, CONE)
         assert "too many jobs" in _status(refused.content)[1]
     finally:
@@ -188,7 +188,7 @@ def test_job_count_and_parameter_size_are_limited(served: Served) -> None:
 
 def test_running_jobs_per_client_are_limited(served: Served) -> None:
     try:
-        jobs = [_job(served, HEAVY).headers["Location"] for _ in range(tap.MAX_ACTIVE_JOBS_PER_CLIENT + 1)]
+        jobs = [_job(served, HEAVY).headers["Location"] for _ in range(uws.MAX_ACTIVE_JOBS_PER_CLIENT + 1)]
         for job in jobs[:-1]:
             r = requests.post(f"{job}/phase", data={"PHASE": "RUN"}, allow_redirects=False, timeout=30)
             assert r.status_code == 303

@@ -80,7 +80,7 @@ def test_catalog_serve_answers_provsap(tmp_path: Path, monkeypatch: pytest.Monke
     import urllib.request
 
     from skyplug.catalog.db import open_catalog
-    from skyplug.catalog.tap import TapServer
+    from skyplug.catalog.server import TapServer
     from skyplug.core import config
 
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
