@@ -11,7 +11,7 @@ import pytest
 
 os.environ["SKYPLUG_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # tests install third-party plugins themselves
 
-pytest_plugins = ["tests.plugins.s3_services", "tests.plugins.pg_services"]
+pytest_plugins = ["tests.plugins.s3_services", "tests.plugins.pg_services", "tests.plugins.rdf_services"]
 
 
 @pytest.fixture(autouse=True)

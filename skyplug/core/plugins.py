@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.engines.dask",
     "skyplug.catalog.plugin",
     "skyplug.plugins.provenance",
+    "skyplug.plugins.publishers.sparql",
 )
 
 FAMILIES: dict[str, str] = {

@@ -109,9 +109,18 @@ def pipeline() -> Pipeline:
     return Pipeline()
 
 
+def hostile_name(i: int) -> str:
+    """The file name of hostile record ``i``: the value itself when a file system allows it (at most
+    255 bytes), else a plain name (the value is still its title and target)."""
+    value = HOSTILE[i]
+    return value if len(value.encode()) <= 255 else f"long-{i}.fits"
+
+
 def hostile_records() -> list[dict[str, Any]]:
     """One record per hostile value: in its file name (URI), title and target name."""
     return [
-        obs_record(f"/data/hostile/{i}/{value}", obs_title=value, target_name=value, dataproduct_type="image")
-        for i, value in enumerate(HOSTILE)
+        obs_record(
+            f"/data/hostile/{i}/{hostile_name(i)}", obs_title=v, target_name=v, dataproduct_type="image"
+        )
+        for i, v in enumerate(HOSTILE)
     ]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pyshacl
 import pytest
-from rdflib import RDF, XSD, BNode, Graph, Literal, URIRef
+import rdflib.namespace as ns
+from rdflib import RDF, BNode, Graph, Literal, URIRef
 from rdflib.compare import isomorphic
-from rdflib.namespace import DCAT, DCTERMS, PROV
 
 from skyplug.plugins.publishers import rdf
-from tests.publishers.conftest import HOSTILE, Pipeline, hostile_records, subbands
+from tests.publishers.conftest import HOSTILE, Pipeline, hostile_name, hostile_records, subbands
 
 
 def conforms(g: Graph) -> None:
@@ -38,17 +38,17 @@ def test_record_is_a_dcat_dataset_with_a_distribution() -> None:
     rec = subbands(n=1)[0]
     g = rdf.record_graph(rec)
     ds = rdf.dataset_iri(rec["obs_publisher_did"])
-    assert (ds, RDF.type, DCAT.Dataset) in g
-    assert g.value(ds, DCTERMS.identifier) == Literal(rec["obs_publisher_did"])
-    dist = g.value(ds, DCAT.distribution)
-    assert g.value(dist, DCAT.accessURL) == URIRef(rec["access_url"])
-    assert g.value(dist, DCAT.mediaType) == URIRef(rdf.IANA + "application/x-casa-ms")
-    assert g.value(dist, DCAT.byteSize) == Literal(1_000_000_000, datatype=XSD.nonNegativeInteger)
+    assert (ds, RDF.type, ns.DCAT.Dataset) in g
+    assert g.value(ds, ns.DCTERMS.identifier) == Literal(rec["obs_publisher_did"])
+    dist = g.value(ds, ns.DCAT.distribution)
+    assert g.value(dist, ns.DCAT.accessURL) == URIRef(rec["access_url"])
+    assert g.value(dist, ns.DCAT.mediaType) == URIRef(rdf.IANA + "application/x-casa-ms")
+    assert g.value(dist, ns.DCAT.byteSize) == Literal(1_000_000_000, datatype=ns.XSD.nonNegativeInteger)
     checksum = g.value(dist, rdf.SPDX.checksum)
     assert g.value(checksum, rdf.SPDX.algorithm) == rdf.SPDX.checksumAlgorithm_sha256
     assert g.value(checksum, rdf.SPDX.checksumValue) == Literal("0" * 64)
-    assert g.value(ds, rdf.SKY.em_min) == Literal(rec["em_min"], datatype=XSD.double)
-    assert g.value(ds, rdf.SKY.calib_level) == Literal(1, datatype=XSD.integer)
+    assert g.value(ds, rdf.SKY.em_min) == Literal(rec["em_min"], datatype=ns.XSD.double)
+    assert g.value(ds, rdf.SKY.calib_level) == Literal(1, datatype=ns.XSD.integer)
     assert not any(isinstance(t, BNode) for triple in g for t in triple)
     conforms(g)
 
@@ -56,7 +56,7 @@ def test_record_is_a_dcat_dataset_with_a_distribution() -> None:
 def test_plain_path_access_url_is_a_file_iri() -> None:
     rec = hostile_records()[2]  # a '#' in the file name must not become a fragment
     g = rdf.record_graph(rec)
-    url = g.value(g.value(rdf.dataset_iri(rec["obs_publisher_did"]), DCAT.distribution), DCAT.accessURL)
+    url = g.value(g.value(rdf.dataset_iri(rec["obs_publisher_did"]), ns.DCAT.distribution), ns.DCAT.accessURL)
     assert url.startswith("file:///data/hostile/2/") and "#" not in url and " " not in url
 
 
@@ -64,17 +64,17 @@ def test_derived_record_points_at_its_parent(pipeline: Pipeline) -> None:
     cal = pipeline.records[2]
     g = rdf.record_graph(cal)
     parent = rdf.dataset_iri(pipeline.records[0]["obs_publisher_did"])
-    assert (rdf.dataset_iri(cal["obs_publisher_did"]), PROV.wasDerivedFrom, parent) in g
+    assert (rdf.dataset_iri(cal["obs_publisher_did"]), ns.PROV.wasDerivedFrom, parent) in g
 
 
 def test_provenance_run_is_prov_o_without_blank_nodes(pipeline: Pipeline) -> None:
     g = rdf.run_graph(pipeline.run, *pipeline.rows)
     assert not any(isinstance(t, BNode) for triple in g for t in triple)
-    assert len(set(g.subjects(RDF.type, PROV.Activity))) == 2
+    assert len(set(g.subjects(RDF.type, ns.PROV.Activity))) == 2
     raw = rdf.SKYPROV["e-" + rdf.pv.content_id(pipeline.raw, "v1")]
     cal = rdf.SKYPROV["e-" + rdf.pv.content_id(pipeline.calibrated, "v1")]
-    assert (cal, PROV.wasDerivedFrom, raw) in g
-    assert g.value(raw, PROV.atLocation) == Literal(pipeline.raw)  # plain, not ^^xsd:string
+    assert (cal, ns.PROV.wasDerivedFrom, raw) in g
+    assert g.value(raw, ns.PROV.atLocation) == Literal(pipeline.raw)  # plain, not ^^xsd:string
     again = rdf.run_graph(pipeline.run, *pipeline.rows)
     assert set(again) == set(g)  # the same IRIs every time: a replaced graph stays the same
     conforms(g)
@@ -92,7 +92,7 @@ def test_shapes_reject_a_broken_record() -> None:
     rec = subbands(n=1)[0] | {"s_dec": 91.0}
     g = rdf.record_graph(rec)
     ds = rdf.dataset_iri(rec["obs_publisher_did"])
-    g.remove((g.value(ds, DCAT.distribution), DCAT.accessURL, None))
+    g.remove((g.value(ds, ns.DCAT.distribution), ns.DCAT.accessURL, None))
     ok, _, text = pyshacl.validate(g, shacl_graph=rdf.shapes())
     assert not ok and "accessURL" in text and "s_dec" in text
 
@@ -102,8 +102,8 @@ def test_hostile_values_are_literals(value: str) -> None:
     rec = next(r for r in hostile_records() if r["obs_title"] == value)
     g = rdf.record_graph(rec)
     ds = rdf.dataset_iri(rec["obs_publisher_did"])
-    assert g.value(ds, DCTERMS.title) == Literal(value)
-    assert g.value(ds, rdf.SKY.fileName) == Literal(value)
+    assert g.value(ds, ns.DCTERMS.title) == Literal(value)
+    assert g.value(ds, rdf.SKY.fileName) == Literal(hostile_name(HOSTILE.index(value)))
     assert g.value(ds, rdf.SKY.target_name) == Literal(value)
     parsed = Graph().parse(data=g.serialize(format="nt"), format="nt")
     assert isomorphic(parsed, g)

@@ -10,6 +10,7 @@ or replaced, stays identical: Virtuoso would duplicate blank nodes on re-insert.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
@@ -278,7 +279,9 @@ def run_graph(
     from rdflib.compare import to_canonical_graph
 
     doc = pv.to_document(dict(nodes), list(relations))
-    text = doc.serialize(format="rdf", rdf_format="nt")
+    with warnings.catch_warnings():  # prov passes encoding=None, rdflib warns it writes UTF-8
+        warnings.simplefilter("ignore", UserWarning)
+        text = doc.serialize(format="rdf", rdf_format="nt")
     parsed = to_canonical_graph(Graph().parse(data=text, format="nt"))  # stable blank-node labels
     gid = run_graph_iri(run, prefix)
     g = _bind(Graph(identifier=gid))
