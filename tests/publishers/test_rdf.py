@@ -74,6 +74,16 @@ def test_provenance_run_is_prov_o_without_blank_nodes(pipeline: Pipeline) -> Non
     raw = rdf.SKYPROV["e-" + rdf.pv.content_id(pipeline.raw, "v1")]
     cal = rdf.SKYPROV["e-" + rdf.pv.content_id(pipeline.calibrated, "v1")]
     assert (cal, ns.PROV.wasDerivedFrom, raw) in g
+    assert (
+        cal,
+        ns.PROV.wasGeneratedBy,
+        g.value(g.value(cal, ns.PROV.qualifiedGeneration), ns.PROV.activity),
+    ) in g
+    assert (
+        len(list(g.subject_objects(ns.PROV.used)))
+        == len(list(g.subject_objects(ns.PROV.qualifiedUsage)))
+        == 3
+    )
     assert g.value(raw, ns.PROV.atLocation) == Literal(pipeline.raw)  # plain, not ^^xsd:string
     again = rdf.run_graph(pipeline.run, *pipeline.rows)
     assert set(again) == set(g)  # the same IRIs every time: a replaced graph stays the same

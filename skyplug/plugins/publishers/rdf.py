@@ -289,7 +289,23 @@ def run_graph(
     g.add((gid, DCTERMS.identifier, Literal(run)))
     for triple in parsed:
         g.add(tuple(_skolem(t, gid) for t in triple))  # type: ignore[arg-type]
+    # prov writes a relation with attributes (role, time) only in its qualified form: state the
+    # unqualified one too, as PROV-O asks, so queries follow prov:used / prov:wasGeneratedBy
+    for qualified, target, direct in _QUALIFIED:
+        for subject, node in list(g.subject_objects(qualified)):
+            for obj in g.objects(node, target):
+                g.add((subject, direct, obj))
     return g
+
+
+_QUALIFIED = (
+    (PROV.qualifiedUsage, PROV.entity, PROV.used),
+    (PROV.qualifiedGeneration, PROV.activity, PROV.wasGeneratedBy),
+    (PROV.qualifiedDerivation, PROV.entity, PROV.wasDerivedFrom),
+    (PROV.qualifiedAssociation, PROV.agent, PROV.wasAssociatedWith),
+    (PROV.qualifiedAttribution, PROV.agent, PROV.wasAttributedTo),
+    (PROV.qualifiedCommunication, PROV.activity, PROV.wasInformedBy),
+)
 
 
 def _skolem(term: Any, gid: URIRef) -> Any:
