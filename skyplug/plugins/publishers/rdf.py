@@ -276,19 +276,18 @@ def run_graph(
     """One provenance run as PROV-O: the ``prov`` document of its rows (IVOA classes as
     ``prov:type``), its blank nodes given stable IRIs below the run's graph, xsd:string literals as
     plain ones (Virtuoso tells them apart, so joins on locations would miss)."""
-    from rdflib.compare import to_canonical_graph
-
     doc = pv.to_document(dict(nodes), list(relations))
     with warnings.catch_warnings():  # prov passes encoding=None, rdflib warns it writes UTF-8
         warnings.simplefilter("ignore", UserWarning)
         text = doc.serialize(format="rdf", rdf_format="nt")
-    parsed = to_canonical_graph(Graph().parse(data=text, format="nt"))  # stable blank-node labels
+    parsed = Graph().parse(data=text, format="nt")
     gid = run_graph_iri(run, prefix)
     g = _bind(Graph(identifier=gid))
     g.add((gid, RDF.type, SKY.ProvenanceRun))
     g.add((gid, DCTERMS.identifier, Literal(run)))
+    labels = _bnode_labels(parsed)
     for triple in parsed:
-        g.add(tuple(_skolem(t, gid) for t in triple))  # type: ignore[arg-type]
+        g.add(tuple(_skolem(t, gid, labels) for t in triple))  # type: ignore[arg-type]
     # prov writes a relation with attributes (role, time) only in its qualified form: state the
     # unqualified one too, as PROV-O asks, so queries follow prov:used / prov:wasGeneratedBy
     for qualified, target, direct in _QUALIFIED:
@@ -308,11 +307,23 @@ _QUALIFIED = (
 )
 
 
-def _skolem(term: Any, gid: URIRef) -> Any:
+def _bnode_labels(g: Graph) -> dict[Any, str]:
+    """A stable label for each blank node: the hash of its own triples. prov's blank nodes are
+    qualified relations pointing at IRIs and literals only, so their triples identify them."""
     from rdflib import BNode
 
-    if isinstance(term, BNode):
-        return URIRef(f"{gid}#b{term}")
+    parts: dict[Any, list[str]] = {}
+    for s, p, o in g:
+        if isinstance(s, BNode):
+            parts.setdefault(s, []).append(f"> {p.n3()} {o.n3()}")
+        if isinstance(o, BNode):
+            parts.setdefault(o, []).append(f"< {s.n3()} {p.n3()}")
+    return {b: pv.content_id(sorted(v)) for b, v in parts.items()}
+
+
+def _skolem(term: Any, gid: URIRef, labels: dict[Any, str]) -> Any:
+    if term in labels:
+        return URIRef(f"{gid}#{labels[term]}")
     if isinstance(term, Literal) and term.datatype == XSD.string:
         return Literal(str(term))
     return term

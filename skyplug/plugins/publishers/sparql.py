@@ -247,17 +247,32 @@ class SparqlPublisher:
 
     # publishing
 
+    def graphs(
+        self, records: Iterable[Mapping[str, Any]], provenance: Mapping[str, Rows] | None = None
+    ) -> list[Any]:
+        """The rdflib graphs of records and of runs (``run id -> (nodes, relations)``)."""
+        from skyplug.plugins.publishers import rdf
+
+        out = [rdf.record_graph(rec, self.prefix) for rec in records]
+        return out + [
+            rdf.run_graph(run, *rows, prefix=self.prefix) for run, rows in (provenance or {}).items()
+        ]
+
     def publish(
         self, records: Iterable[Mapping[str, Any]], provenance: Mapping[str, Rows] | None = None
     ) -> dict[str, Any]:
         """Replace the named graph of each record and of each run (``run id -> (nodes, relations)``);
         return counts (records, runs, graphs, triples, requests, seconds)."""
+        return self.send(self.graphs(records, provenance))
+
+    def send(self, graphs: list[Any]) -> dict[str, Any]:
+        """Replace these named graphs in the store; return counts."""
+        from rdflib import RDF
+
         from skyplug.plugins.publishers import rdf
 
         t0, before = time.perf_counter(), self.requests
-        graphs = [rdf.record_graph(rec, self.prefix) for rec in records]
-        n_records = len(graphs)
-        graphs += [rdf.run_graph(run, *rows, prefix=self.prefix) for run, rows in (provenance or {}).items()]
+        runs = sum(1 for g in graphs if (g.identifier, RDF.type, rdf.SKY.ProvenanceRun) in g)
         triples = sum(len(g) for g in graphs)
         if self.kind in ("memory", "embedded"):
             self._publish_embedded(graphs)
@@ -267,8 +282,8 @@ class SparqlPublisher:
             self._publish_update(graphs)
         return {
             "endpoint": redact_url(self.endpoint),
-            "records": n_records,
-            "runs": len(graphs) - n_records,
+            "records": len(graphs) - runs,
+            "runs": runs,
             "graphs": len(graphs),
             "triples": triples,
             "requests": self.requests - before,
