@@ -734,6 +734,13 @@ def ensure_rdf_installed(kind: str) -> None:
         raise ValueError(f"unknown RDF store {kind!r}; choose from {RDF_SERVICES}")
 
 
+def _virtuoso_version() -> str:
+    """The Debian package's version (``virtuoso-t`` prints none without a database)."""
+    with contextlib.suppress(OSError, ServiceError):
+        return _run(["dpkg-query", "-W", "-f=${Version}", "virtuoso-opensource-7-bin"]).stdout.strip()
+    return "7"
+
+
 def _virtuoso_ini(wd: Path, sql_port: int, http_port: int) -> Path:
     """Debian's template with every path in *wd* and both ports on 127.0.0.1."""
     out = []
@@ -812,7 +819,7 @@ def start_rdf(kind: str, workdir: str | None = None, timeout: float = 90) -> Rdf
                 f"{base}/sparql-graph-crud-auth",
                 user,
                 password,
-                "virtuoso-opensource 7",
+                "virtuoso-opensource " + _virtuoso_version(),
                 pids,
                 workdir,
             )
