@@ -682,7 +682,7 @@ RDF_SERVICES = ("virtuoso", "oxigraph")
 VIRTUOSO_TEMPLATE = Path("/usr/share/virtuoso-opensource-7/virtuoso.ini")
 VIRTUOSO_DBA = ("dba", "dba")  # a fresh database's administrator (loopback-only throwaway server)
 VIRTUOSO_WRITER = ("skyplug_writer", "skyplug-writer-pw")  # the writer the tests publish as
-OXIGRAPH_VERSION = "0.5.3"  # only used when the current interpreter has no oxigraph wheel
+OXIGRAPH_VERSION = "0.5.13"  # only installed when neither this interpreter nor PATH has `oxigraph`
 
 
 @dataclass
@@ -716,8 +716,12 @@ class RdfService:
 
 
 def _oxigraph_bin() -> Path:
+    """``oxigraph`` beside this interpreter (the ``sparql`` extra), else on PATH, else our venv's."""
     here = Path(sys.executable).parent / "oxigraph"
-    return here if here.exists() else _venv_dir("oxigraph") / "bin" / "oxigraph"
+    if here.exists():
+        return here
+    found = shutil.which("oxigraph")
+    return Path(found) if found else _venv_dir("oxigraph") / "bin" / "oxigraph"
 
 
 def ensure_rdf_installed(kind: str) -> None:
