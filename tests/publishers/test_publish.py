@@ -26,6 +26,15 @@ def test_registered_as_a_publisher() -> None:
     assert "sparql" in [p["name"] for p in plugins.describe_plugins()["families"]["publishers"]]
 
 
+def test_options_never_take_a_password() -> None:
+    from skyplug.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="SKYPLUG_SPARQL_PASSWORD"):
+        SparqlPublisher.from_options({"endpoint": "http://h/sparql-auth", "password": "x"})
+    with pytest.raises(ConfigError, match="unknown option"):
+        SparqlPublisher.from_options({"endpoint": "memory", "endpont": "typo"})
+
+
 def test_embedded_publish_is_idempotent(pipeline: Pipeline) -> None:
     pub = SparqlPublisher()
     records = [*pipeline.records, *subbands()]

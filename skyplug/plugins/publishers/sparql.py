@@ -240,6 +240,8 @@ class SparqlPublisher:
             "timeout",
             "query_endpoint",
         }
+        if "password" in options:
+            raise ConfigError(f"[publishers] sparql: no password in skyplug.toml; set ${PASSWORD_ENV}")
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(f"[publishers] sparql: unknown option(s) {', '.join(unknown)}")
