@@ -125,8 +125,9 @@ def run_one(
         }
     result["stored_triples"] = pub.triples()
     result["queries"] = queries(pub, values)
-    pub.drop()
-    pub.close()
+    if pub.kind == "memory":
+        pub.drop()
+    pub.close()  # a server is stopped with its data
     print(f"{label}: {result['triples_per_s']} triples/s", file=sys.stderr)
     return result
 
@@ -139,6 +140,7 @@ def main() -> None:
         "--ways", default="store,update", help="store (Graph Store), update (SPARQL), or both"
     )
     parser.add_argument("--no-republish", action="store_true", help="time the first publish only")
+    parser.add_argument("--stores", default="oxigraph,virtuoso", help="servers to start (comma list)")
     args = parser.parse_args()
     ways = args.ways.split(",")
     services = _services()
@@ -176,7 +178,7 @@ def main() -> None:
     embedded = SparqlPublisher(graph_prefix="urn:bench:")
     results.append(run_one("embedded pyoxigraph (memory)", embedded, graphs, values, not args.no_republish))
     save(False)
-    for kind in ("oxigraph", "virtuoso"):
+    for kind in args.stores.split(","):
         svc = services.start_rdf(kind)
         versions[kind] = svc.version
         try:

@@ -153,8 +153,8 @@ ORDER BY ?name""",
     + """SELECT DISTINCT ?product ?name WHERE {
   ?solutions prov:atLocation ?h5parm_uri .
   ?calibration prov:used ?solutions .
-  ?output prov:wasGeneratedBy ?calibration .
-  ?entity prov:wasDerivedFrom* ?output ; prov:atLocation ?loc .
+  ?output prov:wasGeneratedBy ?calibration ; ^prov:wasDerivedFrom* ?entity .
+  ?entity prov:atLocation ?loc .
   ?product a dcat:Dataset ; sky:uri ?loc ; sky:fileName ?name .
 }
 ORDER BY ?name""",
