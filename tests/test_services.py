@@ -79,7 +79,7 @@ def test_botocore_signed_probe_accepted(s3_backend: str, s3_site: Any) -> None:
     """The readiness probe (ListBuckets signed by botocore's S3SigV4Auth) is accepted at the site's
     own region; servers that check signatures (all but moto) refuse it with a wrong secret or
     another region."""
-    from tests.plugins.s3_services import services
+    from tests.servers.s3_services import services
 
     probe = services._signed_list_buckets
     assert probe(s3_site.port, s3_site.region, s3_site.access_key, s3_site.secret_key) == 200

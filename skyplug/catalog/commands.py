@@ -119,3 +119,69 @@ def plot_cmd(db_url: str | None, output: str, where: str, as_json: bool) -> None
     with open_configured(db_url) as cat:
         n = plot_coverage(cat, Path(output), where)
     emit({"output": output, "records": n}, as_json, f"{output}: {n} records plotted")
+
+
+@catalog.command("publish")
+@click.option("--to", "target", default="sparql", show_default=True, help="Publisher plugin.")
+@click.option(
+    "--endpoint",
+    help="Store: an http(s) SPARQL update or Graph Store URL, oxigraph:DIR, or memory "
+    "(default: an embedded Oxigraph store in the data folder).",
+)
+@click.option("--graph-prefix", help="Prefix of the named graphs (default urn:skyplug:).")
+@click.option("--user", help="User for HTTP Digest auth; the password is $SKYPLUG_SPARQL_PASSWORD.")
+@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("--no-prov", is_flag=True, help="Publish the records only, not the provenance runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def publish_cmd(
+    target: str,
+    endpoint: str | None,
+    graph_prefix: str | None,
+    user: str | None,
+    db_url: str | None,
+    no_prov: bool,
+    as_json: bool,
+) -> None:
+    """Publish every record (and provenance run) as linked data: one named graph each, replaced."""
+    from skyplug.catalog.service import open_configured
+    from skyplug.core import plugins
+    from skyplug.core.config import data_dir
+
+    publisher = plugins.find("publishers", target)
+    options = {
+        "endpoint": endpoint or f"oxigraph:{data_dir() / 'sparql-store'}",
+        "graph_prefix": graph_prefix,
+        "user": user,
+    }
+    pub = type(publisher).from_options({k: v for k, v in options.items() if v is not None})
+    with open_configured(db_url) as cat:
+        records = _all_records(cat)
+    runs = {} if no_prov else _provenance_runs()
+    try:
+        counts = pub.publish(records, runs)
+    finally:
+        pub.close()
+    emit(
+        counts,
+        as_json,
+        f"{counts['endpoint']}: {counts['records']} records and {counts['runs']} provenance runs, "
+        f"{counts['triples']} triples in {counts['graphs']} graphs ({counts['requests']} requests)",
+    )
+
+
+def _all_records(cat: Any) -> list[dict[str, Any]]:
+    """Every record with its radio fields (up to the catalogue's hard MAXREC)."""
+    main = cat.query("SELECT * FROM ivoa.obscore", maxrec=cat.hard_maxrec)
+    radio = cat.query("SELECT * FROM ivoa.obscore_radio", maxrec=cat.hard_maxrec)
+    if main.overflow or radio.overflow:
+        raise click.ClickException(f"more than {cat.hard_maxrec} records: raise [catalog] hard_maxrec")
+    extra = {r["obs_publisher_did"]: r for r in radio.as_dicts()}
+    return [r | extra.get(r["obs_publisher_did"], {}) for r in main.as_dicts()]
+
+
+def _provenance_runs() -> dict[str, Any]:
+    """Every run of the provenance store: run id -> (nodes, relations)."""
+    from skyplug.plugins.provenance import store as prov_store
+
+    with prov_store.open_store(prov_store.store_url()) as store:
+        return {r["run"]: store.run_rows(r["run"]) for r in store.runs()}

@@ -14,4 +14,5 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.engines.dask",
     "skyplug.catalog.plugin",
     "skyplug.plugins.provenance",
+    "skyplug.plugins.publishers.sparql",
 )
