@@ -19,7 +19,8 @@ from skyplug.core import provenance as pv
 from skyplug.core.config import data_dir, get_config
 from skyplug.core.errors import ConfigError, NotFound, SkyplugWarning
 from skyplug.core.logs import redact_url
-from skyplug.sqlbackend import SQLBackend
+from skyplug.core.publisher import Rows
+from skyplug.sqlbackend import SQLITE, SQLBackend
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS prov_runs (run TEXT PRIMARY KEY, name TEXT, started TEXT)",
@@ -39,9 +40,6 @@ def store_url() -> str:
     return url or f"sqlite:///{data_dir() / 'provenance.db'}"
 
 
-Rows = tuple[dict[str, tuple[str, dict[str, Any]]], list[tuple[str, str, str, dict[str, Any]]]]
-
-
 class Store:
     """Provenance rows of runs; ``url`` is ``sqlite:///FILE`` or ``postgresql://...``."""
 
@@ -54,9 +52,19 @@ class Store:
         self.db = SQLBackend(url, timeout=30, pragmas=("synchronous = OFF",))  # no fsync per record
         self.conn: Any = self.db.connect()  # one per process, shared by its threads under ``lock``
         self.lock = threading.RLock()
-        with self.db.transaction(self.conn, immediate=False):  # opening a read-only store works
-            for stmt in SCHEMA:
-                self.conn.execute(stmt)
+        if not self._has_schema():  # a store made before opens read-only too: nothing to write
+            with self._tx():  # immediate: processes making the store at once queue, none fails
+                for stmt in SCHEMA:
+                    self.conn.execute(stmt)
+
+    def _has_schema(self) -> bool:
+        """Whether every table and index of ``SCHEMA`` exists (one read, no write lock)."""
+        names = [stmt.split(" IF NOT EXISTS ")[1].split()[0] for stmt in SCHEMA]
+        if self.db.dialect == SQLITE:
+            sql = f"SELECT COUNT(*) FROM sqlite_master WHERE name IN ({', '.join('?' * len(names))})"
+        else:
+            sql = f"SELECT COUNT(to_regclass(n)) FROM (VALUES {', '.join(['(?)'] * len(names))}) AS t(n)"
+        return int(self.conn.execute(self._sql(sql), names).fetchone()[0]) == len(names)
 
     def _tx(self) -> Any:
         """A write transaction on the store's connection."""
