@@ -9,8 +9,12 @@ a command chooses which ones to run.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+# A provenance run as the provenance store holds it: (nodes, relations), see
+# ``skyplug.plugins.provenance.store`` (``run_rows``).
+Rows = tuple[dict[str, tuple[str, dict[str, Any]]], list[tuple[str, str, str, dict[str, Any]]]]
 
 
 class Publisher(ABC):
@@ -23,9 +27,12 @@ class Publisher(ABC):
     name: str = ""
 
     @abstractmethod
-    def publish(self, records: Sequence[dict[str, Any]], provenance: Sequence[Any] = ()) -> dict[str, Any]:
-        """Publish ``records`` and the provenance documents (``prov.model.ProvDocument``) they
-        derive from, idempotently (publishing the same record twice leaves one copy).
+    def publish(
+        self, records: Iterable[Mapping[str, Any]], provenance: Mapping[str, Rows] | None = None
+    ) -> dict[str, Any]:
+        """Publish ``records`` and the provenance runs they come from (``run id -> rows``, as the
+        provenance store's ``run_rows`` gives them), idempotently (publishing the same record twice
+        leaves one copy).
 
         Returns a small JSON-able report (``{"published": N, ...}``); raises a
         :class:`~skyplug.core.errors.SiteError` naming the store when it cannot be reached.

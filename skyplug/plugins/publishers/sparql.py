@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from skyplug.core.errors import ConfigError, PluginError, SkyplugError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.logs import redact_url
+from skyplug.core.publisher import Publisher, Rows
 
 log = logging.getLogger("skyplug.publishers.sparql")
 
@@ -32,8 +33,6 @@ TRANSIENT = frozenset({502, 503, 504})
 # Virtuoso 7.2.5 compiles INSERT DATA in time growing faster than its size (measured: 200 triples
 # 0.07 s, 400 0.36 s, 1 000 2.1 s) and refuses 2 000 short triples (400, SP030 memory exhausted)
 DEFAULT_BATCH = 200
-
-Rows = tuple[Mapping[str, tuple[str, dict[str, Any]]], list[tuple[str, str, str, dict[str, Any]]]]
 
 
 class PublishError(SkyplugError, OSError):
@@ -184,7 +183,7 @@ _IN_PREFIX = "GRAPH ?g { ?s ?p ?o } FILTER(STRSTARTS(STR(?g), STR(?prefix)))"
 # --- the publisher -----------------------------------------------------------------------------
 
 
-class SparqlPublisher:
+class SparqlPublisher(Publisher):
     """Publishes records (``dcat:Dataset``) and provenance runs (PROV-O) to one store.
 
     ``endpoint``: ``None``/``"memory"`` (embedded, in memory), ``oxigraph:DIR`` or a folder
