@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import queue
@@ -45,15 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 NETNS, VETH_HOST, VETH_NS = "skyplug-bench", "skyb0", "skyb1"
 HOST_IP, NS_IP = "10.231.0.1", "10.231.0.2"
-
-
-def _load_services() -> Any:
-    spec = importlib.util.spec_from_file_location("skyplug_tools_services", ROOT / "tools" / "services.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["skyplug_tools_services"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------- the emulated link
@@ -240,7 +230,7 @@ class _Sink:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    services = _load_services()
+    from bench.common import _services
     from skyplug.core import config
     from skyplug.core.source import BytesSource
     from skyplug.core.uri import parse_uri
@@ -250,6 +240,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from skyplug.plugins.locators.multisite.write import put_object
     from skyplug.plugins.locators.s3 import client_for
 
+    services = _services()
     work = Path(tempfile.mkdtemp(prefix="skyplug-bench-"))
     started = [
         services.start_s3(args.backend, "edge", "eu-west-1"),

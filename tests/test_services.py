@@ -81,7 +81,7 @@ def test_botocore_signed_probe_accepted(s3_backend: str, s3_site: Any) -> None:
     another region."""
     from tests.servers.s3_services import services
 
-    probe = services._signed_list_buckets
+    probe = services.s3servers._signed_list_buckets
     assert probe(s3_site.port, s3_site.region, s3_site.access_key, s3_site.secret_key) == 200
     if s3_backend != "moto":
         assert probe(s3_site.port, s3_site.region, s3_site.access_key, "not-the-secret") == 403

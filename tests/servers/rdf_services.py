@@ -1,4 +1,4 @@
-"""pytest plugin: Virtuoso and Oxigraph servers started by tools/services.py (``start_rdf``).
+"""pytest plugin: Virtuoso and Oxigraph servers started by tools/rdfservers.py (``start_rdf``).
 
 ``rdf_server`` is parametrised over both stores (``virtuoso``, ``oxigraph``); each server starts on
 first use, once per session, on free 127.0.0.1 ports, and stops at the end. A store that cannot
