@@ -5,6 +5,11 @@ header (30 bytes and the name) of every member in one batched round; ZIP64 local
 second round only for the members that have them. DEFLATE members cannot be read by range: they
 are inflated whole, streamed, with a warning.
 
+Hand-written because no library opens a zip in place by range: ``zipfile`` wants a seekable file and
+reads one member at a time through it (a round trip per read, every local header on its own), and
+fsspec's zip filesystem wraps that; here the directory costs three batched rounds and a member's
+tiles are plain ranges of the zip object, fetched with everything else a partition needs.
+
 A zip is untrusted input; every inconsistency is a one-line :class:`FormatError` naming the zip,
 the member and the byte offset. What is verified:
 

@@ -4,6 +4,10 @@ A hypercube holds the cells of one shape; its file ``table.fN_TSMk`` is a sequen
 ``BucketSize`` bytes, numbered Fortran-order over the tile grid (corr, chan, row). Inside a tile
 values are Fortran-ordered ``[corr, chan, row]`` (Bools bit-packed, least significant bit first),
 in the table's endianness. Rows map to cube positions by runs ``[row0, row1, pos0]``.
+
+Decoded here, not by casacore, because casacore reads tables from a file system only: to read a
+partition where it lies (an S3 object, a zip member) we compute which tiles its rows touch, fetch
+exactly those ranges, and decode them; casacore stays the reference in the tests, bit for bit.
 """
 
 from __future__ import annotations
