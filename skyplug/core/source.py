@@ -3,8 +3,8 @@
 A backend (a locator plugin) implements only :meth:`Source._fetch` (one request for one range,
 conditional on the version) and :meth:`Source._head`. Planning (coalescing near ranges, splitting
 large ones), the bounded concurrent pool, retries with backoff and byte accounting live here, once.
-fsspec's file objects read one range per call, in order; a partition is many ranges of one object
-(or of several zip members), so they are planned and fetched together, concurrently, here.
+Our own rather than fsspec's: its file objects read one range per call, and ``cat_ranges`` neither
+pins every read to one object version (``If-Match``) nor sees zip members as ranges of their zip.
 """
 
 from __future__ import annotations
