@@ -27,6 +27,8 @@ class Client:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.session_present: bool | None = None
+        self.connack: Any = None
+        self.granted: list[int] = []
         self.paho = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -34,26 +36,34 @@ class Client:
             protocol=mqtt.MQTTv311,
         )
         self.paho.on_connect = self._on_connect
-        self.paho.on_subscribe = lambda *_: self.subscribed.set()
+        self.paho.on_subscribe = self._on_subscribe
         self.paho.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload, msg.qos))
         self.paho.connect(broker.host, broker.port, keepalive=30)
         self.paho.loop_start()
         assert self.connected.wait(WAIT), "no CONNACK"
+        assert not self.connack.is_failure, self.connack
 
     def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-        assert not reason.is_failure, reason
+        self.connack = reason
         self.session_present = bool(flags.session_present)
         self.connected.set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
+        self.granted = [r.value for r in reasons]
+        self.subscribed.set()
 
     def subscribe(self, topic: str) -> None:
         self.subscribed.clear()
         self.paho.subscribe(topic, qos=1)
         assert self.subscribed.wait(WAIT), "no SUBACK"
+        assert self.granted == [1], f"broker granted QoS {self.granted}"
 
     def publish(self, topic: str, payloads: list[bytes]) -> None:
         """Publish at QoS 1, waiting for each PUBACK."""
         for payload in payloads:
-            self.paho.publish(topic, payload, qos=1).wait_for_publish(WAIT)
+            info = self.paho.publish(topic, payload, qos=1)
+            info.wait_for_publish(WAIT)
+            assert info.is_published(), "no PUBACK"
 
     def received(self, n: int) -> list[bytes]:
         return [self.messages.get(timeout=WAIT)[1] for _ in range(n)]

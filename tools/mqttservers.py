@@ -12,7 +12,8 @@ Standard library only.
 from __future__ import annotations
 
 import contextlib
-import getpass
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -64,6 +65,8 @@ class MqttService:
     def restart(self, timeout: float = 30) -> None:
         """Stop the broker (SIGTERM: it saves its persistence file) and start it again on the
         same port with the same config and persistence file; wait until it answers."""
+        if not (Path(self.workdir) / "mosquitto.conf").exists():
+            raise ServiceError(f"cannot restart a stopped broker ({self.workdir} is gone)")
         terminate(self.pids)
         self.pids = [_spawn_mosquitto(Path(self.workdir))]
         try:
@@ -107,9 +110,10 @@ def _mosquitto_version(binary: Path) -> str:
 def _write_conf(wd: Path, port: int) -> Path:
     """A mosquitto.conf with the listener on 127.0.0.1:*port* and every file in *wd*."""
     conf = wd / "mosquitto.conf"
+    me = pwd.getpwuid(os.geteuid()).pw_name  # as root, mosquitto would switch to user 'mosquitto'
     conf.write_text(
         "# written by skyplug tools/mqttservers.py; a throwaway loopback test broker\n"
-        f"user {getpass.getuser()}\n"  # run as root, mosquitto would switch to user 'mosquitto'
+        f"user {me}\n"
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
         "persistence true\n"
