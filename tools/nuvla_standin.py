@@ -163,17 +163,25 @@ class NuvlaStandin:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve until interrupted; print the URL (and the api-key id, never its secret) on stdout."""
     parser = argparse.ArgumentParser(description="Nuvla api-server stand-in (in memory)")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port")
     parser.add_argument("--s3-endpoint", help="S3 endpoint for credentials whose service has none")
     parser.add_argument("--s3-region", default="us-east-1")
     parser.add_argument("--mqtt", help="mqtt://host:port/topic for data-object notifications")
+    parser.add_argument(
+        "--credentials-file",
+        type=Path,
+        help="write the generated admin api-key as JSON {key, secret} here (mode 0600)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = NuvlaStandin(args.port, s3_endpoint=args.s3_endpoint, s3_region=args.s3_region, mqtt=args.mqtt)
+    if args.credentials_file:
+        args.credentials_file.touch(mode=0o600)
+        args.credentials_file.write_text(json.dumps({"key": server.key, "secret": server.secret}))
     print(server.endpoint, flush=True)
-    print(f"api-key {server.key} (secret on stderr)", flush=True)
-    print(server.secret, file=sys.stderr, flush=True)
+    print(f"api-key {server.key}", flush=True)
     try:
         server.httpd.serve_forever()
     except KeyboardInterrupt:

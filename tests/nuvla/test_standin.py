@@ -140,10 +140,13 @@ def test_bulk_delete(nuvla_server: Any) -> None:
 
 def test_other_users_resources_are_hidden(nuvla_server: Any) -> None:
     admin, user = raw_session(nuvla_server), raw_session(nuvla_server, USER_KEY)
-    rid = user.post(api(nuvla_server, "data-set"), json={"name": "mine"}, headers=JSON).json()["resource-id"]
-    other = raw_session(nuvla_server, USER_KEY)  # same user, new session: still visible
-    assert other.get(api(nuvla_server, rid)).status_code == 200
-    assert admin.get(api(nuvla_server, rid)).status_code == 200  # admin sees everything
+    theirs = admin.post(api(nuvla_server, "data-set"), json={"name": "a"}, headers=JSON).json()["resource-id"]
+    mine = user.post(api(nuvla_server, "data-set"), json={"name": "u"}, headers=JSON).json()["resource-id"]
+    assert user.get(api(nuvla_server, theirs)).status_code == 403
+    assert user.delete(api(nuvla_server, theirs)).status_code == 403
+    assert [d["id"] for d in user.get(api(nuvla_server, "data-set")).json()["resources"]] == [mine]
+    assert raw_session(nuvla_server, USER_KEY).get(api(nuvla_server, mine)).status_code == 200  # new session
+    assert admin.get(api(nuvla_server, mine)).status_code == 200  # admin sees everything
 
 
 # --- CIMI filters and query parameters -----------------------------------------------------
@@ -422,10 +425,12 @@ def test_client_data_record_prefix(nuvla_api: Any, nuvla_server: Any) -> None:
 # --- CLI and MQTT ------------------------------------------------------------------------------------
 
 
-def test_cli_prints_its_url(s3_site: Any) -> None:
+def test_cli_prints_its_url(s3_site: Any, tmp_path: Any) -> None:
     script = ROOT / "tools" / "nuvla_standin.py"
+    creds_file = tmp_path / "creds.json"
+    cmd = [sys.executable, str(script), "--port", "0", "--s3-endpoint", s3_site.endpoint]
     proc = subprocess.Popen(
-        [sys.executable, str(script), "--port", "0", "--s3-endpoint", s3_site.endpoint],
+        [*cmd, "--credentials-file", str(creds_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -435,9 +440,17 @@ def test_cli_prints_its_url(s3_site: Any) -> None:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
         assert requests.get(f"{url}/api/data-set", timeout=10).status_code == 403
+        creds = json.loads(creds_file.read_text())
+        assert creds_file.stat().st_mode & 0o077 == 0
+        from nuvla.api import Api
+
+        client = Api(url, persist_cookie=False)
+        assert client.login_apikey(creds["key"], creds["secret"]).status_code == 201
+        assert client.search("data-set").count == 0
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        out, err = proc.communicate(timeout=10)
+    assert creds["secret"] not in out + err  # no secret in any log line
 
 
 def _free_port() -> int:
