@@ -3,7 +3,8 @@
 Nuvla's server cannot run here (reference/catalog_standards.md 1.1), so its query language is
 re-implemented: a recursive-descent filter parser (no ``eval``) that keeps Nuvla's quirks
 (non-negative integers only, no decimals or exponents), plus ``orderby``, ``select`` and
-``aggregation`` over plain dicts. Geo and full-text operators are not implemented.
+``aggregation`` over plain dicts. Full-text ``==`` is approximated as word containment;
+the geo operators are not implemented (a filter using them is a 400).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
-_OPS = {"=", "!=", "<", "<=", ">=", ">", "^="}
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
@@ -106,8 +106,6 @@ class _Parser:
             return pred
         attr = self.take("name", "an attribute name or '('")
         op = self.take("op", "an operator")
-        if op not in _OPS:
-            raise CimiError(f"Invalid CIMI filter. Operator {op!r} is not supported by the stand-in")
         return _compare(attr.split("/"), op, self.value())
 
     def value(self) -> Any:
@@ -164,6 +162,8 @@ def _match(stored: Any, op: str, value: Any) -> bool:
         return False
     if op == "^=":
         return isinstance(stored, str) and stored.startswith(value)
+    if op == "==":  # full-text, approximated: every word of the value occurs, case-insensitively
+        return isinstance(stored, str) and all(w in stored.lower() for w in str(value).lower().split())
     return {
         "=": stored == value,
         "!=": stored != value,

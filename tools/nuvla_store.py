@@ -418,12 +418,15 @@ class Store:
                     "uri": client.generate_presigned_url("get_object", Params=where, ExpiresIn=ttl * 60)
                 }
             head = client.head_object(**where)
+            if doc.get("subtype") == "public":
+                try:
+                    client.put_object_acl(ACL="public-read", **where)
+                except Exception as exc:  # e.g. Swift's s3api has no object ACLs
+                    raise NuvlaHTTPError(500, f"Unable to make {doc['object']} public-read") from exc
+                doc["url"] = f"{client.meta.endpoint_url.rstrip('/')}/{doc['bucket']}/{doc['object']}"
             doc["bytes"] = int(head["ContentLength"])
             if "content-md5" in head.get("Metadata", {}):
                 doc["md5sum"] = head["Metadata"]["content-md5"]
-            if doc.get("subtype") == "public":
-                client.put_object_acl(ACL="public-read", **where)
-                doc["url"] = f"{client.meta.endpoint_url.rstrip('/')}/{doc['bucket']}/{doc['object']}"
             doc["state"], doc["updated"] = "READY", _now()
             return 200, self.render(doc)
 

@@ -198,6 +198,9 @@ def names(s: requests.Session, server: Any, **params: Any) -> list[str]:
         ("tags='b'", ["alpha", "beta"]),
         ("name=['alpha','gamma']", ["alpha", "gamma"]),
         ("nested/k=1", ["gamma"]),
+        ("name=='ALP'", ["alpha"]),
+        ("timestamp>=2025-03-01T13:00:00+01:00", ["beta", "gamma"]),
+        ('name="be\\"ta" or name="beta"', ["beta"]),
     ],
 )
 def test_filters(records: requests.Session, nuvla_server: Any, flt: str, expected: list[str]) -> None:
@@ -209,7 +212,20 @@ def test_repeated_filters_are_anded(records: requests.Session, nuvla_server: Any
 
 
 @pytest.mark.parametrize(
-    "flt", ["bytes=1.5", "bytes=-1", "bytes=1e3", "bytes=", "(bytes=1", "bytes=1 and", "bytes 1", "=1", "a=b"]
+    "flt",
+    [
+        "bytes=1.5",
+        "bytes=-1",
+        "bytes=1e3",
+        "bytes=",
+        "(bytes=1",
+        "bytes=1 and",
+        "bytes 1",
+        "=1",
+        "a=b",
+        "__import__('os')=1",
+        "a=1 b=2",
+    ],
 )
 def test_integer_only_and_bad_filters_are_400(nuvla_server: Any, flt: str) -> None:
     s = raw_session(nuvla_server)
@@ -370,6 +386,49 @@ def test_data_object_needs_known_template_and_fields(nuvla_server: Any, s3_crede
         "template": {"href": "data-object-template/generic", "credential": s3_credential, "bucket": "b"}
     }
     assert s.post(api(nuvla_server, "data-object"), json=missing, headers=JSON).status_code == 400
+
+
+def test_public_data_object_gets_a_public_url(nuvla_server: Any, s3_credential: str, s3_backend: str) -> None:
+    s = raw_session(nuvla_server)
+    tpl = {
+        "href": "data-object-template/public",
+        "credential": s3_credential,
+        "bucket": f"n{uuid.uuid4().hex[:12]}",
+        "object": "pub.txt",
+        "content-type": "text/plain",
+    }
+    rid = s.post(api(nuvla_server, "data-object"), json={"template": tpl}, headers=JSON).json()["resource-id"]
+    assert s.get(api(nuvla_server, rid)).json()["subtype"] == "public"
+    uri = s.post(api(nuvla_server, f"{rid}/upload"), json={}, headers=JSON).json()["uri"]
+    requests.put(uri, data=b"open", headers={"Content-Type": "text/plain"}).raise_for_status()
+    r = s.post(api(nuvla_server, f"{rid}/ready"), json={}, headers=JSON)
+    if s3_backend == "swift":  # Swift's s3api has no PutObjectAcl: the object stays UPLOADING
+        assert r.status_code == 500 and r.json()["message"] == "Unable to make pub.txt public-read"
+        assert s.get(api(nuvla_server, rid)).json()["state"] == "UPLOADING"
+        return
+    doc = r.json()
+    assert doc["url"].endswith(f"/{tpl['bucket']}/pub.txt")
+    assert requests.get(doc["url"]).content == b"open"  # public-read: no signature
+
+
+def test_data_object_bucket_failure_is_503_and_unknown_credential_404(
+    nuvla_server: Any, s3_credential: str
+) -> None:
+    s = raw_session(nuvla_server)
+    tpl = {
+        "href": "data-object-template/generic",
+        "credential": s3_credential,
+        "bucket": "Bad_Bucket!",
+        "object": "o",
+    }
+    r = s.post(api(nuvla_server, "data-object"), json={"template": tpl}, headers=JSON)
+    assert r.status_code == 503
+    assert r.json() == {"status": 503, "message": "Unable to create the bucket Bad_Bucket!"}
+    missing = f"credential/{uuid.uuid4()}"
+    r = s.post(
+        api(nuvla_server, "data-object"), json={"template": {**tpl, "credential": missing}}, headers=JSON
+    )
+    assert r.status_code == 404 and r.json()["message"] == f"{missing} not found"
 
 
 # --- the real nuvla-api client ------------------------------------------------------------------
