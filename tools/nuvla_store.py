@@ -78,7 +78,10 @@ def _prefixed_keys(doc: Any) -> set[str]:
 
 
 class Store:
-    """Nuvla's resources in memory, behind one lock; every method enforces the contract."""
+    """Nuvla's resources in memory, behind one lock; every method enforces the contract.
+
+    Unlike Nuvla, anonymous requests are refused (403): the stand-in serves no public resources.
+    """
 
     def __init__(
         self,
@@ -102,7 +105,7 @@ class Store:
             raise NuvlaHTTPError(400, "invalid session template")
         key, secret = str(tpl.get("key", "")), str(tpl.get("secret", ""))
         known = self.users.get(key)
-        if known is None or not secrets.compare_digest(known[0], secret):
+        if known is None or not secrets.compare_digest(known[0].encode(), secret.encode()):
             raise NuvlaHTTPError(403, f"invalid credentials for '{key}'")
         token = secrets.token_urlsafe(24)
         sid = f"session/{uuid.uuid4()}"
@@ -112,7 +115,7 @@ class Store:
                 sid,
                 "session",
                 {"identifier": key, "user": self._user(key)},
-                key,
+                self._user(key),
                 {"owners": [self._user(key)]},
             )
         return {"status": 201, "message": f"{sid} created", "resource-id": sid}, token
