@@ -1,0 +1,1 @@
+"""Contract tests of the Nuvla stand-in (tools/nuvla_standin.py)."""
