@@ -9,11 +9,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from tests.servers.s3_services import services
-
-mqtt = pytest.importorskip("paho.mqtt.client")
 
 pytestmark = pytest.mark.mqtt
 WAIT = 10.0  # seconds for any one broker round trip

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -512,22 +510,10 @@ def test_cli_prints_its_url(s3_site: Any, tmp_path: Any) -> None:
     assert creds["secret"] not in out + err  # no secret in any log line
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto not on PATH")
-def test_data_object_creation_publishes_mqtt(tmp_path: Any, s3_site: Any) -> None:
+def test_data_object_creation_publishes_mqtt(mqtt_broker: Any, s3_site: Any) -> None:
     import paho.mqtt.client as mqtt
 
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = subprocess.Popen(
-        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    port = mqtt_broker.port
     received: list[dict] = []
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     sub.on_message = lambda _c, _u, msg: received.append(json.loads(msg.payload))
@@ -566,5 +552,3 @@ def test_data_object_creation_publishes_mqtt(tmp_path: Any, s3_site: Any) -> Non
     finally:
         sub.loop_stop()
         sub.disconnect()
-        broker.terminate()
-        broker.wait(timeout=10)
