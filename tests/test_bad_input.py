@@ -461,7 +461,8 @@ def test_one_failed_worker_never_pulls_the_folder_from_the_others(
     out = tmp_path / "out"
     line = assert_error(fetch(originals["npy"], "npy", out), "No space left on device")
     assert "No such file" not in line
-    assert seen == [True, True]
+    # every worker still at work saw its folder (how many start before the cancel depends on the pool)
+    assert seen and all(seen)
     assert_nothing_written(out)
 
 
