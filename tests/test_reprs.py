@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from astropy.time import Time
 
 import skyplug
 from skyplug.core.partition import Partition, Plan
@@ -49,6 +50,8 @@ def test_plan_is_a_list_that_pickles_and_draws_its_partitions(ms: Path) -> None:
     for w, p in zip(widths, plan, strict=True):  # each box is as wide as the bytes it reads
         assert w == pytest.approx(360 * p.fetch_bytes / total, abs=0.15)
     assert size(total) in html and str(ms) in html and "time=" in html
+    t0 = Time(plan[0].selection["time"][0] / 86400, format="mjd", scale="utc").isot[:19]
+    assert f"time {t0}Z" in html  # the axis under the strip in ISO UTC (astropy's reading of MJD seconds)
     assert len(repr(plan)) < 200 and "4 ms partitions" in repr(plan)
 
 

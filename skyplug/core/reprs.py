@@ -6,6 +6,7 @@ fields): a repr never touches the network nor builds an index.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 MAX_ROWS = 12  # partitions listed in a plan's table; the strip shows them all
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
+MJD_EPOCH = datetime.datetime(1858, 11, 17, tzinfo=datetime.UTC)
 _SPAN_KEYS = ("time", "range", "rows", "span", "interval", "chan", "channel")
 
 
@@ -57,36 +59,61 @@ def _table(rows: Sequence[tuple[str, Any]]) -> str:
     return f"<table>{cells}</table>"
 
 
-def strip_svg(parts: Sequence[Partition], highlight: int | None = None, width: int = 360) -> str:
-    """One bar, a box per partition sized by its planned bytes (or evenly), coloured in turn; with
-    ``highlight`` the other boxes are grey. The axis interval of the first and last is written under."""
-    weights = [max(p.fetch_bytes or p.expected_bytes, 1) for p in parts] or [1]
-    total, x, boxes = float(sum(weights)), 0.0, []
-    for i, (p, w) in enumerate(zip(parts, weights, strict=False)):
-        dx = width * w / total
-        on = highlight is None or p.index == highlight
-        colour = COLOURS[i % len(COLOURS)] if on else "#d9d9d9"
-        tip = escape(f"part {p.index}: {_selection_text(p.selection)} ({size(p.fetch_bytes)})")
-        boxes.append(
+def label(axis: str, value: float) -> str:
+    """An axis value for people: times (MJD seconds, as MS and h5parm store them) in ISO UTC."""
+    if axis in ("time", "interval") and value > 1e9:
+        stamp = MJD_EPOCH + datetime.timedelta(seconds=value)
+        return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f"{value:.10g}"
+
+
+def _svg(boxes: Sequence[tuple[float, str, str]], left: str, right: str, width: int = 360) -> str:
+    """A bar of boxes (weight, colour, tooltip) with a label under each end."""
+    total, x, out = float(sum(w for w, _, _ in boxes)) or 1.0, 0.0, []
+    for weight, colour, tip in boxes:
+        dx = width * weight / total
+        out.append(
             f"<rect x='{x:.1f}' y='0' width='{max(dx - 1, 0.5):.1f}' height='18' fill='{colour}'>"
-            f"<title>{tip}</title></rect>"
+            f"<title>{escape(tip)}</title></rect>"
         )
         x += dx
-    first, last = (span(parts[0].selection), span(parts[-1].selection)) if parts else (None, None)
-    labels = ""
-    if first and last:
-        labels = (
-            f"<text x='0' y='32' font-size='10'>{escape(first[0])} {first[1]:.10g}</text>"
-            f"<text x='{width}' y='32' font-size='10' text-anchor='end'>{last[2]:.10g}</text>"
+    out.append(f"<text x='0' y='32' font-size='10'>{escape(left)}</text>")
+    out.append(f"<text x='{width}' y='32' font-size='10' text-anchor='end'>{escape(right)}</text>")
+    return f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='36'>{''.join(out)}</svg>"
+
+
+def strip_svg(parts: Sequence[Partition]) -> str:
+    """A plan as one bar: a box per partition, as wide as the bytes it reads, coloured in turn; the
+    axis interval it covers written under the ends."""
+    boxes = [
+        (
+            float(max(p.fetch_bytes or p.expected_bytes, 1)),
+            COLOURS[i % len(COLOURS)],
+            f"part {p.index}: {_selection_text(p.selection)} ({size(p.fetch_bytes)})",
         )
-    return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='36'>{''.join(boxes)}{labels}</svg>"
-    )
+        for i, p in enumerate(parts)
+    ]
+    first, last = (span(parts[0].selection), span(parts[-1].selection)) if parts else (None, None)
+    left = f"{first[0]} {label(first[0], first[1])}" if first else ""
+    return _svg(boxes, left, label(last[0], last[2]) if last else "")
+
+
+def partition_svg(p: Partition) -> str:
+    """Where a partition sits in its plan: its box coloured among grey ones, its interval under it."""
+    n = max(min(p.count, 64), p.index + 1)
+    boxes = [
+        (1.0, COLOURS[0], f"part {i}: {_selection_text(p.selection)}")
+        if i == p.index
+        else (1.0, "#d9d9d9", f"part {i} of {p.count}")
+        for i in range(n)
+    ]
+    own = span(p.selection)
+    left = f"{own[0]} {label(own[0], own[1])}" if own else f"part {p.index}"
+    return _svg(boxes, left, f"{label(own[0], own[2])}" if own else f"of {p.count}")
 
 
 def partition_html(p: Partition) -> str:
     """A partition: what it selects, what it reads, where it is in its plan."""
-    pos = [p.__class__(**{**p.to_dict(), "index": i, "ranges": ()}) for i in range(min(p.count, 64))]
     rows = [
         ("partition", f"{p.index + 1} of {p.count}"),
         ("format", p.format),
@@ -97,7 +124,7 @@ def partition_html(p: Partition) -> str:
         ("expected", size(p.expected_bytes)),
         ("site", (p.site or {}).get("name", "-")),
     ]
-    return f"<div><b>skyplug Partition</b>{_table(rows)}{strip_svg(pos, highlight=p.index)}</div>"
+    return f"<div><b>skyplug Partition</b>{_table(rows)}{partition_svg(p)}</div>"
 
 
 def plan_html(parts: Sequence[Partition]) -> str:
