@@ -151,3 +151,21 @@ def test_db_accepts_a_plain_path(ms_path: Path, tmp_path: Path, monkeypatch: pyt
         catalog_url("sqlite:x.db") == "sqlite:x.db"
         and catalog_url("postgresql://h/db") == "postgresql://h/db"
     )
+
+
+def test_fov_widens_over_several_fields_and_needs_dish_diameters() -> None:
+    from skyplug.plugins.formats.ms.describe import describe
+
+    index = {
+        "spws": [{"freqs": [30e6, 40e6], "widths": [1e6, 1e6]}],
+        "antennas": {"positions": [], "dish_diameters": [25.0, 25.0, 25.0]},
+        "fields": [
+            {"name": "A", "phase_dir": [0.0, 0.0]},
+            {"name": "B", "phase_dir": [math.radians(4), 0.0]},
+        ],
+    }
+    fwhm = math.degrees(1.02 * (C / 29.5e6) / 25.0)  # the lowest channel's lower edge
+    assert describe(index)["s_fov"] == pytest.approx(fwhm + 2 * 4.0)
+    index["antennas"]["dish_diameters"] = []
+    assert "s_fov" not in describe(index)
+    assert make_record(describe(index), "s3://b/k", "1")["s_region"] is None
