@@ -27,7 +27,7 @@ import numpy as np
 
 from skyplug.core.config import Config, get_config, set_config
 from skyplug.core.dataset import Dataset
-from skyplug.core.errors import SkyplugError
+from skyplug.core.errors import ConfigError, SkyplugError
 from skyplug.core.load import fetch_partition
 from skyplug.core.partition import Partition
 from skyplug.plugins.locators.local import local_options
@@ -370,6 +370,8 @@ def run_demo(workdir: Path | None = None, echo: Echo = print) -> dict[str, Any]:
     tmp = None if workdir else Path(tempfile.mkdtemp(prefix="skyplug-demo-"))
     root = (workdir or tmp or Path()).absolute()
     previous, saved_env = get_config(), {k: os.environ.get(k) for k in (pv.DB_ENV, pv.RUN_ENV)}
+    if workdir and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise ConfigError(f"{workdir}: not an empty folder; the demo makes its own in a new or empty one")
     try:
         root.mkdir(parents=True, exist_ok=True)
         config = _sites(root)

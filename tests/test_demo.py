@@ -129,3 +129,15 @@ def test_run_demo_restores_the_environment(tmp_path: Path, monkeypatch: pytest.M
     assert os.environ[pv.DB_ENV] == f"sqlite:///{tmp_path / 'theirs.db'}"
     assert os.environ[pv.RUN_ENV] == "run-theirs"
     assert not (tmp_path / "theirs.db").exists()
+
+
+def test_keep_refuses_a_folder_in_use(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("keep me")
+    res = subprocess.run(
+        [sys.executable, "-m", "skyplug.cli", "demo", "--keep", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1 and res.stderr.strip().count("\n") == 0 and "not an empty folder" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
