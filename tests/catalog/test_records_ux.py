@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,3 +170,25 @@ def test_fov_widens_over_several_fields_and_needs_dish_diameters() -> None:
     index["antennas"]["dish_diameters"] = []
     assert "s_fov" not in describe(index)
     assert make_record(describe(index), "s3://b/k", "1")["s_region"] is None
+
+
+def test_serve_of_an_empty_catalogue_warns_and_serves(tmp_path: Path) -> None:
+    with open_catalog(f"sqlite:///{tmp_path / 'empty.db'}") as cat:
+        cat.add([])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skyplug.cli", "catalog", "serve", "--port", "0", "--db", "empty.db"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(30, proc.kill)  # a server that never speaks fails the test, never hangs it
+    watchdog.start()
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline() for _ in range(2)]  # the warning, then the address served
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "empty.db holds no records yet" in lines[0] and "warning" in lines[0]
+    assert "skyplug TAP service at http://127.0.0.1:" in lines[1]
