@@ -74,6 +74,10 @@ def test_dataset_repr_reads_nothing_until_indexed(ms: Path) -> None:
     html = ds._repr_html_()
     assert "ms" in html and "time" in html and "format='ms'" in repr(ds)
     assert f"<td style='text-align:left'>{ds.index()['nrow']}</td>" in html  # the summary's row count
+    read, total = ds.index_stats["bytes_read"], ds.index()["ms_bytes"]
+    rects = _rects(_svg(html))  # what the index read, out of the whole MS
+    assert len(rects) == 2 and f"index read {100 * read / total:.1f}% of the bytes" in html
+    assert float(rects[0].get("width") or 0) + 1 == pytest.approx(360 * read / total, abs=0.15)
 
 
 def test_progress_bar_counts_bytes_too(ms: Path, capsys: pytest.CaptureFixture[str]) -> None:

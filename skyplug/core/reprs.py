@@ -155,22 +155,45 @@ def plan_html(parts: Sequence[Partition]) -> str:
     return f"<div><b>skyplug Plan</b>{head}{strip_svg(parts)}{table}</div>"
 
 
+def object_bytes(ds: Dataset, summary: Mapping[str, Any]) -> int | None:
+    """The object's size when already known: a single object's (its HEAD was made), else what the
+    format's summary counted (an MS's ``ms_bytes``); never a new request or a folder walk."""
+    from skyplug.core.source import Source
+
+    target = ds._target
+    if isinstance(target, Source):
+        return target.size
+    value = summary.get("ms_bytes")
+    return value if isinstance(value, int) else None
+
+
 def dataset_html(ds: Dataset, index: Mapping[str, Any] | None) -> str:
-    """A dataset: its URI and site, and (once indexed) format, size, axes and the format's summary."""
+    """A dataset: its URI and site, and (once indexed) format, size, axes and the format's summary,
+    with a strip of what the index read out of the whole object."""
     rows: list[tuple[str, Any]] = [("uri", str(ds.uri)), ("site", ds.site.name if ds.site else "-")]
     if index is None:
         rows.append(("index", "not built yet: ds.index() reads the metadata"))
         return f"<div><b>skyplug Dataset</b>{_table(rows)}</div>"
     fmt = ds.format
+    summary = fmt.summary(dict(index))
+    total, read = object_bytes(ds, summary), ds.index_stats.get("bytes_read")
     rows += [
         ("format", f"{fmt.name} (index v{index.get('format_version', '?')})"),
         ("version", index.get("version", "")),
+        ("size", size(total)),
         ("axes", ", ".join(fmt.axes) or "-"),
     ]
     if ds.index_stats:
-        rows.append(("index cost", f"{size(ds.index_stats.get('bytes_read'))} read"))
-    summary = fmt.summary(dict(index))
+        cached = " (from the cache)" if ds.index_stats.get("cached") else ""
+        rows.append(("index cost", f"{size(read)} read{cached}"))
     for key, value in summary.items():
-        if isinstance(value, int | float | str) and not isinstance(value, bool):
+        if key != "ms_bytes" and isinstance(value, int | float | str) and not isinstance(value, bool):
             rows.append((key, size(value) if key.endswith("bytes") and isinstance(value, int) else value))
-    return f"<div><b>skyplug Dataset</b>{_table(rows)}</div>"
+    picture = ""
+    if total and isinstance(read, int) and not ds.index_stats.get("cached"):
+        boxes = [
+            (float(max(read, 1)), COLOURS[0], f"read to build the index: {size(read)}"),
+            (float(max(total - read, 0)), "#d9d9d9", f"not read: {size(max(total - read, 0))}"),
+        ]
+        picture = _svg(boxes, f"index read {100 * read / total:.1f}% of the bytes", size(total))
+    return f"<div><b>skyplug Dataset</b>{_table(rows)}{picture}</div>"
