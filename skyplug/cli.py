@@ -286,9 +286,10 @@ def fetch_cmd(
 @cli.command("demo")
 @click.option(
     "--dir",
+    "--keep",
     "workdir",
     type=click.Path(file_okay=False),
-    help="Work folder (default: a new temporary one, removed afterwards).",
+    help="Work folder (new or empty), kept to look at (default: a temporary one, removed afterwards).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 def demo_cmd(workdir: str | None, as_json: bool) -> None:

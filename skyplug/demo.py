@@ -3,12 +3,18 @@
 Two local folder sites (``edge`` at the telescope, ``lake`` in the cloud). Datasets as a NenuFAR
 pipeline stages them (a zipped Measurement Set, an h5parm, a FITS cube, a dynamic spectrum) are
 placed on the edge site, indexed from their metadata, partitioned, and each partition is fetched
-by its own byte ranges and checked against the library that wrote it. Every dataset is then
-catalogued (ObsCore + radio extension, SQLite) and queried in ADQL.
+by its own byte ranges and checked against the library that wrote it. The MS is then copied into
+the ``sky://`` namespace (a verified replica pushed to the lake site), cut by a job on the local
+engine reading the lake's replica, and the provenance store says what a product came from. Every
+dataset and product is catalogued (ObsCore + radio extension, SQLite; the product pointing at its
+parent) and one ADQL cone query runs over a TAP service started for it. Everything (cache, location
+DB, provenance, catalogue) lives in the demo's folder: the user's folders are not touched.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -21,7 +27,7 @@ import numpy as np
 
 from skyplug.core.config import Config, get_config, set_config
 from skyplug.core.dataset import Dataset
-from skyplug.core.errors import SkyplugError
+from skyplug.core.errors import ConfigError, SkyplugError
 from skyplug.core.load import fetch_partition
 from skyplug.core.partition import Partition
 from skyplug.plugins.locators.local import local_options
@@ -43,16 +49,44 @@ class Step:
 
 
 def _sites(root: Path) -> Config:
-    raw: dict[str, Any] = {"default_site": "edge", "client_site": "lake", "sites": {}}
-    for name in ("edge", "lake"):
-        path = root / "sites" / name
-        (path / "demo").mkdir(parents=True, exist_ok=True)
-        raw["sites"][name] = {"type": "local", "path": str(path)}
-    (root / "skyplug.toml").write_text(
-        'default_site = "edge"\nclient_site = "lake"\n\n'
-        + "".join(f'[sites.{n}]\ntype = "local"\npath = "{s["path"]}"\n\n' for n, s in raw["sites"].items())
-    )
-    return Config.from_dict(raw, root / "skyplug.toml")
+    """Two local sites, and every folder skyplug writes (cache, location DB, trace, provenance) in
+    ``root``: the demo leaves nothing in the user's folders."""
+    sites = {name: {"type": "local", "path": str(root / "sites" / name)} for name in ("edge", "lake")}
+    for site in sites.values():
+        (Path(site["path"]) / "demo").mkdir(parents=True, exist_ok=True)
+    raw: dict[str, Any] = {
+        "default_site": "edge",
+        "client_site": "lake",
+        "cache_dir": str(root / "cache"),
+        "sites": sites,
+        "provenance": {"url": f"sqlite:///{root / 'provenance.db'}"},
+        "multisite": {
+            "db": f"sqlite:///{root / 'multisite' / 'locations.db'}",
+            "trace": str(root / "multisite" / "trace.csv"),
+            "policies": {"demo": {"policy": "push", "targets": ["lake"]}},
+        },
+    }
+    q = json.dumps  # a JSON string is a TOML basic string
+    toml = [
+        f"default_site = {q('edge')}",
+        f"client_site = {q('lake')}",
+        f"cache_dir = {q(raw['cache_dir'])}",
+        "",
+    ]
+    for name, site in sites.items():
+        toml += [f"[sites.{name}]", f"type = {q('local')}", f"path = {q(site['path'])}", ""]
+    toml += ["[provenance]", f"url = {q(raw['provenance']['url'])}", ""]
+    toml += [
+        "[multisite]",
+        f"db = {q(raw['multisite']['db'])}",
+        f"trace = {q(raw['multisite']['trace'])}",
+        "",
+    ]
+    toml += ["[multisite.policies]", 'demo = { policy = "push", targets = ["lake"] }', ""]
+    (root / "skyplug.toml").write_text("\n".join(toml))
+    config = Config.from_dict(raw, root / "skyplug.toml")
+    config.cache_dir = root / "cache"  # even when SKYPLUG_CACHE_DIR names the user's own
+    return config
 
 
 def _dynspec(build: Path, bucket: Path) -> tuple[str, Check]:
@@ -183,13 +217,92 @@ def _size(edge: Path, uri: str) -> int:
     return (edge / uri.removeprefix("s3://")).stat().st_size
 
 
+SKY_URI = "sky://demo/SB226.ms.zip"
+
+
+def _replicate(uri: str, echo: Echo) -> dict[str, Any]:
+    """Copy the MS from the edge site into the ``sky://`` namespace: the ``push`` policy of ``demo/``
+    writes the base copy at edge and a verified replica at lake; a client at lake reads lake's."""
+    from skyplug.core import plugins
+    from skyplug.core.source import Source
+    from skyplug.core.uri import parse_uri
+    from skyplug.plugins.locators.multisite.context import get_context
+    from skyplug.plugins.locators.multisite.locator import SkySource, open_sky
+    from skyplug.plugins.locators.multisite.placement import rank
+    from skyplug.plugins.locators.multisite.write import put_object
+
+    ctx, edge = get_context(), get_config().site("edge")
+    src = plugins.find("locators", edge.type).open(parse_uri(uri), edge, version=None, hint=None)
+    assert isinstance(src, Source)  # the zip's bytes as one object (open_target would open the zip)
+    u = parse_uri(SKY_URI)
+    obj, replicas = put_object(ctx, src, u.bucket, u.key, "edge")
+    sky = open_sky(u, "lake", ctx=ctx)
+    assert isinstance(sky, SkySource)
+    order = [c.replica.site for c in rank(ctx.settings, ctx.db, sky.obj, "lake")]
+    if echo:
+        echo(f"replicated {uri} -> {obj.uri} ({obj.version[:19]}..., {obj.size} bytes)")
+        echo(
+            f"  replicas at {', '.join(r.site for r in replicas)}; "
+            f"a client at lake reads {' then '.join(order)}"
+        )
+    return {
+        "uri": obj.uri,
+        "version": obj.version,
+        "size": obj.size,
+        "replicas": [r.site for r in replicas],
+        "read_order": order,
+    }
+
+
+def _job(out: Path, echo: Echo) -> dict[str, Any]:
+    """A partitioned job on an engine: the sky:// MS cut by time, each part written as an MS by a task."""
+    from skyplug.core.load import fetch_partitions
+
+    ds = Dataset(SKY_URI)
+    parts = ds.plan("time", 2)
+    results = fetch_partitions(parts, out, "ms", engine="local")
+    if echo:
+        echo(f"job on engine local: {SKY_URI} by time into {len(parts)} partitions")
+        for p, r in zip(parts, results, strict=True):
+            echo(
+                f"  task {p.index}: {p.selection['nrows']} rows, "
+                f"{r['bytes_fetched']} bytes -> {r['outputs'][0]}"
+            )
+    return {
+        "uri": SKY_URI,
+        "engine": "local",
+        "partitions": len(parts),
+        "bytes_fetched": sum(r["bytes_fetched"] for r in results),
+        "outputs": [o for r in results for o in r["outputs"]],
+    }
+
+
+def _provenance(product: str, echo: Echo) -> dict[str, Any]:
+    """What the provenance store says one product was derived from (nearest first)."""
+    from skyplug.plugins.provenance import store as prov_store
+
+    url = prov_store.store_url()
+    with prov_store.open_store(url) as store:
+        parents = store.parents_of(product)
+        runs = [r["run"] for r in store.runs()]
+    if echo:
+        echo(f"provenance ({url}, {len(runs)} run): {Path(product).name} was derived from")
+        for ref in parents:
+            echo(f"  {ref['uri']}  version {ref['version']}")
+        echo(
+            "  (skyplug prov ls / prov show; the whole run: "
+            f"skyplug prov export {runs[0] if runs else 'RUN'})"
+        )
+    return {"product": product, "store": url, "derived_from": parents, "runs": runs}
+
+
 def _catalogue(root: Path, uris: list[str], echo: Echo) -> dict[str, Any]:
     from skyplug.catalog.db import open_catalog
     from skyplug.catalog.service import record_for
 
     url = f"sqlite:///{root / 'catalog.db'}"
     with open_catalog(url) as cat:
-        cat.add([record_for(u) for u in uris])
+        cat.add([record_for(u) for u in uris])  # parents before products: a product points at its parent
         adql = (
             "SELECT obs_publisher_did, dataproduct_type, access_format, t_min, em_min, em_max "
             "FROM ivoa.obscore ORDER BY dataproduct_type"
@@ -204,6 +317,42 @@ def _catalogue(root: Path, uris: list[str], echo: Echo) -> dict[str, Any]:
     return {"url": url, "query": adql, "rows": rows}
 
 
+def _tap(root: Path, echo: Echo) -> dict[str, Any]:
+    """Serve the catalogue over TAP for one cone query (ADQL CONTAINS on s_region), then stop."""
+    import urllib.parse
+    import urllib.request
+
+    from skyplug.catalog.db import open_catalog
+    from skyplug.catalog.server import TapServer
+
+    with open_catalog(f"sqlite:///{root / 'catalog.db'}") as cat:
+        ra, dec = cat.query(
+            "SELECT s_ra, s_dec FROM ivoa.obscore WHERE dataproduct_type = 'visibility'"
+        ).rows[0]
+        adql = (
+            "SELECT obs_publisher_did, obs_creator_did, access_url, s_fov FROM ivoa.obscore "
+            f"WHERE 1 = CONTAINS(POINT('ICRS', {ra:.4f}, {dec:.4f}), s_region) ORDER BY access_url"
+        )
+        server = TapServer(cat, port=0, jobs_dir=root / "tap-jobs", maxrec=100).start()
+        service = server.url
+        try:
+            params = {"REQUEST": "doQuery", "LANG": "ADQL", "RESPONSEFORMAT": "json", "QUERY": adql}
+            query_url = f"{service}/sync?{urllib.parse.urlencode(params)}"
+            with urllib.request.urlopen(query_url, timeout=30) as reply:  # our own loopback URL
+                answer = json.load(reply)
+        finally:
+            server.stop()
+    names = [c["name"] for c in answer["columns"]]
+    rows = [dict(zip(names, r, strict=True)) for r in answer["data"]]
+    if echo:
+        echo(f"TAP service {service} (skyplug catalog serve --db {root / 'catalog.db'}), stopped after")
+        echo(f"  ADQL: {adql}")
+        echo(f"  GET {query_url}")
+        for row in rows:
+            echo("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    return {"service": service, "query": adql, "url": query_url, "rows": rows}
+
+
 def _available(extra: str) -> bool:
     import importlib.util
 
@@ -212,14 +361,23 @@ def _available(extra: str) -> bool:
 
 
 def run_demo(workdir: Path | None = None, echo: Echo = print) -> dict[str, Any]:
-    """Build the demo sites and datasets, partition them, catalogue them; report what was read."""
+    """The whole product on the embedded default: datasets staged, indexed, partitioned and checked;
+    one replicated through ``sky://``, cut by a job on an engine, its product's provenance shown,
+    everything catalogued and queried over TAP. Everything lives in ``workdir`` (else a temporary
+    folder, removed afterwards); the user's cache and data folders are not touched."""
+    from skyplug.core import provenance as pv
+
     tmp = None if workdir else Path(tempfile.mkdtemp(prefix="skyplug-demo-"))
-    root = workdir or tmp
-    assert root is not None
-    previous = get_config()
+    root = (workdir or tmp or Path()).absolute()
+    previous, saved_env = get_config(), {k: os.environ.get(k) for k in (pv.DB_ENV, pv.RUN_ENV)}
+    if workdir and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise ConfigError(f"{workdir}: not an empty folder; the demo makes its own in a new or empty one")
     try:
+        root.mkdir(parents=True, exist_ok=True)
         config = _sites(root)
         set_config(config)
+        os.environ[pv.DB_ENV] = config.raw["provenance"]["url"]  # workers record here, not elsewhere
+        os.environ.pop(pv.RUN_ENV, None)  # the demo is one run of its own
         edge, lake = (Path(local_options(config.sites[n]).path) for n in ("edge", "lake"))
         if echo:
             echo(f"sites: edge={edge}, lake={lake} (config {root / 'skyplug.toml'})")
@@ -234,14 +392,34 @@ def run_demo(workdir: Path | None = None, echo: Echo = print) -> dict[str, Any]:
         bad = [r["name"] for r in reports if not r["exact"]]
         if bad:
             raise SkyplugError(f"demo: partitions differ from the original for {', '.join(bad)}")
-        catalogue = _catalogue(root, [r["uri"] for r in reports], echo) if _available("catalog") else None
+        uris = [r["uri"] for r in reports]
+        replica = job = prov = tap = None
+        if any(r["format"] == "ms" for r in reports):
+            replica = _replicate("s3://demo/SB226.ms.zip", echo)
+            job = _job(root / "out" / "job", echo)
+            prov = _provenance(job["outputs"][0], echo)
+            uris += [SKY_URI, job["outputs"][0]]
+        catalogue = _catalogue(root, uris, echo) if _available("catalog") else None
+        if catalogue is not None and job is not None:
+            tap = _tap(root, echo)
+        if echo and workdir:
+            echo(f"kept in {root}: sites/, out/, catalog.db, provenance.db, multisite/, skyplug.toml")
         return {
             "workdir": str(root) if workdir else None,
             "datasets": reports,
             "skipped": skipped,
+            "replication": replica,
+            "job": job,
+            "provenance": prov,
             "catalogue": catalogue,
+            "tap": tap,
         }
     finally:
         set_config(previous)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

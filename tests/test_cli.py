@@ -152,7 +152,7 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert [d["format"] for d in report["datasets"]] == ["ms", "hdf5", "fits", "npy"]
     assert all(d["exact"] for d in report["datasets"]) and not report["skipped"]
     assert all(d["bytes_fetched"] > 0 and d["index"]["bytes_read"] > 0 for d in report["datasets"])
-    assert len(report["catalogue"]["rows"]) == 4
+    assert len(report["catalogue"]["rows"]) == 6  # the datasets, the sky:// copy, one product
     assert all(d["site"] == "edge" for d in report["datasets"])
     assert (tmp_path / "demo" / "skyplug.toml").is_file()
     code, out, err = run("demo")

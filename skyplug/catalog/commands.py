@@ -23,7 +23,7 @@ def catalog() -> None:
 @catalog.command("add")
 @click.argument("uris", nargs=-1, required=True)
 @click.option("--site", help="Site of s3:// URIs (default: default_site).")
-@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("--db", "db_url", help="Catalogue: a SQLite file (cat.db, sqlite:///FILE) or postgresql://...")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def add_cmd(uris: tuple[str, ...], site: str | None, db_url: str | None, as_json: bool) -> None:
     """Describe URIs with their format plugins and add them (idempotent on URI + version)."""
@@ -40,7 +40,7 @@ def add_cmd(uris: tuple[str, ...], site: str | None, db_url: str | None, as_json
 
 @catalog.command("query")
 @click.argument("adql")
-@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("--db", "db_url", help="Catalogue: a SQLite file (cat.db, sqlite:///FILE) or postgresql://...")
 @click.option("--maxrec", type=int, help="At most this many rows (default from [catalog] maxrec).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def query_cmd(adql: str, db_url: str | None, maxrec: int | None, as_json: bool) -> None:
@@ -71,7 +71,7 @@ def _fmt(v: Any) -> str:
 @catalog.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
-@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("--db", "db_url", help="Catalogue: a SQLite file (cat.db, sqlite:///FILE) or postgresql://...")
 @click.option(
     "--jobs",
     "jobs_dir",
@@ -82,9 +82,10 @@ def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) ->
     """Serve the catalogue over TAP at http://HOST:PORT/tap (read-only)."""
     from skyplug.catalog.db import CatalogError, CatalogUnreachable
     from skyplug.catalog.server import TapServer
-    from skyplug.catalog.service import open_configured, settings
+    from skyplug.catalog.service import check_servable, open_configured, settings
     from skyplug.core.config import get_config
 
+    check_servable(db_url)  # serving would create an empty catalogue: say there is none
     cat = open_configured(db_url)
     try:
         cat.init()  # TAP_SCHEMA always matches this version's model
@@ -92,6 +93,8 @@ def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) ->
         raise  # one line from the CLI: nothing to serve
     except CatalogError as exc:  # e.g. a read-only database user: serve what is there
         click.echo(f"skyplug: warning: TAP_SCHEMA not refreshed: {exc}", err=True)
+    if not cat.query("SELECT TOP 1 obs_publisher_did FROM ivoa.obscore", maxrec=1).rows:
+        click.echo(f"skyplug: warning: {redact_url(cat.url)} holds no records yet", err=True)
     # Request threads share the GIL: a 1 ms switch interval (default 5 ms) keeps a cheap query from
     # waiting behind threads busy refusing or formatting others (docs/security.md).
     sys.setswitchinterval(0.001)
@@ -107,7 +110,7 @@ def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) ->
 
 
 @catalog.command("plot")
-@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("--db", "db_url", help="Catalogue: a SQLite file (cat.db, sqlite:///FILE) or postgresql://...")
 @click.option("-o", "--output", default="catalog-coverage.png", show_default=True, help="PNG to write.")
 @click.option("--where", default="", help="ADQL condition selecting the records (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -130,7 +133,7 @@ def plot_cmd(db_url: str | None, output: str, where: str, as_json: bool) -> None
 )
 @click.option("--graph-prefix", help="Prefix of the named graphs (default urn:skyplug:).")
 @click.option("--user", help="User for HTTP Digest auth; the password is $SKYPLUG_SPARQL_PASSWORD.")
-@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("--db", "db_url", help="Catalogue: a SQLite file (cat.db, sqlite:///FILE) or postgresql://...")
 @click.option("--no-prov", is_flag=True, help="Publish the records only, not the provenance runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def publish_cmd(

@@ -1,14 +1,16 @@
 """Catalogue records: what ``describe()`` output and skyplug's own facts become as one row.
 
 A record is a plain dict of ObsCore + radio + skyplug columns with plain Python values (no numpy
-scalars, Decimals or NaN), a stable publisher DID and ``s_region`` as an STC-S polygon; both
-backends store exactly these values (see :mod:`skyplug.catalog.db`).
+scalars, Decimals or NaN), a stable publisher DID, ``access_url`` a URL (never a bare local path)
+and ``s_region`` as an STC-S polygon; both backends store exactly these values (see
+:mod:`skyplug.catalog.db`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +27,14 @@ def publisher_did(uri: str, version: str) -> str:
     """A stable publisher DID for one version of an object."""
     digest = hashlib.sha256(f"{uri}\x00{version}".encode()).hexdigest()[:20]
     return f"{PUBLISHER}?{digest}"
+
+
+def access_url(uri: str) -> str:
+    """``access_url`` of an object: its URI when it has a scheme (``s3://``, ``sky://``, ``https://``),
+    else the local path as a ``file://`` URL (what ObsCore clients such as TOPCAT and pyvo open)."""
+    if "://" in uri:
+        return uri
+    return Path(os.path.abspath(uri)).as_uri()
 
 
 def _plain(value: Any) -> Any:
@@ -81,7 +91,7 @@ def make_record(
     rec.setdefault("obs_publisher_did", publisher_did(uri, version or ""))
     rec.setdefault("obs_id", Path(urlsplit(uri).path).name or uri)
     rec.setdefault("obs_collection", "skyplug")
-    rec.setdefault("access_url", uri)
+    rec["access_url"] = access_url(str(rec.get("access_url") or uri))
     rec.setdefault("calib_level", 0)
     rec.setdefault("dataproduct_type", None)
     rec["s_region"] = region_stcs(rec.get("s_region"), rec)

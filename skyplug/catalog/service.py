@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from skyplug.core.config import get_config
 
@@ -37,12 +40,33 @@ def settings() -> Settings:
     )
 
 
+def catalog_url(value: str | None) -> str | None:
+    """A catalogue URL from ``--db`` or ``[catalog] url``: a plain path (``cat.db``) is a SQLite file."""
+    from skyplug.sqlbackend import dialect_of
+
+    if value and "://" not in value and dialect_of(value) is None:
+        return "sqlite:///" + quote(os.path.abspath(os.path.expanduser(value)))
+    return value
+
+
 def open_configured(url: str | None = None) -> Any:
     """The catalogue at ``url``, else ``[catalog] url``, else ``sqlite:///catalog.db``."""
     from skyplug.catalog.db import open_catalog
 
     s = settings()
-    return open_catalog(url or s.url, timeout=s.timeout, hard_maxrec=s.hard_maxrec)
+    return open_catalog(catalog_url(url or s.url), timeout=s.timeout, hard_maxrec=s.hard_maxrec)
+
+
+def check_servable(url: str | None = None) -> None:
+    """Refuse to serve a SQLite catalogue that does not exist (serving would create an empty one)."""
+    from skyplug.catalog.db import DEFAULT_URL, CatalogError
+    from skyplug.sqlbackend import dialect_of, sqlite_path
+
+    target = catalog_url(url or settings().url) or DEFAULT_URL
+    if dialect_of(target) == "sqlite" and not Path(sqlite_path(target) or "").is_file():
+        raise CatalogError(
+            f"{target}: no catalogue there; add records first (skyplug catalog add URI --db ...)"
+        )
 
 
 def record_for(uri: str, site: str | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from skyplug.core.errors import FormatError, PluginError
 from skyplug.core.format import Format
 from skyplug.core.index import IndexCache, cache_key
 from skyplug.core.locator import NAMED_SITE, NO_SITE, ON_SITE
-from skyplug.core.partition import Partition
+from skyplug.core.partition import Plan
 from skyplug.core.source import Source, Target, Tree
 from skyplug.core.uri import URI, parse_uri
 from skyplug.core.zip import ZipTree
@@ -161,8 +161,9 @@ class Dataset:
         )
         return index
 
-    def plan(self, by: str, n: int, **opts: Any) -> list[Partition]:
-        """Partitions along ``by``; each carries the site's public description, never secrets."""
+    def plan(self, by: str, n: int, **opts: Any) -> Plan:
+        """Partitions along ``by`` (a :class:`Plan`, a list); each carries the site's public
+        description, never secrets."""
         fmt = self.format
         if fmt.axes and by not in fmt.axes and not by.startswith("axis:"):
             raise PluginError(
@@ -175,17 +176,27 @@ class Dataset:
         site = self.site.public() if self.site else None
         target = self.target
         if isinstance(target, Source):
-            return [dataclasses.replace(p, site=site, size=target.size) for p in parts]
-        return [
+            return Plan(dataclasses.replace(p, site=site, size=target.size) for p in parts)
+        return Plan(
             dataclasses.replace(
                 p, site=site, container=target.container(sorted({m for m, _, _ in p.ranges if m}))
             )
             for p in parts
-        ]
+        )
 
     def describe(self) -> dict[str, Any]:
         """ObsCore (+ radio) fields of the dataset."""
         return self.format.describe(self.index())
+
+    def __repr__(self) -> str:
+        site = f", site={self.site.name!r}" if self.site else ""
+        fmt = f", format={self._format.name!r}" if self._format else ""
+        return f"Dataset({str(self.uri)!r}{site}{fmt}{'' if self._index else ', not indexed'})"
+
+    def _repr_html_(self) -> str:
+        from skyplug.core.reprs import dataset_html
+
+        return dataset_html(self, self._index)
 
 
 def open(

@@ -71,6 +71,19 @@ class Engine(ABC):
         """Release what the engine holds between maps (a client, a pool); nothing by default."""
 
 
+def item_bytes(item: Any) -> int:
+    """The bytes a task reads, when its item says (a partition's planned ranges); else 0."""
+    value = getattr(item, "fetch_bytes", 0)
+    return value if isinstance(value, int) else 0
+
+
+def bytes_postfix(done: int, total: int) -> str:
+    """What a progress bar shows beside the partition count: bytes of the finished tasks."""
+    from skyplug.core.reprs import size
+
+    return f"{size(done)}/{size(total)}"
+
+
 def ordered_map(
     engine: str,
     items: Sequence[T],
@@ -87,13 +100,18 @@ def ordered_map(
 
     ``result(future)`` returns a task's value or raises its exception; ``key`` identifies a future
     as ``completed`` yields it. A task's :class:`SkyplugError` is re-raised as is, anything else
-    wrapped in a :class:`TaskError` naming the item; ``cancel`` is called on any failure.
+    wrapped in a :class:`TaskError` naming the item; ``cancel`` is called on any failure. The bar
+    counts tasks and, for items that know their size (partitions), the bytes they read.
     """
     from tqdm.auto import tqdm
 
     position = {key(fut): i for i, fut in enumerate(futures)}
     results: list[Any] = [None] * len(items)
+    sizes = [item_bytes(item) for item in items]
+    total, done = sum(sizes), 0
     with tqdm(total=len(items), desc=desc, disable=not progress, unit="part", leave=False) as bar:
+        if total:
+            bar.set_postfix_str(bytes_postfix(0, total), refresh=False)
         try:
             for fut in completed:
                 i = position[key(fut)]
@@ -103,6 +121,9 @@ def ordered_map(
                     raise  # already names its object and cause
                 except Exception as exc:
                     raise TaskError(engine, i, items[i], exc) from exc
+                done += sizes[i]
+                if total:
+                    bar.set_postfix_str(bytes_postfix(done, total), refresh=False)
                 bar.update(1)
         except BaseException:
             cancel()

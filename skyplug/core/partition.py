@@ -69,3 +69,35 @@ class Partition:
         from skyplug.core.load import write_partition
 
         return write_partition(self, Path(out), as_=as_)
+
+    def __repr__(self) -> str:
+        from skyplug.core.reprs import size
+
+        sel = ", ".join(f"{k}={v}" for k, v in self.selection.items() if k not in ("by", "soltabs"))
+        return (
+            f"Partition({self.format} {self.index + 1}/{self.count} of {self.uri}: {sel}; "
+            f"{len(self.ranges)} ranges, {size(self.fetch_bytes)})"
+        )
+
+    def _repr_html_(self) -> str:
+        from skyplug.core.reprs import partition_html
+
+        return partition_html(self)
+
+
+class Plan(list[Partition]):
+    """The partitions of a dataset, in order: a plain list (it pickles and JSON-encodes as one) that
+    shows itself in notebooks."""
+
+    def __repr__(self) -> str:
+        from skyplug.core.reprs import size
+
+        if not self:
+            return "Plan([])"
+        total = size(sum(p.fetch_bytes for p in self))
+        return f"Plan({len(self)} {self[0].format} partitions of {self[0].uri}, {total} to read)"
+
+    def _repr_html_(self) -> str:
+        from skyplug.core.reprs import plan_html
+
+        return plan_html(self)

@@ -150,7 +150,7 @@ def test_few_fields_are_enough(tmp_path) -> None:
     with open_catalog(f"sqlite:///{tmp_path / 'few.db'}") as cat:
         cat.add([make_record({"access_format": "application/fits"}, "/data/x.fits", "1-2", "fits")])
         row = cat.query("SELECT obs_id, access_url, s_region, calib_level FROM ivoa.obscore").rows[0]
-    assert row == ("x.fits", "/data/x.fits", None, 0)
+    assert row == ("x.fits", "file:///data/x.fits", None, 0)  # access_url is a URL
 
 
 def test_sqlite_query_connection_is_read_only(sqlite_url: str) -> None:

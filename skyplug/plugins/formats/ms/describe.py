@@ -55,6 +55,7 @@ def describe(index: dict[str, Any]) -> dict[str, Any]:
         ra, dec = index["fields"][0]["phase_dir"]
         out["s_ra"], out["s_dec"] = math.degrees(ra) % 360.0, math.degrees(dec)
         out["target_name"] = index["fields"][0]["name"]
+        out.update(_field_of_view(index, out.get("em_max")))
     pols = sorted({c for p in index.get("pols", []) for c in p})
     if pols:
         out["pol_states"] = "/" + "/".join(STOKES.get(c, str(c)) for c in pols) + "/"
@@ -64,6 +65,21 @@ def describe(index: dict[str, Any]) -> dict[str, Any]:
     if obs.get("TELESCOPE_NAME"):
         out["facility_name"] = out["instrument_name"] = obs["TELESCOPE_NAME"][0]
     return out
+
+
+def _field_of_view(index: dict[str, Any], wavelength: float | None) -> dict[str, Any]:
+    """s_fov (degrees): the primary beam's FWHM, 1.02 lambda / D at the lowest frequency (D the median
+    ANTENNA DISH_DIAMETER), widened to cover every FIELD direction around the first one."""
+    dishes = [d for d in index.get("antennas", {}).get("dish_diameters", []) if d > 0]
+    if not wavelength or not dishes:
+        return {}
+    fwhm = math.degrees(1.02 * wavelength / float(np.median(dishes)))
+    (ra0, dec0), spread = index["fields"][0]["phase_dir"], 0.0
+    for f in index["fields"][1:]:
+        ra, dec = f["phase_dir"]
+        cos = math.sin(dec0) * math.sin(dec) + math.cos(dec0) * math.cos(dec) * math.cos(ra - ra0)
+        spread = max(spread, math.degrees(math.acos(max(-1.0, min(1.0, cos)))))
+    return {"s_fov": min(fwhm + 2 * spread, 179.0)}  # a circle beyond a hemisphere is no region
 
 
 def _array_geometry(index: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ class MsFormat(Format):
 
     name = "ms"
     kind = "tree"
-    version = 3  # 2: index["big_sizes"], carried by partitions; 3: time slots, subtable health
+    version = 4  # 2: index["big_sizes"], carried by partitions; 3: time slots, subtable health; 4: dishes
     extensions = (".ms", ".ms.zip")
     axes = plan_mod.AXES
     outputs = ("ms", "npz")

@@ -299,6 +299,7 @@ def _read_subtables(ms: Any, problems: dict[str, str]) -> dict[str, Any]:
         out["antennas"] = {
             "names": [str(x) for x in col(t, "NAME", [])],
             "positions": [[float(v) for v in p] for p in col(t, "POSITION", [])],
+            "dish_diameters": [float(x) for x in col(t, "DISH_DIAMETER", [])],
         }
         t.close()
     if (t := read("FIELD")) is not None:
