@@ -14,6 +14,7 @@ from skyplug.clitools import emit
 from skyplug.core.config import get_config, load_config, set_config
 from skyplug.core.errors import SkyplugError
 from skyplug.core.logs import redact, setup_logging
+from skyplug.core.uri import display_uri
 
 if TYPE_CHECKING:
     from skyplug.core.dataset import Dataset
@@ -160,7 +161,7 @@ def index_cmd(
         return
     s = ds.index_stats
     lines = [
-        f"{index['uri']}  format={index['format']}  version={index['version']}",
+        f"{display_uri(index['uri'])}  format={index['format']}  version={index['version']}",
         f"index: {s['bytes_read']} bytes read in {s['seconds']:.3f} s"
         + (" (cached)" if s.get("cached") else ""),
     ]
