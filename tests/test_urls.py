@@ -122,10 +122,14 @@ def test_named_sites_keep_precedence(aws_env, monkeypatch: pytest.MonkeyPatch) -
     [
         ({"AWS_PROFILE": "nope"}, "AWS profile 'nope' not found"),
         ({"AWS_ENDPOINT_URL": "not-a-url"}, "Invalid endpoint: not-a-url"),
+        ({"config": "[profile broken\nregion = x\n"}, "Unable to parse config file"),
     ],
 )
 def test_botocore_configuration_errors_are_one_config_error(aws_env, monkeypatch, env, match) -> None:
     _, uri = aws_env
+    env = dict(env)
+    if "config" in env:  # ~/.aws/config's text
+        Path(os.environ["AWS_CONFIG_FILE"]).write_text(env.pop("config"))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match=match) as info:

@@ -223,7 +223,10 @@ def translate(exc: Exception, what: str, site: Site) -> Exception:
     if isinstance(exc, BotoCoreError | ConnectionError | TimeoutError | OSError | Urllib3Error):
         name = type(exc).__name__
         if "Credential" in name:
-            return SiteError(f"{where}: no credentials found (set them in the environment or a profile)")
+            return SiteError(
+                f"{where}: no credentials found (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                "or SKYPLUG_SITE_<NAME>_ACCESS_KEY_ID / _SECRET_ACCESS_KEY)"
+            )
         if "Connect" in name:
             return TransientError(f"{where}: cannot connect ({name})")
         return TransientError(f"{where}: network error ({name})")
