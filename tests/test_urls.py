@@ -329,6 +329,20 @@ def test_memory_urls_through_fsspec() -> None:
         skyplug.open(f"memory://{uuid.uuid4().hex}/absent.npy").index()
 
 
+def test_a_measurement_set_folder_on_memory(tmp_path: Path) -> None:
+    """A folder through fsspec is a Tree: an MS read by partitions as from local disk."""
+    import fsspec
+
+    subprocess.run([sys.executable, "-m", "skyplug.synthetic.ms", str(tmp_path / "s.ms")], check=True)
+    fs, root = fsspec.filesystem("memory"), f"/t{uuid.uuid4().hex[:8]}"
+    fs.put(str(tmp_path / "s.ms"), f"{root}/s.ms", recursive=True)
+    ds = skyplug.open(f"memory:/{root}/s.ms")
+    assert ds.format.name == "ms" and ds.target.version.startswith("tree-")
+    got = ds.plan("time", 2)[1].load()
+    want = skyplug.open(str(tmp_path / "s.ms")).plan("time", 2)[1].load()
+    assert np.array_equal(got["DATA"], want["DATA"]) and np.array_equal(got["TIME"], want["TIME"])
+
+
 def test_fsspec_protocol_without_its_package_is_one_line() -> None:
     if _installed("gcsfs"):
         pytest.fail("gcsfs is installed: this test needs a protocol whose package is absent")

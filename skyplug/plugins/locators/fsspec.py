@@ -32,7 +32,7 @@ PROTOCOLS = (
 
 def filesystem(uri: URI) -> tuple[Any, str]:
     """(fsspec filesystem, path) for a URI; a missing protocol package is one PluginError."""
-    import fsspec
+    import fsspec  # type: ignore[import-untyped]
 
     try:
         return fsspec.core.url_to_fs(str(uri))
