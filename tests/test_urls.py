@@ -113,6 +113,11 @@ def test_named_sites_keep_precedence(aws_env, monkeypatch: pytest.MonkeyPatch) -
     config.set_config(config.Config.from_dict(raw))  # one site: the default one
     assert skyplug.open(uri).site.name == "edge"
     assert np.array_equal(read_all(uri, 2), cube())
+    assert skyplug.open(uri, site="env").site.settings.endpoint == "http://127.0.0.1:9"  # when named
+    raw["sites"]["lake"] = {"type": "local", "path": "lake"}  # two sites, no default: say so
+    config.set_config(config.Config.from_dict(raw))
+    with pytest.raises(ConfigError, match=r"no default_site configured \(sites: edge, lake\); --site env"):
+        skyplug.open(uri)
     raw["sites"]["env"] = {"type": "local", "path": "/nonexistent"}  # a configured "env" wins
     assert config.Config.from_dict(raw).site("env").type == "local"
 

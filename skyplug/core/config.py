@@ -189,16 +189,20 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def site(self, name: str | None = None) -> Site:
-        """The named site, else the default one, else the implicit one a locator offers (the S3
-        locator's ``env``, from the AWS environment); a configured site of that name wins."""
+        """The named site, else the default one; the implicit site a locator offers (the S3
+        locator's ``env``, from the AWS environment) when it is named, or when no site is
+        configured at all; a configured site of that name wins."""
         name = name or self.default_site
         if name is not None and name in self.sites:
             return self.sites[name]
         implicit = self.implicit_site()
-        if implicit is not None and name in (None, implicit.name):
+        if implicit is not None and (name == implicit.name or (name is None and not self.sites)):
             return implicit
         if name is None:
-            raise ConfigError("no site named and no default_site configured (see skyplug.toml)")
+            also = f"; --site {implicit.name} reads the environment" if implicit is not None else ""
+            raise ConfigError(
+                f"no site named and no default_site configured (sites: {', '.join(sorted(self.sites))}){also}"
+            )
         known = ", ".join(sorted(self.sites)) or "none"
         raise NotFound(f"site {name!r} is not configured (known: {known})")
 

@@ -4,7 +4,7 @@ Credentials come from the environment (``SKYPLUG_SITE_<NAME>_ACCESS_KEY_ID`` /
 ``..._SECRET_ACCESS_KEY`` for one site, else the AWS variables) or the site's AWS ``profile``.
 They are never stored in a descriptor and never printed.
 
-With no site named and no ``default_site``, ``s3://`` URIs are read on the implicit site ``env``:
+With no site configured at all, or ``--site env``, ``s3://`` URIs are read on the implicit site ``env``:
 the plain AWS environment, as boto3 and s3fs read it (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
 or the profile's ``endpoint_url``, ``AWS_PROFILE``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` or the
 profile's region, and the standard credential chain). It is resolved once per process and written
