@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,8 +22,11 @@ from click.testing import CliRunner
 
 import skyplug
 from skyplug.core import config
+from skyplug.core.dataset import open_target
 from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError, StaleObjectError
+from skyplug.core.source import Source
 from skyplug.core.uri import parse_uri
+from tests.test_source_contract import Make, SourceContract
 
 SKYPLUG = Path(sys.executable).with_name("skyplug")
 
@@ -396,3 +399,53 @@ def test_presigned_signature_stays_out_of_provenance_and_output(s3env, tmp_path:
 
     result = CliRunner().invoke(cli, ["index", url])  # JSON (descriptors) holds the URL verbatim
     assert result.exit_code == 0 and secret not in result.output, result.output
+
+
+# --- the Source contract (tests/test_source_contract.py) on the new sources -------------------
+class TestPresignedURLSource(SourceContract):
+    @pytest.fixture
+    def make(self, s3env) -> Make:
+        def make(data: bytes) -> tuple[Source, Callable[[], None]]:
+            client, params = s3env.client(), {"Bucket": s3env.bucket, "Key": "obj.bin"}
+            client.put_object(Body=data, **params)
+            src = open_target(client.generate_presigned_url("get_object", Params=params))
+            assert isinstance(src, Source)
+            return src, lambda: client.put_object(Body=bytes(b ^ 0x5A for b in data), **params)
+
+        return make
+
+
+class TestLastModifiedHTTPSource(SourceContract):
+    @pytest.fixture
+    def make(self, served) -> Make:
+        root, servers = served
+
+        def make(data: bytes) -> tuple[Source, Callable[[], None]]:
+            path = root / "obj.bin"
+            path.write_bytes(data)
+            os.utime(path, (1_700_000_000, 1_700_000_000))
+            src = open_target(f"{servers['range'].url}/obj.bin")
+            assert isinstance(src, Source)
+
+            def change() -> None:  # Last-Modified has a one-second resolution: change it for sure
+                path.write_bytes(bytes(b ^ 0x5A for b in data))
+                os.utime(path, (1_700_000_100, 1_700_000_100))
+
+            return src, change
+
+        return make
+
+
+class TestMemorySource(SourceContract):
+    @pytest.fixture
+    def make(self) -> Make:
+        import fsspec
+
+        def make(data: bytes) -> tuple[Source, Callable[[], None]]:
+            fs, path = fsspec.filesystem("memory"), f"/t{uuid.uuid4().hex[:8]}/obj.bin"
+            fs.pipe(path, data)
+            src = open_target(f"memory:/{path}")
+            assert isinstance(src, Source)
+            return src, lambda: fs.pipe(path, bytes(b ^ 0x5A for b in data))
+
+        return make
