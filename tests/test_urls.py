@@ -358,6 +358,20 @@ def test_fsspec_protocol_without_its_package_is_one_line() -> None:
         skyplug.open("gs://bucket/c.npy").index()
 
 
+@pytest.mark.parametrize(
+    ("module", "url", "hint"),
+    [("fsspec", "memory://x/c.npy", "skyplug[fsspec]"), ("urllib3", "https://h/c.npy", "skyplug[http]")],
+)
+def test_a_missing_client_library_is_one_line(tmp_path: Path, module: str, url: str, hint: str) -> None:
+    """Without fsspec (or urllib3) installed: one line naming what to install (the import blocked)."""
+    code = f"import sys; sys.modules[{module!r}] = None; from skyplug.cli import main; main()"
+    out = subprocess.run(
+        [sys.executable, "-c", code, "index", url], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1 and hint in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
 def _installed(module: str) -> bool:
     import importlib.util
 

@@ -31,9 +31,11 @@ PROTOCOLS = (
 
 
 def filesystem(uri: URI) -> tuple[Any, str]:
-    """(fsspec filesystem, path) for a URI; a missing protocol package is one PluginError."""
-    import fsspec  # type: ignore[import-untyped]
-
+    """(fsspec filesystem, path) for a URI; fsspec or the protocol's package missing: one PluginError."""
+    try:
+        import fsspec  # type: ignore[import-untyped]
+    except ImportError:
+        raise PluginError(f"{uri}: needs fsspec: pip install 'skyplug[fsspec]'") from None
     try:
         return fsspec.core.url_to_fs(str(uri))
     except ImportError as exc:

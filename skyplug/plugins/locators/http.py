@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 from skyplug.core.config import Config, Site
-from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
+from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError, StaleObjectError
 from skyplug.core.hookspecs import hookimpl
 from skyplug.core.locator import NO_SITE, Locator
 from skyplug.core.plugins import Spec
@@ -33,11 +33,18 @@ _pool: Any = None
 _pool_lock = threading.Lock()
 
 
-def pool() -> Any:
+def _urllib3(uri: str) -> Any:
+    try:
+        import urllib3
+    except ImportError:
+        raise PluginError(f"{uri}: needs urllib3: pip install 'skyplug[http]'") from None
+    return urllib3
+
+
+def pool(uri: str) -> Any:
     """The process-wide urllib3 pool (redirects followed, no retries: the Source retries)."""
     global _pool
-    import urllib3
-
+    urllib3 = _urllib3(uri)
     with _pool_lock:
         if _pool is None:
             _pool = urllib3.PoolManager(
@@ -70,15 +77,14 @@ class HTTPSource(Source):
         self.url = url
 
     def _request(self, start: int, end: int, version: str | None) -> Any:
-        import urllib3
-
+        urllib3 = _urllib3(self.uri)
         headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
         if version is not None and version.startswith("modified:"):
             headers["If-Unmodified-Since"] = version[len("modified:") :].rsplit(";", 1)[0]
         elif version is not None:
             headers["If-Match"] = version
         try:
-            resp = pool().request("GET", self.url, headers=headers, preload_content=False)
+            resp = pool(self.uri).request("GET", self.url, headers=headers, preload_content=False)
         except urllib3.exceptions.MaxRetryError as exc:
             reason = exc.reason
             if isinstance(reason, urllib3.exceptions.NewConnectionError):  # refused, unknown host
