@@ -124,6 +124,9 @@ def sites_cmd(as_json: bool) -> None:
         mark = "*" if s.name == cfg.default_site else " "
         where = s.settings.where()
         lines.append(f"{mark} {s.name:12} {s.type:6} {where}")
+    implicit = None if cfg.sites else cfg.implicit_site()
+    if implicit is not None and not as_json:  # what s3:// reads when no site is configured
+        lines.append(f"  {implicit.name:12} {implicit.type:6} {implicit.settings.where()}  (the environment)")
     emit(data, as_json, "\n".join(lines))
 
 

@@ -173,6 +173,8 @@ def test_cli_with_env_only(aws_env, tmp_path: Path) -> None:
     }
     run = tmp_path / "run"
     run.mkdir()
+    out = _cli(["sites"], env, run)
+    assert out.returncode == 0 and f"env          s3     {svc.endpoint} ({svc.region})" in out.stdout
     out = _cli(["index", uri], env, run)
     assert out.returncode == 0, out.stderr
     assert "format=npy" in out.stdout and svc.secret_key not in out.stdout + out.stderr
