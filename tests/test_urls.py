@@ -26,6 +26,7 @@ from skyplug.core.dataset import open_target
 from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError, StaleObjectError
 from skyplug.core.source import Source
 from skyplug.core.uri import parse_uri
+from skyplug.plugins.locators.s3 import client_for
 from tests.test_source_contract import Make, SourceContract
 
 SKYPLUG = Path(sys.executable).with_name("skyplug")
@@ -117,6 +118,8 @@ def test_named_sites_keep_precedence(aws_env, monkeypatch: pytest.MonkeyPatch) -
     assert skyplug.open(uri).site.name == "edge"
     assert np.array_equal(read_all(uri, 2), cube())
     assert skyplug.open(uri, site="env").site.settings.endpoint == "http://127.0.0.1:9"  # when named
+    aws = config.Config.from_dict({"sites": {"lake": {"type": "s3", "region": "eu-central-1"}}}).site("lake")
+    assert client_for(aws).meta.endpoint_url == "https://s3.eu-central-1.amazonaws.com"  # not the env's
     raw["sites"]["lake"] = {"type": "local", "path": "lake"}  # two sites, no default: say so
     config.set_config(config.Config.from_dict(raw))
     with pytest.raises(ConfigError, match=r"no default_site configured \(sites: edge, lake\); --site env"):

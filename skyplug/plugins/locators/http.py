@@ -8,8 +8,9 @@ boto3 and requests. Needs no site: a URL names its server.
 
 The version of an object is its strong ETag, else ``Last-Modified`` with its size; every response
 is checked against it as well, for servers that ignore conditional headers (Last-Modified has a
-one-second resolution: without a strong ETag, a same-size rewrite within that second is not seen). A server that ignores
-``Range`` (answers 200 with the whole object) is refused with one line, not downloaded whole.
+one-second resolution: without a strong ETag, a same-size rewrite within that second is not seen).
+A server that ignores ``Range`` (answers 200 with the whole object) is refused with one line, not
+downloaded whole.
 URLs are shown without their query (a presigned URL's signature) or user info.
 """
 

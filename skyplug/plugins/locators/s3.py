@@ -191,6 +191,9 @@ def _make_client(opts: S3SiteOptions, key_id: str | None, secret: str | None) ->
         max_pool_connections=opts.max_pool_connections,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        # a site is what its settings say: AWS_ENDPOINT_URL does not redirect a site without an
+        # endpoint (AWS); the implicit site has already resolved it into its settings
+        ignore_configured_endpoint_urls=True,
     )
     # skyplug reads no timestamps: skip parsing them (40% of a LIST's client time)
     parsers = session._session.get_component("response_parser_factory")
