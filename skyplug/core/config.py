@@ -207,7 +207,7 @@ class Config:
         raise NotFound(f"site {name!r} is not configured (known: {known})")
 
     def implicit_site(self) -> Site | None:
-        """The site used when none is named nor configured as the default: the first a locator
+        """The site used when no site is configured, or when it is named: the first a locator
         declares (``Spec.info["implicit_site"]``: name, type and options; made once per Config)."""
         if "_implicit" not in self.__dict__:
             from skyplug.core import plugins

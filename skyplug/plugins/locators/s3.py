@@ -85,7 +85,7 @@ class S3SiteOptions:
         return f"{self.endpoint or 'AWS'} ({self.region or 'us-east-1'})"
 
 
-IMPLICIT_SITE = "env"  # the site of s3:// URIs when none is named or configured as the default
+IMPLICIT_SITE = "env"  # the site of s3:// URIs when no site is configured, or when it is named
 
 
 def config_error(exc: Exception, where: str) -> ConfigError | None:
