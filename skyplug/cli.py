@@ -14,6 +14,7 @@ from skyplug.clitools import emit
 from skyplug.core.config import get_config, load_config, set_config
 from skyplug.core.errors import SkyplugError
 from skyplug.core.logs import redact, setup_logging
+from skyplug.core.uri import display_uri
 
 if TYPE_CHECKING:
     from skyplug.core.dataset import Dataset
@@ -123,6 +124,9 @@ def sites_cmd(as_json: bool) -> None:
         mark = "*" if s.name == cfg.default_site else " "
         where = s.settings.where()
         lines.append(f"{mark} {s.name:12} {s.type:6} {where}")
+    implicit = None if cfg.sites else cfg.implicit_site()
+    if implicit is not None and not as_json:  # what s3:// reads when no site is configured
+        lines.append(f"  {implicit.name:12} {implicit.type:6} {implicit.settings.where()}  (the environment)")
     emit(data, as_json, "\n".join(lines))
 
 
@@ -160,7 +164,7 @@ def index_cmd(
         return
     s = ds.index_stats
     lines = [
-        f"{index['uri']}  format={index['format']}  version={index['version']}",
+        f"{display_uri(index['uri'])}  format={index['format']}  version={index['version']}",
         f"index: {s['bytes_read']} bytes read in {s['seconds']:.3f} s"
         + (" (cached)" if s.get("cached") else ""),
     ]

@@ -314,7 +314,7 @@ def test_missing_site(tmp_path: Path) -> None:
         "'nowhere'",
     )
     assert_nothing_written(tmp_path / "out")
-    assert "default_site" in assert_error(run("index", "s3://bucket/key.npy"), "site")
+    assert "site 'env'" in assert_error(run("index", "s3://bucket/key.npy"), "site")  # the AWS environment
 
 
 def _closed_port() -> int:

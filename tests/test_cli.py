@@ -107,7 +107,7 @@ def test_fetch_json_report_and_outputs(cube: tuple[Path, np.ndarray], tmp_path: 
             1,
             "cannot write 'fits'",
         ),
-        (["index", "s3://bucket/key.npy"], 1, "no site named and no default_site"),
+        (["index", "nope://bucket/key.npy"], 1, "unknown URI scheme 'nope'"),
         (["index", "{junk}"], 1, "no format plugin recognises"),
     ],
 )

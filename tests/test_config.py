@@ -103,9 +103,10 @@ def test_loading_a_file_reads_no_other(tmp_path: Path, monkeypatch: pytest.Monke
     assert cfg.sites["lake"].type == "local" and cfg.sites["lake"].settings.where() == "/data/lake"
 
 
-def test_no_default_site_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match="no site named and no default_site"):
-        resolve_site(parse_uri("s3://b/k"), None)
+def test_no_default_site_is_the_implicit_env_site() -> None:
+    """With no site named nor configured, s3:// is read on the AWS environment (tests/test_urls.py)."""
+    site = resolve_site(parse_uri("s3://b/k"), None)
+    assert site is not None and (site.name, site.type) == ("env", "s3")
 
 
 # --- credentials refused by pattern, at any depth; what a site exposes is an allow-list ------------

@@ -189,15 +189,37 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def site(self, name: str | None = None) -> Site:
-        """The named site, else the default one."""
+        """The named site, else the default one; the implicit site a locator offers (the S3
+        locator's ``env``, from the AWS environment) when it is named, or when no site is
+        configured at all; a configured site of that name wins."""
         name = name or self.default_site
-        if name is None:
-            raise ConfigError("no site named and no default_site configured (see skyplug.toml)")
-        try:
+        if name is not None and name in self.sites:
             return self.sites[name]
-        except KeyError:
-            known = ", ".join(sorted(self.sites)) or "none"
-            raise NotFound(f"site {name!r} is not configured (known: {known})") from None
+        implicit = self.implicit_site()
+        if implicit is not None and (name == implicit.name or (name is None and not self.sites)):
+            return implicit
+        if name is None:
+            also = f"; --site {implicit.name} reads the environment" if implicit is not None else ""
+            raise ConfigError(
+                f"no site named and no default_site configured (sites: {', '.join(sorted(self.sites))}){also}"
+            )
+        known = ", ".join(sorted(self.sites)) or "none"
+        raise NotFound(f"site {name!r} is not configured (known: {known})")
+
+    def implicit_site(self) -> Site | None:
+        """The site used when no site is configured, or when it is named: the first a locator
+        declares (``Spec.info["implicit_site"]``: name, type and options; made once per Config)."""
+        if "_implicit" not in self.__dict__:
+            from skyplug.core import plugins
+
+            found = None
+            for item in plugins.registered("locators"):
+                spec = getattr(item, "info", {}).get("implicit_site")
+                if spec:
+                    found = Site(str(spec["name"]), str(spec["type"]), dict(spec.get("options", {})))
+                    break
+            self.__dict__["_implicit"] = found
+        return self.__dict__["_implicit"]  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> Config:

@@ -9,6 +9,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.locators.local",
     "skyplug.plugins.locators.s3",
     "skyplug.plugins.locators.multisite",
+    "skyplug.plugins.locators.http",
+    "skyplug.plugins.locators.fsspec",
     "skyplug.plugins.engines.local",
     "skyplug.plugins.engines.lithops",
     "skyplug.plugins.engines.dask",

@@ -163,4 +163,11 @@ class LocalLocator(Locator):
 
 @hookimpl
 def skyplug_register_locators(config: Config) -> list[Spec]:
-    return [Spec("local", "skyplug.plugins.locators.local:LocalLocator", keys=("file", "local"))]
+    return [
+        Spec(
+            "local",
+            "skyplug.plugins.locators.local:LocalLocator",
+            keys=("file", "local"),
+            info={"site_types": ("local",)},  # not a URI scheme
+        )
+    ]

@@ -4,6 +4,12 @@ Credentials come from the environment (``SKYPLUG_SITE_<NAME>_ACCESS_KEY_ID`` /
 ``..._SECRET_ACCESS_KEY`` for one site, else the AWS variables) or the site's AWS ``profile``.
 They are never stored in a descriptor and never printed.
 
+With no site configured at all, or ``--site env``, ``s3://`` URIs are read on the implicit site ``env``:
+the plain AWS environment, as boto3 and s3fs read it (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
+or the profile's ``endpoint_url``, ``AWS_PROFILE``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` or the
+profile's region, and the standard credential chain). It is resolved once per process and written
+nowhere; a configured site named ``env`` replaces it.
+
 An S3 site's options (``[sites.NAME]``, all optional): ``endpoint`` (URL; default AWS), ``region``
 (default us-east-1), ``bucket`` (a fixed bucket, for the multi-site namespace), ``profile`` (an AWS
 profile), ``addressing`` (``"path"``, the default, or ``"virtual"``), and the client's
@@ -19,6 +25,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from skyplug.core.config import Config, Site
 from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
@@ -45,6 +52,7 @@ _clients_lock = threading.Lock()
 # Client options that may travel in a partition descriptor or ``skyplug sites --json``.
 PUBLIC_OPTIONS = ("connect_timeout", "read_timeout", "max_pool_connections")
 _FIELDS = ("endpoint", "region", "bucket", "profile", "addressing")
+_ENV_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
 
 @dataclass(frozen=True)
@@ -77,9 +85,47 @@ class S3SiteOptions:
         return f"{self.endpoint or 'AWS'} ({self.region or 'us-east-1'})"
 
 
+IMPLICIT_SITE = "env"  # the site of s3:// URIs when no site is configured, or when it is named
+
+
+def config_error(exc: Exception, where: str) -> ConfigError | None:
+    """botocore's configuration errors (unknown profile, bad endpoint URL, no region, a broken
+    ~/.aws/config) as one ConfigError line; None for anything else."""
+    from botocore.exceptions import BotoCoreError
+
+    name = type(exc).__name__
+    if name == "ProfileNotFound":
+        profile = getattr(exc, "kwargs", {}).get("profile")
+        return ConfigError(f"{where}: AWS profile {profile!r} not found (AWS_PROFILE or the site's profile)")
+    if isinstance(exc, ValueError) and "endpoint" in str(exc).lower():
+        return ConfigError(f"{where}: {redact_url(str(exc))} (AWS_ENDPOINT_URL or the site's endpoint)")
+    if isinstance(exc, BotoCoreError) and "Credential" not in name:
+        return ConfigError(f"{where}: {name}: {redact_url(str(exc))}")
+    return None
+
+
+def from_environment(site: Site) -> S3SiteOptions:
+    """The implicit site's settings: endpoint, region and profile as boto3 resolves them."""
+    import boto3
+
+    where = f"site {site.name!r} (the AWS environment)"
+    profile = os.environ.get("AWS_PROFILE") or None
+    try:
+        session = boto3.session.Session(profile_name=profile)
+        region = os.environ.get("AWS_REGION") or session.region_name or None
+        endpoint = session.client("s3", region_name=region or "us-east-1").meta.endpoint_url
+    except Exception as exc:
+        raise (config_error(exc, where) or exc) from None
+    if endpoint and (urlsplit(endpoint).hostname or "").endswith(".amazonaws.com"):
+        endpoint = None  # AWS itself: chosen by region
+    return S3SiteOptions(site.name, endpoint=endpoint, region=region, profile=profile)
+
+
 def parse_site(site: Site) -> S3SiteOptions:
     """Check an S3 site's options and type them."""
     opts = site.options
+    if opts.get("from_env"):
+        return from_environment(site)
     named: dict[str, Any] = {k: str(opts[k]) for k in _FIELDS if opts.get(k) is not None}
     if named.get("addressing", "path") not in ("path", "virtual"):
         raise ConfigError(f"site {site.name!r}: addressing must be 'path' or 'virtual'")
@@ -107,9 +153,6 @@ def _site_env(site: Site, what: str) -> str | None:
 
 def client_for(site: Site) -> Any:
     """A boto3 S3 client for a site (cached, thread-safe). skyplug does its own retries."""
-    import boto3
-    from botocore.config import Config as BotoConfig
-
     opts = s3_options(site)
     key_id, secret = _site_env(site, "ACCESS_KEY_ID"), _site_env(site, "SECRET_ACCESS_KEY")
     cache_key = (
@@ -120,30 +163,45 @@ def client_for(site: Site) -> Any:
         opts.profile,
         key_id,
         hashlib.sha256((secret or "").encode()).hexdigest(),
+        hashlib.sha256(  # the chain's environment credentials, should they change (tests)
+            "\0".join(os.environ.get(k, "") for k in _ENV_CREDENTIALS).encode()
+        ).hexdigest(),
     )
     with _clients_lock:
         if cache_key not in _clients:
-            session = (
-                boto3.session.Session(profile_name=opts.profile) if opts.profile else boto3.session.Session()
-            )
-            cfg = BotoConfig(
-                region_name=opts.region or "us-east-1",
-                s3={"addressing_style": opts.addressing},
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                connect_timeout=opts.connect_timeout,
-                read_timeout=opts.read_timeout,
-                max_pool_connections=opts.max_pool_connections,
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            )
-            # skyplug reads no timestamps: skip parsing them (40% of a LIST's client time)
-            parsers = session._session.get_component("response_parser_factory")
-            parsers.set_parser_defaults(timestamp_parser=lambda value: value)
-            kwargs: dict[str, Any] = {"endpoint_url": opts.endpoint, "config": cfg}
-            if key_id and secret:
-                kwargs.update(aws_access_key_id=key_id, aws_secret_access_key=secret)
-            _clients[cache_key] = session.client("s3", **kwargs)
+            try:
+                _clients[cache_key] = _make_client(opts, key_id, secret)
+            except Exception as exc:
+                raise (config_error(exc, f"site {site.name!r}") or exc) from None
         return _clients[cache_key]
+
+
+def _make_client(opts: S3SiteOptions, key_id: str | None, secret: str | None) -> Any:
+    """A new boto3 S3 client for a site's settings."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    session = boto3.session.Session(profile_name=opts.profile) if opts.profile else boto3.session.Session()
+    cfg = BotoConfig(
+        region_name=opts.region or "us-east-1",
+        s3={"addressing_style": opts.addressing},
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=opts.connect_timeout,
+        read_timeout=opts.read_timeout,
+        max_pool_connections=opts.max_pool_connections,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        # a site is what its settings say: AWS_ENDPOINT_URL does not redirect a site without an
+        # endpoint (AWS); the implicit site has already resolved it into its settings
+        ignore_configured_endpoint_urls=True,
+    )
+    # skyplug reads no timestamps: skip parsing them (40% of a LIST's client time)
+    parsers = session._session.get_component("response_parser_factory")
+    parsers.set_parser_defaults(timestamp_parser=lambda value: value)
+    kwargs: dict[str, Any] = {"endpoint_url": opts.endpoint, "config": cfg}
+    if key_id and secret:
+        kwargs.update(aws_access_key_id=key_id, aws_secret_access_key=secret)
+    return session.client("s3", **kwargs)
 
 
 def translate(exc: Exception, what: str, site: Site) -> Exception:
@@ -168,7 +226,10 @@ def translate(exc: Exception, what: str, site: Site) -> Exception:
     if isinstance(exc, BotoCoreError | ConnectionError | TimeoutError | OSError | Urllib3Error):
         name = type(exc).__name__
         if "Credential" in name:
-            return SiteError(f"{where}: no credentials found (set them in the environment or a profile)")
+            return SiteError(
+                f"{where}: no credentials found (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                "or SKYPLUG_SITE_<NAME>_ACCESS_KEY_ID / _SECRET_ACCESS_KEY)"
+            )
         if "Connect" in name:
             return TransientError(f"{where}: cannot connect ({name})")
         return TransientError(f"{where}: network error ({name})")
@@ -336,5 +397,6 @@ def skyplug_register_locators(config: Config) -> list[Spec]:
             "skyplug.plugins.locators.s3:S3Locator",
             err="pip install 'skyplug[s3]' (boto3)",
             keys=("s3",),
+            info={"implicit_site": {"name": IMPLICIT_SITE, "type": "s3", "options": {"from_env": True}}},
         )
     ]

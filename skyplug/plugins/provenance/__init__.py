@@ -18,11 +18,16 @@ from skyplug.core.partition import Partition
 from skyplug.plugins.provenance import store as prov_store
 
 
+def _name(uri: str) -> str:
+    """The last path component of a URI, without a query (a presigned URL's signature)."""
+    return uri.split("?", 1)[0].rsplit("/", 1)[-1]
+
+
 def object_entity(act: pv.Activity, uri: str, version: str, size: int | None = None) -> str:
     """The whole object as one entity: its URI and version (ETag / mtime) name its bytes."""
     return act.entity(
         "e-" + pv.content_id(uri, version),
-        name=uri.rsplit("/", 1)[-1],
+        name=_name(uri),
         location=uri,
         version=version,
         size=size,
@@ -35,7 +40,7 @@ def ranges_entity(act: pv.Activity, p: Partition) -> str:
     ranges = ",".join(f"{m + ':' if m else ''}{s}-{e}" for m, s, e in p.ranges)
     eid = act.entity(
         "e-" + pv.content_id(p.uri, p.version, p.ranges),
-        name=f"{p.uri.rsplit('/', 1)[-1]} partition {p.index}/{p.count}",
+        name=f"{_name(p.uri)} partition {p.index}/{p.count}",
         location=p.uri,
         version=p.version,
         byteRanges=ranges,
