@@ -26,6 +26,7 @@ class MsFormat(Format):
     version = 3  # 2: index["big_sizes"], carried by partitions; 3: time slots, subtable health
     extensions = (".ms", ".ms.zip")
     axes = plan_mod.AXES
+    options = {"baselines": "keep only these antenna pairs: [[a1, a2], ...]"}
     outputs = ("ms", "npz")
 
     def sniff(self, name: str, head: bytes, members: Sequence[str] | None = None) -> float:
@@ -62,6 +63,9 @@ class MsFormat(Format):
 
     def describe(self, index: dict[str, Any]) -> dict[str, Any]:
         return describe_mod.describe(index)
+
+    def coverage(self, index: dict[str, Any], partition: Partition) -> dict[str, Any]:
+        return plan_mod.coverage(index, partition)
 
     def summary(self, index: dict[str, Any]) -> dict[str, Any]:
         layouts = {}

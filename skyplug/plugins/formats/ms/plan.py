@@ -175,3 +175,38 @@ def _partition(
 def requests(p: Partition) -> list[tuple[str, int, int]]:
     """The (member, start, end) requests of a partition, explicit or strided."""
     return list(p.ranges) if p.ranges or "strided" not in p.meta else lay.expand(p.meta["strided"])
+
+
+def coverage(index: dict[str, Any], p: Partition) -> dict[str, Any]:
+    """Bytes per column, time span (MJD s) and frequency span (Hz) of a partition, for pictures."""
+    root = index["root"]
+    owner = {
+        root + f: ", ".join(dm["columns"])
+        for dm in index["managers"]
+        for f in [c["file"] for c in dm.get("cubes", [])] + ([dm["file"]] if dm.get("file") else [])
+    }
+    sel = p.selection
+    out: dict[str, Any] = {"bytes": [(owner.get(m, m[len(root) :]), s, e) for m, s, e in requests(p)]}
+    times, half = index.get("times") or [], (index.get("interval_min") or 0.0) / 2
+    if sel.get("time"):
+        out["time"] = [sel["time"][0] - half, sel["time"][1] + half]
+    elif times:
+        groups = np.asarray(index["groups"], dtype=np.int64).reshape(-1, 4)
+        a, b = sel.get("span", [0, index["nrow"]])
+        tidx = groups[(groups[:, 0] < b) & (groups[:, 1] > a), 2]
+        if len(tidx):
+            out["time"] = [times[int(tidx.min())] - half, times[int(tidx.max())] + half]
+    ddids = [sel["ddid"]] if sel.get("ddid") is not None else index["ddids_used"]
+    lo, hi = [], []
+    for d in ddids:
+        spw = index["ddids"][d][0] if d < len(index.get("ddids", [])) else 0
+        freqs = index["spws"][spw]["freqs"] if spw < len(index.get("spws", [])) else []
+        if not freqs:
+            continue
+        c0, c1 = sel.get("chan") or [0, len(freqs)]
+        width = abs(freqs[1] - freqs[0]) / 2 if len(freqs) > 1 else 0.0
+        lo.append(min(freqs[c0], freqs[c1 - 1]) - width)
+        hi.append(max(freqs[c0], freqs[c1 - 1]) + width)
+    if lo:
+        out["freq"] = [min(lo), max(hi)]
+    return out
