@@ -177,11 +177,16 @@ def _baselines(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return pairs
 
 
-PLAN_OPTIONS = ("hdu", "dataset", "solset", "soltab", "baselines")  # what _plan_options adds
+PLAN_OPTIONS = ("hdu", "dataset", "solset", "soltab", "baselines", "columns")  # what _plan_options adds
 
 
 def _plan_options(f: Any) -> Any:
     """The formats' plan options; each goes to ``Dataset.plan`` only when given (see Format.options)."""
+    f = click.option(
+        "--columns",
+        callback=lambda ctx, param, v: [c.strip() for c in v.split(",") if c.strip()] if v else None,
+        help="MS: load only these main-table columns, e.g. DATA,FLAG.",
+    )(f)
     f = click.option(
         "--baselines",
         callback=_baselines,

@@ -37,9 +37,7 @@ def plot_coverage(catalog: Any, output: Path, where: str = "", limit: int = 100_
     tf = fig.add_subplot(1, 2, 2)
     _time_frequency(tf, rows, colour)
     handles = [matplotlib.patches.Patch(color=colour[k], label=k) for k in kinds]
-    handles.append(
-        matplotlib.lines.Line2D([], [], color="0.3", marker="v", ls="", label="no t_max / short")
-    )
+    handles.append(matplotlib.lines.Line2D([], [], color="0.3", marker="v", ls="", label="no t_max / short"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
     sky.set_title(f"sky coverage ({len(rows)} records)", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
