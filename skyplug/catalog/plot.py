@@ -21,6 +21,17 @@ COLUMNS = "s_ra, s_dec, s_region, s_fov, t_min, t_max, em_min, em_max, dataprodu
 
 def plot_coverage(catalog: Any, output: Path, where: str = "", limit: int = 100_000) -> int:
     """Write a PNG with the sky coverage and the time-frequency coverage; return the record count."""
+    import matplotlib.pyplot as plt
+
+    fig, n = coverage_figure(catalog, where, limit)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=90)
+    plt.close(fig)
+    return n
+
+
+def coverage_figure(catalog: Any, where: str = "", limit: int = 100_000) -> tuple[Any, int]:
+    """The Figure of ``plot_coverage`` and the number of records drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,10 +52,7 @@ def plot_coverage(catalog: Any, output: Path, where: str = "", limit: int = 100_
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
     sky.set_title(f"sky coverage ({len(rows)} records)", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=90)
-    plt.close(fig)
-    return len(rows)
+    return fig, len(rows)
 
 
 def _region(r: dict[str, Any]) -> list[tuple[float, float]]:

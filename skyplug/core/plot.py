@@ -26,22 +26,34 @@ def mjd_seconds_to_datetime(t: float) -> dt.datetime:
 
 def plot_plan(ds: Any, parts: Sequence[Partition], path: str | Path, title: str = "") -> Path:
     """Draw a dataset's plan as a PNG at ``path``; return the path written."""
+    return save(plan_figure(ds, parts, title), path)
+
+
+def plan_figure(ds: Any, parts: Sequence[Partition], title: str = "") -> Any:
+    """The matplotlib Figure of a dataset's plan (``plot_plan`` saves it)."""
     index = ds.index()
-    covs = [ds.format.coverage(index, p) for p in parts]
-    return plot_coverages(parts, covs, path, title)
+    return coverage_figure(parts, [ds.format.coverage(index, p) for p in parts], title)
+
+
+def save(fig: Any, path: str | Path) -> Path:
+    """Write a figure as a PNG and free it; return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def plot_partitions(parts: Sequence[Partition], path: str | Path, title: str = "") -> Path:
     """Draw the byte ranges of partitions alone (no dataset at hand), labelled by member."""
-    return plot_coverages(
-        parts, [{"bytes": [(m or "(object)", s, e) for m, s, e in p.ranges]} for p in parts], path, title
-    )
+    covs = [{"bytes": [(m or "(object)", s, e) for m, s, e in p.ranges]} for p in parts]
+    return save(coverage_figure(parts, covs, title), path)
 
 
-def plot_coverages(
-    parts: Sequence[Partition], covs: Sequence[dict[str, Any]], path: str | Path, title: str = ""
-) -> Path:
-    """The picture of ``parts`` from their coverages (see ``Format.coverage``)."""
+def coverage_figure(parts: Sequence[Partition], covs: Sequence[dict[str, Any]], title: str = "") -> Any:
+    """The Figure of ``parts`` from their coverages (see ``Format.coverage``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,10 +103,7 @@ def plot_coverages(
     fig.suptitle(title or f"{len(parts)} partitions", fontsize=10)
     ax.set_title(f"bytes read: {_size(total)} in all", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _merge_small(covs: Sequence[dict[str, Any]], share: float = 0.005) -> list[dict[str, Any]]:
