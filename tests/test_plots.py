@@ -4,6 +4,7 @@ coverage plot and the sim cost plot, checked through matplotlib's objects (label
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -79,7 +80,7 @@ def test_fits_plan_plot_shows_the_frequency_extent(files: dict[str, Path]) -> No
     assert [t for t in texts(data.get_yticklabels()) if t] == ["HDU 0 PRIMARY"]
     assert cov.get_xlabel() == "frequency (MHz)" and cov.get_ylabel() == "partition"
     bars = sorted((b.get_x(), b.get_width()) for b in cov.patches)
-    assert len(bars) == 3 and all(a[0] + a[1] == pytest.approx(b[0]) for a, b in zip(bars, bars[1:]))
+    assert len(bars) == 3 and all(a[0] + a[1] == pytest.approx(b[0]) for a, b in itertools.pairwise(bars))
     assert legend_of(fig) == ["partition 0", "partition 1", "partition 2"]
     matplotlib.pyplot.close(fig)
 
