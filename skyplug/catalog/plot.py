@@ -50,7 +50,9 @@ def coverage_figure(catalog: Any, where: str = "", limit: int = 100_000) -> tupl
     handles = [matplotlib.patches.Patch(color=colour[k], label=k) for k in kinds]
     handles.append(matplotlib.lines.Line2D([], [], color="0.3", marker="v", ls="", label="no t_max / short"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
-    sky.set_title(f"sky coverage ({len(rows)} records)", fontsize=10)
+    placed = sum(r["s_ra"] is not None and r["s_dec"] is not None for r in rows)
+    where = "" if placed == len(rows) else f", {placed} with a position"
+    sky.set_title(f"sky coverage ({len(rows)} records{where})", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig, len(rows)
 
@@ -99,11 +101,13 @@ def _sky(fig: Any, rows: list[dict[str, Any]], colour: dict[str, Any]) -> Any:
             )
         if r["s_ra"] is not None and r["s_dec"] is not None:
             ax.plot(_near(r["s_ra"], centre), r["s_dec"], "+", color=c, ms=8, mew=1.5)
-    pad = max(1.0, 0.08 * max(max(ras) - min(ras), max(decs) - min(decs)))
-    ax.set_xlim(max(ras) + pad, min(ras) - pad)  # RA grows to the east (left)
-    ax.set_ylim(max(min(decs) - pad, -90), min(max(decs) + pad, 90))
     mid = (max(decs) + min(decs)) / 2
-    ax.set_aspect(1 / max(math.cos(math.radians(mid)), 0.1), adjustable="box")
+    cos_dec = max(math.cos(math.radians(mid)), 0.1)
+    half = max((max(ras) - min(ras)) * cos_dec, max(decs) - min(decs)) / 2  # a square field
+    half = half * 1.1 + max(0.05, 0.05 * half)
+    ax.set_xlim(centre + half / cos_dec, centre - half / cos_dec)  # RA grows to the east (left)
+    ax.set_ylim(max(mid - half, -90.0), min(mid + half, 90.0))
+    ax.set_aspect(1 / cos_dec, adjustable="box")
     ax.set_xlabel("right ascension (deg, ICRS)")
     ax.set_ylabel("declination (deg)")
     ax.grid(True, lw=0.4, alpha=0.6)
