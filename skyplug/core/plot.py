@@ -68,7 +68,7 @@ def coverage_figure(parts: Sequence[Partition], covs: Sequence[dict[str, Any]], 
         for p, c in zip(parts, covs, strict=True)
         if any(b[0] == lab for b in c["bytes"])
     ]
-    height = 1.6 + 0.22 * max(4, len(rows) if len(parts) <= 8 else len(labels))
+    height = max(3.6, 1.6 + 0.22 * (len(rows) if len(parts) <= 8 else len(labels)))
     fig = plt.figure(figsize=(13 if has_cov else 9, min(height, 11)))
     grid = fig.add_gridspec(1, 2 if has_cov else 1, width_ratios=[1.2, 1] if has_cov else [1])
     ax = fig.add_subplot(grid[0, 0])
@@ -150,7 +150,7 @@ def _draw_bytes(
                 ax.axhline(k - 0.5, color="0.8", lw=0.6)
     ax.set_ylim(len(ticks) - 0.5, -0.5)
     ax.set_xlabel(f"offset in its file ({unit})")
-    ax.set_ylabel("column / dataset")
+    ax.set_ylabel("column / dataset / HDU")
 
 
 def _draw_coverage(ax: Any, parts: Sequence[Partition], covs: Sequence[dict[str, Any]], colour: Any) -> None:
@@ -180,14 +180,13 @@ def _draw_coverage(ax: Any, parts: Sequence[Partition], covs: Sequence[dict[str,
         fs = [f / 1e6 for c in covs for f in c["freq"]]
         ax.set_xlim(*_pad(min(ts), max(ts)))
         ax.set_ylim(*_pad(min(fs), max(fs)))
+        locator = dates.AutoDateLocator(minticks=3, maxticks=7)
+        ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(dates.DateFormatter("%H:%M:%S"))
         day = mjd_seconds_to_datetime(covs[0]["time"][0]).strftime("%Y-%m-%d")
         ax.set_xlabel(f"time (UTC, {day})")
         ax.set_ylabel("frequency (MHz)")
         ax.set_title("time-frequency coverage", fontsize=9)
-        for lab in ax.get_xticklabels():
-            lab.set_rotation(30)
-            lab.set_ha("right")
         return
     key, scale, label = _one_axis(covs)
     for p, c in zip(parts, covs, strict=True):
