@@ -220,6 +220,7 @@ def test_verbose_shows_what_is_fetched(files: dict[str, Path], tmp_path: Path) -
      (["partition", "x.fits", "-n", "2"], "skyplug partition --help", "--by"),
      (["fetch", "x.fits", "--by", "rows", "-n", "zero", "--out", "o"], "skyplug fetch --help", "-n"),
      (["nosuchcommand"], "skyplug --help", "nosuchcommand"),
+     (["catalog", "query"], "skyplug catalog query --help", "ADQL"),
      (["partition", "x.fits", "--by", "rows", "-n", "2", "--bogus"], "skyplug partition --help", "--bogus")],
 )  # fmt: skip
 def test_usage_errors_are_one_line_with_a_help_hint(args: list[str], hint: str, what: str) -> None:

@@ -189,3 +189,16 @@ def test_sim_plot_legend_is_off_the_bars(tmp_path: Path, monkeypatch: pytest.Mon
     assert texts(legend.get_texts()) == ["egress", "storage", "requests"]
     monkeypatch.undo()
     plt.close(fig)
+
+
+def test_sim_command_says_where_it_wrote_the_plot(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text("[sites.A]\negress_per_gb = 0.1\n[sites.B]\negress_per_gb = 0.1\n")
+    trace = tmp_path / "trace.csv"
+    trace.write_text(
+        "timestamp,op,obj_key,size,issue_region,serve_region\n0,PUT,b/x,1000,A,A\n5,GET,b/x,1000,B,\n"
+    )
+    png = tmp_path / "cost.png"
+    result = CliRunner().invoke(cli, ["sim", str(trace), "--prices", str(prices), "--plot", str(png)])
+    assert result.exit_code == 0, result.stderr
+    assert f"plot written to {png}" in result.stderr and png.read_bytes().startswith(b"\x89PNG")
