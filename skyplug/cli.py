@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import warnings
@@ -12,12 +13,14 @@ import click
 
 from skyplug.clitools import emit
 from skyplug.core.config import get_config, load_config, set_config
-from skyplug.core.errors import SkyplugError
+from skyplug.core.errors import SiteError, SkyplugError
 from skyplug.core.logs import redact, setup_logging
 from skyplug.core.uri import display_uri
 
 if TYPE_CHECKING:
     from skyplug.core.dataset import Dataset
+
+log = logging.getLogger("skyplug.cli")
 
 
 def _show_warning(
@@ -40,6 +43,25 @@ class SkyplugGroup(click.Group):
     """
 
     _plugins_loaded = False
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Click's main, with a usage error printed on one line (plus a --help hint), exit code 2."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "skyplug"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"skyplug: error: {redact(message)} (try '{where} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"skyplug: error: {redact(' '.join(exc.format_message().split()))}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("skyplug: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def load_plugin_commands(self) -> None:
         if not self._plugins_loaded:
@@ -142,6 +164,53 @@ def _dataset_options(f: Any) -> Any:
     return click.argument("uri")(f)
 
 
+def _baselines(ctx: click.Context, param: click.Parameter, value: str | None) -> list[list[int]] | None:
+    """``0-1,0-2`` (or ``0&1``) as [[0, 1], [0, 2]]."""
+    if value is None:
+        return None
+    pairs = []
+    for item in value.replace(" ", ",").split(","):
+        if not item:
+            continue
+        a, sep, b = item.replace("&", "-").partition("-")
+        if not sep or not a.isdigit() or not b.isdigit():
+            raise click.BadParameter(f"{item!r} is not an antenna pair like 0-1", ctx, param)
+        pairs.append([int(a), int(b)])
+    if not pairs:
+        raise click.BadParameter("no antenna pair given (e.g. 0-1,0-2)", ctx, param)
+    return pairs
+
+
+PLAN_OPTIONS = ("hdu", "dataset", "solset", "soltab", "baselines", "columns")  # what _plan_options adds
+
+
+def _plan_options(f: Any) -> Any:
+    """The formats' plan options; each goes to ``Dataset.plan`` only when given (see Format.options)."""
+    f = click.option(
+        "--columns",
+        callback=lambda ctx, param, v: [c.strip() for c in v.split(",") if c.strip()] if v else None,
+        help="MS: load only these main-table columns, e.g. DATA,FLAG.",
+    )(f)
+    f = click.option(
+        "--baselines",
+        callback=_baselines,
+        help="MS: keep only these antenna pairs, e.g. 0-1,0-2.",
+    )(f)
+    f = click.option("--soltab", help="h5parm: only this soltab (solset/soltab).")(f)
+    f = click.option("--solset", help="h5parm: the solset (when the file has several).")(f)
+    f = click.option("--dataset", help="HDF5: the dataset path to cut (default: the largest).")(f)
+    f = click.option("--hdu", help="FITS: the HDU to cut, number or EXTNAME.")(f)
+    return f
+
+
+def _plan(ds: Dataset, by: str, n: int, opts: dict[str, Any]) -> list[Any]:
+    """Plan through the API with the plan options given on the command line."""
+    given = {k: opts.pop(k) for k in PLAN_OPTIONS if opts.get(k) is not None}
+    for k in PLAN_OPTIONS:
+        opts.pop(k, None)
+    return ds.plan(by, n, **given)
+
+
 def _dataset(uri: str, site: str | None, fmt: str | None, verify: bool) -> Dataset:
     """The dataset a command works on (``core.dataset`` imported here: ``--help`` needs none of it)."""
     from skyplug.core.dataset import Dataset
@@ -189,10 +258,15 @@ def _format_summary(summary: dict[str, Any], indent: str = "") -> list[str]:
 
 @cli.command("partition")
 @_dataset_options
-@click.option("--by", required=True, help="Axis to partition along (time, rows, channel, ...).")
+@click.option("--by", required=True, help="Axis to partition along (time, rows, chan, pol, ...; aliases ok).")
 @click.option("-n", "n", type=click.IntRange(min=1), required=True, help="Number of partitions.")
+@_plan_options
 @click.option("--json", "as_json", is_flag=True, help="Print the partitions as JSON.")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the byte ranges of each partition (PNG).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Draw the plan as a PNG: bytes per column, time/frequency coverage per partition.",
+)
 def partition_cmd(
     uri: str,
     site: str | None,
@@ -202,14 +276,16 @@ def partition_cmd(
     n: int,
     as_json: bool,
     plot: str | None,
+    **plan_opts: Any,
 ) -> None:
     """Plan N partitions of URI along an axis (prints the plan, fetches nothing)."""
     ds = _dataset(uri, site, fmt, verify)
-    parts = ds.plan(by, n)
+    parts = _plan(ds, by, n, plan_opts)
     if plot:
-        from skyplug.core.plot import plot_partitions
+        from skyplug.core.plot import plot_plan
 
-        plot_partitions(parts, plot, f"{uri}: {len(parts)} partitions by {by}")
+        where = plot_plan(ds, parts, plot, f"{uri}: {len(parts)} partitions by {by}")
+        click.echo(f"skyplug: plot written to {where}", err=True)
     if as_json:
         emit([p.to_dict() for p in parts], True)
         return
@@ -223,8 +299,9 @@ def partition_cmd(
 
 @cli.command("fetch")
 @_dataset_options
-@click.option("--by", required=True, help="Axis to partition along.")
+@click.option("--by", required=True, help="Axis to partition along (aliases ok, see docs/plugins.md).")
 @click.option("-n", "n", type=click.IntRange(min=1), required=True, help="Number of partitions.")
+@_plan_options
 @click.option("--only", "only", type=int, multiple=True, help="Fetch only partition I (repeatable).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option(
@@ -237,6 +314,7 @@ def partition_cmd(
 @click.option("--engine", default="local", show_default=True, help="Engine plugin that runs the loads.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--overwrite", is_flag=True, help="Replace part files already in OUT (else: an error).")
 def fetch_cmd(
     uri: str,
     site: str | None,
@@ -250,17 +328,24 @@ def fetch_cmd(
     engine: str,
     as_json: bool,
     progress: bool,
+    overwrite: bool,
+    **plan_opts: Any,
 ) -> None:
     """Fetch partitions of URI into OUT as DIR/part-NNNN.EXT, reading only their byte ranges."""
     ds = _dataset(uri, site, fmt, verify)
     ds.index()
     index_stats = dict(ds.index_stats)
-    parts = ds.plan(by, n)
+    parts = _plan(ds, by, n, plan_opts)
     if only:
         bad = sorted(set(only) - {p.index for p in parts})
         if bad:
             raise click.BadParameter(f"no partition {bad} (there are {len(parts)})", param_hint="--only")
         parts = [p for p in parts if p.index in set(only)]
+    if not overwrite:
+        kind = ds.format.outputs[0] if as_ == "native" else as_
+        _refuse_existing(Path(out), parts, kind)
+    for p in parts:
+        _log_fetch(p)
     t0 = time.perf_counter()
     from skyplug.core.load import fetch_partitions
 
@@ -285,6 +370,38 @@ def fetch_cmd(
     ]
     lines.append(f"{len(results)} partitions, {report['bytes_fetched']} bytes in {report['seconds']:.3f} s")
     emit(report, as_json, "\n".join(lines))
+
+
+def _refuse_existing(out: Path, parts: list[Any], kind: str) -> None:
+    """An error naming the part files of ``parts`` of this output ``kind`` (its extension) already
+    in ``out``: fetch replaces them only with --overwrite."""
+    if not out.is_dir():
+        return
+    found = sorted(str(f) for p in parts for f in out.glob(f"part-{p.index:04d}.{kind}"))
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise SiteError(f"{found[0]}: already exists{more}; use --overwrite to replace")
+
+
+def _log_fetch(p: Any) -> None:
+    """At -v, what a partition fetches: its ranges (the first few), bytes and site."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    reqs = list(p.ranges)
+    count = p.meta.get("range_count", len(reqs))  # ranges a format keeps compact are counted there
+    shown = ", ".join(f"{m or '(object)'} bytes {s}-{e}" for m, s, e in reqs[:4])
+    more = f" ... {count - len(reqs[:4])} more" if count > len(reqs[:4]) else ""
+    site = p.site["name"] if p.site else "(local)"
+    log.info(
+        "fetch partition %d of %s from site %s: %d ranges, %d bytes: %s%s",
+        p.index,
+        p.uri,
+        site,
+        count,
+        p.expected_bytes,
+        shown,
+        more,
+    )
 
 
 @cli.command("demo")

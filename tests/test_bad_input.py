@@ -94,8 +94,9 @@ def assert_error(result: Result | subprocess.CompletedProcess[str], obj: str, co
     stdout, stderr = result.stdout, result.stderr
     assert exit_code == code, (exit_code, stdout, stderr)
     assert "Traceback" not in stdout + stderr and SECRET not in stdout + stderr
-    if code == 2:
-        assert "Usage:" in stderr and "Error:" in stderr
+    if code == 2:  # a usage error: one line with a --help hint, like the others (no usage block)
+        assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("skyplug: error: "), stderr
+        assert "--help" in stderr and "Usage:" not in stderr, stderr
         return stderr
     # warnings (a DEFLATE member read whole) come one line each, before the error
     lines = [ln for ln in stderr.splitlines() if not ln.startswith("skyplug: warning: ")]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from typing import Any
 
 from skyplug.core import plugins
 from skyplug.core.config import Site, get_config
-from skyplug.core.errors import FormatError, PluginError
-from skyplug.core.format import Format
+from skyplug.core.errors import FormatError, PluginError, SkyplugWarning
+from skyplug.core.format import Format, check_options, fewer_note, resolve_axis
 from skyplug.core.index import IndexCache, cache_key
 from skyplug.core.locator import NAMED_SITE, NO_SITE, ON_SITE
 from skyplug.core.partition import Plan
@@ -162,17 +163,23 @@ class Dataset:
         return index
 
     def plan(self, by: str, n: int, **opts: Any) -> Plan:
-        """Partitions along ``by`` (a :class:`Plan`, a list); each carries the site's public
-        description, never secrets."""
+        """Partitions along ``by`` (a format's axis or an alias, see ``AXIS_ALIASES``) as a
+        :class:`Plan` (a list); each carries the site's public description, never secrets.
+
+        ``opts`` are the format's plan options (``Format.options``; None means unset); any other
+        is an error. A plan with fewer than ``n`` partitions warns (``SkyplugWarning``) and says
+        why in every partition's ``meta["note"]``.
+        """
         fmt = self.format
-        if fmt.axes and by not in fmt.axes and not by.startswith("axis:"):
-            raise PluginError(
-                f"{self.uri}: format {fmt.name} cannot partition by {by!r} "
-                f"(choose from {', '.join(fmt.axes)})"
-            )
+        by = resolve_axis(fmt, by, str(self.uri))
+        opts = check_options(fmt, opts, str(self.uri))
         if n < 1:
             raise PluginError(f"{self.uri}: the number of partitions must be at least 1, not {n}")
         parts = fmt.plan(self.index(), by, n, **opts)
+        if 0 < len(parts) < n:
+            note = parts[0].meta.get("note") or fewer_note(by, n, len(parts))
+            parts = [dataclasses.replace(p, meta={**p.meta, "note": note}) for p in parts]
+            warnings.warn(f"{self.uri}: {note}", SkyplugWarning, stacklevel=2)
         site = self.site.public() if self.site else None
         target = self.target
         if isinstance(target, Source):

@@ -106,7 +106,7 @@ def test_partition_cli_says_why_fewer(ms_factory) -> None:
     uri = str(ms_factory("bda4"))
     result = CliRunner().invoke(cli, ["partition", uri, "--by", "time", "-n", "5", "--json"])
     assert result.exit_code == 0, result.output
-    plan = json.loads(result.output)
+    plan = json.loads(result.stdout)  # the warning line goes to stderr
     assert len(plan) == 3 and "3 whole time windows" in plan[0]["meta"]["note"]
     result = CliRunner().invoke(cli, ["partition", uri, "--by", "time", "-n", "5"])
     assert result.exit_code == 0 and "note: 3 partitions, not 5" in result.output

@@ -59,6 +59,7 @@ class FitsFormat(Format):
     version = 2  # 2: values parsed by astropy (CONTINUE strings whole), PVi_m kept for the WCS
     extensions = (".fits", ".fit", ".fts", ".fits.fz")
     axes = ("channel", "stokes", "rows")
+    options = {"hdu": "the HDU to cut: number or EXTNAME (default: the first with data)"}
     outputs = ("fits", "npz")
 
     def __init__(self) -> None:
@@ -180,6 +181,32 @@ class FitsFormat(Format):
                 )
             )
         return parts
+
+    def coverage(self, index: dict[str, Any], partition: Partition) -> dict[str, Any]:
+        """Bytes of the HDU, and the block's extent along the cut axis: world values (MHz for a
+        spectral axis in Hz) from the linear WCS keywords, else pixels (FITS axis numbers, 1-based)."""
+        sel = partition.selection
+        h = index["hdus"][sel["hdu"]]
+        name = f"HDU {h['hdu']}" + (f" {h['name']}" if h.get("name") else "")
+        out: dict[str, Any] = {"bytes": [(name, s, e) for _, s, e in partition.ranges]}
+        axis, (a, b) = sel["axis"], sel["range"]
+        keys = h["keys"]
+        ctype = str(keys.get(f"CTYPE{axis}", "")).strip()
+        if h["kind"] == "image" and f"CDELT{axis}" in keys and ctype:
+            crval, cdelt = float(keys.get(f"CRVAL{axis}", 0.0)), float(keys[f"CDELT{axis}"])
+            crpix = float(keys.get(f"CRPIX{axis}", 1.0))
+            lo, hi = sorted(crval + (p + 0.5 - crpix) * cdelt for p in (a, b))  # pixel edges
+            if ctype.upper().startswith("FREQ"):
+                out["freq"] = [lo, hi]
+            else:
+                unit = str(keys.get(f"CUNIT{axis}", "")).strip()
+                out["extent"] = {f"{ctype} ({unit})" if unit else ctype: [lo, hi]}
+        else:
+            what = (
+                "rows" if h["kind"] != "image" else f"pixels along FITS axis {axis} ({ctype or 'no CTYPE'})"
+            )
+            out["extent"] = {what: [a, b]}
+        return out
 
     @staticmethod
     def _block_ranges(meta: dict[str, Any], axis: int, a: int, b: int) -> list[tuple[int, int]]:

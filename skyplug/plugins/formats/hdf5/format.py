@@ -21,7 +21,7 @@ from skyplug.core.partition import Partition
 from skyplug.core.source import Source, SourceFile, Tree
 from skyplug.plugins.formats.hdf5.h5parm import H5PARM_AXES, h5parm_index, plan_solset, write_h5
 from skyplug.plugins.formats.hdf5.layout import MAGIC, SUPERBLOCK_OFFSETS, dataset_entries, open_h5
-from skyplug.plugins.formats.hdf5.reads import axis_index, load_reads, make_read, partition_of
+from skyplug.plugins.formats.hdf5.reads import axis_index, load_reads, make_read, partition_of, read_ranges_of
 
 C = 299_792_458.0
 
@@ -34,6 +34,11 @@ class Hdf5Format(Format):
     version = 2  # 2: axis values kept per soltab
     extensions = (".h5", ".hdf5", ".h5parm", ".he5")
     axes = (*H5PARM_AXES, "rows")
+    options = {
+        "dataset": "a generic HDF5 dataset path (default: the largest; h5parm: its solsets)",
+        "solset": "the h5parm solset (required when the file has several)",
+        "soltab": "only this soltab (solset/soltab)",
+    }
     outputs = ("h5", "npz")  # h5: a valid h5parm (or HDF5 file) per partition
 
     def sniff(self, name: str, head: bytes, members: Sequence[str] | None = None) -> float:
@@ -91,6 +96,29 @@ class Hdf5Format(Format):
             )
             for i, (a, b) in enumerate(blocks)
         ]
+
+    def coverage(self, index: dict[str, Any], partition: Partition) -> dict[str, Any]:
+        """Bytes per dataset read; for an h5parm the time (MJD s) and frequency (Hz) its soltabs'
+        slices cover, else the index span along the cut axis."""
+        out: dict[str, Any] = {
+            "bytes": [(r["p"], s, e) for r in partition.meta.get("reads", []) for s, e in read_ranges_of(r)]
+        }
+        sel, soltabs = partition.selection, index.get("soltabs", {})
+        for axis in ("time", "freq"):
+            spans = []
+            for tab, span in sel.get("soltabs", {}).items():
+                values = soltabs.get(tab, {}).get("values", {}).get(axis)
+                if values and axis == sel.get("by"):
+                    spans += values[span[0] : span[1]]
+            for tab in sel.get("soltabs", soltabs if "solset" in sel else {}):
+                values = soltabs.get(tab, {}).get("values", {}).get(axis)
+                if values and axis != sel.get("by"):
+                    spans += [min(values), max(values)]
+            if spans and all(isinstance(v, float) for v in spans):
+                out[axis] = [min(spans), max(spans)]
+        if "time" not in out and "freq" not in out:
+            out["extent"] = {f"{sel.get('by')} (index along it)": sel.get("range", [0, 0])}
+        return out
 
     # --- loading ------------------------------------------------------------------------------
     def load(self, partition: Partition, target: Source | Tree, as_: str = "arrays") -> Any:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skyplug.core.errors import FormatError
+from skyplug.core.errors import FormatError, PluginError
 from skyplug.core.format import Format
 from skyplug.core.partition import Partition
 from skyplug.core.source import Source, Tree
@@ -26,6 +26,10 @@ class MsFormat(Format):
     version = 4  # 2: index["big_sizes"], carried by partitions; 3: time slots, subtable health; 4: dishes
     extensions = (".ms", ".ms.zip")
     axes = plan_mod.AXES
+    options = {
+        "baselines": "keep only these antenna pairs: [[a1, a2], ...]",
+        "columns": "load only these main-table columns (their bulk bytes alone are fetched)",
+    }
     outputs = ("ms", "npz")
 
     def sniff(self, name: str, head: bytes, members: Sequence[str] | None = None) -> float:
@@ -55,6 +59,11 @@ class MsFormat(Format):
         return arrays
 
     def write(self, partition: Partition, target: Source | Tree, out: Path, as_: str) -> list[Path]:
+        if as_ == "ms" and partition.selection.get("columns"):
+            raise PluginError(
+                f"{partition.uri}: a partition of some columns cannot be written as a valid MS "
+                "(use --as npz, or no columns=)"
+            )
         with mirror.casacore_errors(target.uri):
             if as_ == "ms":
                 return [write_mod.write_ms(partition, _tree(target), out.with_suffix(".ms"))]
@@ -62,6 +71,9 @@ class MsFormat(Format):
 
     def describe(self, index: dict[str, Any]) -> dict[str, Any]:
         return describe_mod.describe(index)
+
+    def coverage(self, index: dict[str, Any], partition: Partition) -> dict[str, Any]:
+        return plan_mod.coverage(index, partition)
 
     def summary(self, index: dict[str, Any]) -> dict[str, Any]:
         layouts = {}

@@ -264,6 +264,12 @@ def _read(
                 list(tab.colnames()),
             )
         fast, bulk, endian, colnames = cached.memo["layout"]
+        wanted = p.selection.get("columns")
+        if wanted:  # columns=: only these (DATA_DESC_ID too: it names the spectral window)
+            keep = {*wanted, "DATA_DESC_ID"}
+            fast = {c: v for c, v in fast.items() if c in keep}
+            bulk = {c for c in bulk if c in keep}
+            colnames = [c for c in colnames if c in keep]
         if not p.meta.get("casacore_bulk", True) and set(bulk) - set(fast):  # never read holes as data
             raise FormatError(
                 uri,

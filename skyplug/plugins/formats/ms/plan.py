@@ -40,11 +40,26 @@ def cell_shape(index: dict[str, Any], ddid: int) -> tuple[int, int]:
 
 
 def plan(
-    index: dict[str, Any], by: str, n: int, *, baselines: Sequence[Sequence[int]] | None = None, **opts: Any
+    index: dict[str, Any],
+    by: str,
+    n: int,
+    *,
+    baselines: Sequence[Sequence[int]] | None = None,
+    columns: Sequence[str] | None = None,
+    **opts: Any,
 ) -> list[Partition]:
-    """``n`` partitions along ``by`` (per DATA_DESC_ID where shapes differ); ``baselines`` filters."""
+    """``n`` partitions along ``by`` (per DATA_DESC_ID where shapes differ); ``baselines`` filters
+    rows, ``columns`` names the main-table columns to load (only their bulk bytes are fetched)."""
     if by not in AXES:
         raise PluginError(f"{index.get('uri')}: MS partitions by {', '.join(AXES)}, not {by!r}")
+    if columns is not None:
+        columns = [columns] if isinstance(columns, str) else list(columns)
+        unknown = [c for c in columns if c not in index["columns"]]
+        if unknown or not columns:
+            raise PluginError(
+                f"{index.get('uri')}: no column {', '.join(map(repr, unknown)) or '(none given)'} "
+                f"in the main table (columns: {', '.join(index['columns'])})"
+            )
     groups = np.asarray(index["groups"], dtype=np.int64).reshape(-1, 4)
     ddids = index["ddids_used"]
     shapes = {d: cell_shape(index, d) for d in ddids}
@@ -82,7 +97,8 @@ def plan(
             parts.append((sel, rows))
     note = _fewer_note(index, by, n, len(parts)) if len(parts) < n else None
     return [
-        _partition(index, i, len(parts), sel, rows, baselines, note) for i, (sel, rows) in enumerate(parts)
+        _partition(index, i, len(parts), sel, rows, baselines, note, columns)
+        for i, (sel, rows) in enumerate(parts)
     ]
 
 
@@ -125,10 +141,12 @@ def _partition(
     rows: np.ndarray,
     baselines: Sequence[Sequence[int]] | None,
     note: str | None,
+    columns: Sequence[str] | None = None,
 ) -> Partition:
     root, chan, nchan = index["root"], sel.get("chan"), sel.get("nchan")
     per_file: dict[str, list[tuple[int, int]]] = {}
-    for dm in index["managers"]:
+    managers = [dm for dm in index["managers"] if columns is None or set(dm["columns"]) & set(columns)]
+    for dm in managers:
         if dm["type"] in lay.TILED:
             for cube in dm["cubes"]:
                 per_file[root + cube["file"]] = tsm.cube_ranges(cube, rows, tsm.chan_of(cube, chan, nchan))
@@ -145,14 +163,14 @@ def _partition(
         "ddids": sel.get("ddids"),
         "chan": chan,
         "baselines": [[int(a), int(b)] for a, b in baselines] if baselines else None,
+        "columns": list(columns) if columns else None,
         "nrows": len(rows),
     }
     selection = {k: v for k, v in selection.items() if v is not None}
     total = sum(e - s for _, s, e in requests)
     explicit = requests if len(requests) <= MAX_EXPLICIT else []
     casacore_bulk = any(
-        dm["type"] == "DyscoStMan" or (dm["type"] in lay.TILED and not dm.get("numpy"))
-        for dm in index["managers"]
+        dm["type"] == "DyscoStMan" or (dm["type"] in lay.TILED and not dm.get("numpy")) for dm in managers
     )
     # bulk file sizes travel with the partition: a worker needs no listing of a zip to load it
     big = index["big_sizes"] if "big_sizes" in index else index["big"]
@@ -175,3 +193,38 @@ def _partition(
 def requests(p: Partition) -> list[tuple[str, int, int]]:
     """The (member, start, end) requests of a partition, explicit or strided."""
     return list(p.ranges) if p.ranges or "strided" not in p.meta else lay.expand(p.meta["strided"])
+
+
+def coverage(index: dict[str, Any], p: Partition) -> dict[str, Any]:
+    """Bytes per column, time span (MJD s) and frequency span (Hz) of a partition, for pictures."""
+    root = index["root"]
+    owner = {
+        root + f: ", ".join(dm["columns"])
+        for dm in index["managers"]
+        for f in [c["file"] for c in dm.get("cubes", [])] + ([dm["file"]] if dm.get("file") else [])
+    }
+    sel = p.selection
+    out: dict[str, Any] = {"bytes": [(owner.get(m, m[len(root) :]), s, e) for m, s, e in requests(p)]}
+    times, half = index.get("times") or [], (index.get("interval_min") or 0.0) / 2
+    if sel.get("time"):
+        out["time"] = [sel["time"][0] - half, sel["time"][1] + half]
+    elif times:
+        groups = np.asarray(index["groups"], dtype=np.int64).reshape(-1, 4)
+        a, b = sel.get("span", [0, index["nrow"]])
+        tidx = groups[(groups[:, 0] < b) & (groups[:, 1] > a), 2]
+        if len(tidx):
+            out["time"] = [times[int(tidx.min())] - half, times[int(tidx.max())] + half]
+    ddids = [sel["ddid"]] if sel.get("ddid") is not None else index["ddids_used"]
+    lo, hi = [], []
+    for d in ddids:
+        spw = index["ddids"][d][0] if d < len(index.get("ddids", [])) else 0
+        freqs = index["spws"][spw]["freqs"] if spw < len(index.get("spws", [])) else []
+        if not freqs:
+            continue
+        c0, c1 = sel.get("chan") or [0, len(freqs)]
+        width = abs(freqs[1] - freqs[0]) / 2 if len(freqs) > 1 else 0.0
+        lo.append(min(freqs[c0], freqs[c1 - 1]) - width)
+        hi.append(max(freqs[c0], freqs[c1 - 1]) + width)
+    if lo:
+        out["freq"] = [min(lo), max(hi)]
+    return out

@@ -250,6 +250,7 @@ def sim_cmd(trace_file: str, prices: str, policies: tuple[str, ...], as_json: bo
     results = [sim.simulate(accesses, table, name) for name in names]
     if plot:
         sim.plot(results, Path(plot))
+        click.echo(f"skyplug: plot written to {plot}", err=True)
     lines = [
         f"{'policy':18} {'total $':>12} {'egress $':>10} {'storage $':>10} {'requests $':>10} "
         f"{'hit ratio':>9} {'GB moved':>9}"

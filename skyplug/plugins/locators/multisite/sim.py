@@ -403,7 +403,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["policy"] for r in results]
-    fig, ax = plt.subplots(figsize=(max(6, len(names) * 1.1), 4))
+    fig, ax = plt.subplots(figsize=(max(6, len(names) * 1.1) + 1.6, 4))
     bottom = [0.0] * len(results)
     for part in ("egress", "storage", "requests"):
         values = [r[part] for r in results]
@@ -411,7 +411,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_ylabel("cost ($)")
     ax.set_title("cost per policy")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="cost part")  # off the bars
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
