@@ -35,8 +35,8 @@ IMAGE_SCALE_ARCMIN = 1.0  # target sources sit on pixel centres of an image with
 INTERVAL = 60.0  # s per integration
 NOISE = 0.5  # Jy, standard deviation of the real and imaginary parts of each visibility
 RFI_JY = 3000.0
-CALIBRATOR = {"name": "CygA", "ra": 299.868153, "dec": 40.733916, "flux": 300.0}
-TARGET_CENTRE = {"name": "3C196_field", "ra": 123.400, "dec": 48.217}
+CALIBRATOR: dict[str, Any] = {"name": "CygA", "ra": 299.868153, "dec": 40.733916, "flux": 300.0}
+TARGET_CENTRE: dict[str, Any] = {"name": "3C196_field", "ra": 123.400, "dec": 48.217}
 # (name, l and m offsets in image pixels, flux in Jy): l grows to the east (increasing RA)
 TARGET_SOURCES = (("SrcA", 24, -16, 12.0), ("SrcB", -40, 30, 4.0))
 LAT, LON = np.radians(47.376), np.radians(2.193)  # Nancay
@@ -83,6 +83,10 @@ class TaskaTruth:
                 return sb
         raise KeyError(f"no subband {key!r} (have {', '.join(s.name for s in self.subbands)})")
 
+    def target_skymodel(self) -> str:
+        """The target's sources as a DP3 sky model."""
+        return skymodel_text(self.target_sources)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
@@ -93,23 +97,43 @@ class TaskaTruth:
         return cls(**data)
 
 
-def skymodel_text(calibrator: dict[str, Any], ref_freq: float = 50e6) -> str:
-    """The calibrator as a DP3 sky model (one flat-spectrum point source)."""
-    ra, dec = _sexagesimal(calibrator["ra"] / 15.0, ":"), _sexagesimal(calibrator["dec"], ".")
-    return (
+def skymodel_text(sources: dict[str, Any] | list[dict[str, Any]], ref_freq: float = 50e6) -> str:
+    """Point sources (name, ra and dec in degrees, flux in Jy) as a DP3 sky model, flat spectra."""
+    lines = [
         "format = Name, Type, Ra, Dec, I, Q, U, V, ReferenceFrequency='"
         f"{ref_freq:.1f}', SpectralIndex='[]', MajorAxis, MinorAxis, Orientation\n"
-        f"{calibrator['name']}, POINT, {ra}, {'+' if dec[0] != '-' else ''}{dec}, {calibrator['flux']}, "
-        f"0.0, 0.0, 0.0, {ref_freq:.1f}, [], , ,\n"
-    )
+    ]
+    for src in [sources] if isinstance(sources, dict) else sources:
+        ra, dec = _sexagesimal(src["ra"] / 15.0, ":"), _sexagesimal(src["dec"], ".")
+        sign = "" if dec.startswith("-") else "+"
+        lines.append(
+            f"{src['name']}, POINT, {ra}, {sign}{dec}, {src['flux']}, 0.0, 0.0, 0.0, "
+            f"{ref_freq:.1f}, [], , ,\n"
+        )
+    return "".join(lines)
+
+
+def point_sources(
+    uvw: np.ndarray, freqs: np.ndarray, centre: tuple[float, float], sources: list[tuple[float, float, float]]
+) -> np.ndarray:
+    """Visibilities (rows x chan) of point sources (ra, dec radians, flux Jy) seen from ``centre``.
+
+    The sign is DP3's and WSClean's: DP3's predict step gives the same values (tested).
+    """
+    model = np.zeros((len(uvw), len(freqs)), np.complex128)
+    for ra, dec, flux in sources:
+        l, m, n = _lmn(ra, dec, *centre)  # noqa: E741
+        path_len = uvw[:, 0] * l + uvw[:, 1] * m + uvw[:, 2] * (n - 1)
+        model += flux * np.exp(2j * np.pi * path_len[:, None] * (np.asarray(freqs) / C)[None, :])
+    return model
 
 
 def _sexagesimal(value: float, sep: str) -> str:
-    sign = "-" if value < 0 else ""
-    a = abs(value)
-    d, rem = int(a), (a - int(a)) * 60
-    m = int(rem)
-    return f"{sign}{d:02d}{sep}{m:02d}{sep}{(rem - m) * 60:09.6f}"
+    """``dd<sep>mm<sep>ss.ssssss`` (hours or degrees), rounded to the microsecond of arc or time."""
+    micro = round(abs(value) * 3600e6)
+    d, rem = divmod(micro, 3600 * 10**6)
+    m, us = divmod(rem, 60 * 10**6)
+    return f"{'-' if value < 0 else ''}{d:02d}{sep}{m:02d}{sep}{us / 1e6:09.6f}"
 
 
 def antenna_layout(nant: int, rng: np.random.Generator) -> np.ndarray:
@@ -206,12 +230,7 @@ def _write_ms(
     tcol = np.repeat(times, nbl)
     ant1, ant2 = np.tile(a1, ntime).astype(np.int32), np.tile(a2, ntime).astype(np.int32)
     uvw = _uvw(pos, ant1, ant2, tcol, *centre)
-    model = np.zeros((nrow, nchan), np.complex128)
-    inv_lambda = freqs / C
-    for ra, dec, flux in sources:
-        l, m, n = _lmn(ra, dec, *centre)  # noqa: E741
-        path_len = uvw[:, 0] * l + uvw[:, 1] * m + uvw[:, 2] * (n - 1)
-        model += flux * np.exp(2j * np.pi * path_len[:, None] * inv_lambda[None, :])
+    model = point_sources(uvw, freqs, centre, sources)
     tidx = np.repeat(np.arange(ntime), nbl)
     gp, gq = gains[tidx, ant1], gains[tidx, ant2]  # rows x pol
     data = np.empty((nrow, nchan, 4), np.complex64)
