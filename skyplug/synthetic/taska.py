@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from skyplug.core.errors import NotFound
 from skyplug.synthetic.ms import CENTRE, MJD_START, _dminfo, _main_desc, _subtables, zip_ms
 
 SUBBAND_WIDTH = 195312.5  # Hz, a NenuFAR sub-band
@@ -81,7 +82,7 @@ class TaskaTruth:
         for i, sb in enumerate(self.subbands):
             if key in (sb.name, sb.sb) or (isinstance(key, int) and key == i and key < 100):
                 return sb
-        raise KeyError(f"no subband {key!r} (have {', '.join(s.name for s in self.subbands)})")
+        raise NotFound(f"no subband {key!r} (have {', '.join(s.name for s in self.subbands)})")
 
     def target_skymodel(self) -> str:
         """The target's sources as a DP3 sky model."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from skyplug.core.errors import FormatError, SkyplugError
+from skyplug.core.errors import FormatError, NotFound, SkyplugError
 from skyplug.synthetic.taska import SubbandTruth, TaskaTruth
 
 POLS = {"XX": 0, "YY": 1}
@@ -20,6 +20,12 @@ POLS = {"XX": 0, "YY": 1}
 
 class CheckFailed(SkyplugError):
     """A product does not match the truth within tolerance."""
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not Path(path).exists():
+        raise NotFound(f"{what} {path}: no such file or folder")
+    return Path(path)
 
 
 def _subband(truth: TaskaTruth, subband: str | int | SubbandTruth) -> SubbandTruth:
@@ -34,6 +40,7 @@ def _soltabs(h5parm: Path) -> dict[str, tuple[str, np.ndarray, np.ndarray, dict[
     """Every soltab of sol000: name to (type, values as time x ant x pol, weights, axes)."""
     import h5py
 
+    _existing(h5parm, "h5parm")
     out = {}
     try:
         f = h5py.File(h5parm, "r")
@@ -142,7 +149,7 @@ def check_image(
     from astropy.io import fits as afits
     from astropy.wcs import WCS, FITSFixedWarning
 
-    fits = Path(fits)
+    fits = _existing(fits, "image")
     try:
         with afits.open(fits) as hdul:
             header, data = hdul[0].header, np.asarray(hdul[0].data, float)
@@ -204,7 +211,7 @@ def check_flags(
     """Flag fractions of a flagged, not averaged MS: RFI channels (and burst) mostly flagged, others not."""
     from casacore import tables as t
 
-    ms = Path(ms)
+    ms = _existing(ms, "measurement set")
     sb = _subband(truth, subband)
     with t.table(str(ms), ack=False) as tab:
         flags = tab.getcol("FLAG")  # rows x chan x corr

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from skyplug.core.errors import FormatError, NotFound
 from skyplug.synthetic.taska import TaskaTruth, make_subbands, point_sources
 from skyplug.workflow import parsets
 from skyplug.workflow.science import CheckFailed, check_flags, check_gains, check_image
@@ -125,6 +126,17 @@ def test_images_recover_the_sources(products: tuple[TaskaTruth, Path]) -> None:
             fits.name,
             [(s["name"], round(s["peak"], 3), f"{s['flux_error']:+.2%}") for s in report["sources"]],
         )
+
+
+def test_bad_inputs_are_named(products: tuple[TaskaTruth, Path], tmp_path: Path) -> None:
+    truth, _ = products
+    with pytest.raises(NotFound, match=r"h5parm .*nope\.h5: no such file"):
+        check_gains(tmp_path / "nope.h5", truth, "SB226")
+    (tmp_path / "junk.fits").write_bytes(b"not a FITS file")
+    with pytest.raises(FormatError, match=r"junk\.fits: not a FITS image"):
+        check_image(tmp_path / "junk.fits", truth)
+    with pytest.raises(NotFound, match="no subband 'SB999'"):
+        check_gains(tmp_path / "nope.h5", truth, "SB999")
 
 
 def test_uncalibrated_image_fails(products: tuple[TaskaTruth, Path]) -> None:
