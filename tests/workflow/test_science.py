@@ -159,3 +159,25 @@ def test_rfi_flagged(products: tuple[TaskaTruth, Path]) -> None:
     assert report["rfi_flagged"] == 1.0 and report["burst_flagged"] == 1.0
     assert report["clean_flagged"] < 0.1
     print(report)
+
+
+def test_rfi_flagged_in_a_time_partition(products: tuple[TaskaTruth, Path]) -> None:
+    """A quarter of the observation (as a time-partitioned workflow flags it) still flags the RFI."""
+    from casacore import tables
+
+    truth, work = products
+    sb = truth.subbands[0]
+    burst = sb.rfi_burst["times"]
+    quarter = len(sb.times) // 4
+    first = burst[0] // quarter * quarter  # the quarter that holds the burst's start
+    lo, hi = sb.times[first], sb.times[min(first + quarter, len(sb.times)) - 1]
+    with tables.table(str(work / f"target/{sb.name}.ms"), ack=False) as tab:
+        part = tab.query(f"TIME >= {lo - 1} && TIME <= {hi + 1}")
+        part.copy(str(work / "quarter.ms"), deep=True)
+        part.close()
+    dp3(
+        parsets.flag_rebin(parsets.nenufar_strategy(), "quarter.ms", "quarter.fl.ms", timestep=1, freqstep=1),
+        work,
+    )
+    report = check_flags(work / "quarter.fl.ms", truth, sb.name)
+    assert report["rfi_flagged"] == 1.0 and report["burst_flagged"] == 1.0 and report["clean_flagged"] < 0.1
