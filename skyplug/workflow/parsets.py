@@ -3,6 +3,10 @@
 The dicts are what provenance records; :func:`dp3_arguments` turns one into the ``key=value`` list
 ``dp3.execute("", args)`` or ``DP3.py`` takes. ``msin``/``msout`` may be left out and set by the
 brick that runs the step (a worker knows its local paths, the definition does not).
+
+Run DP3 as ``DP3.py`` in a subprocess with :func:`dp3_environment`: ``dp3.execute`` in a process
+that has used python-casacore aborts (two casacore libraries in one process: "munmap_chunk():
+invalid pointer" or a segmentation fault).
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ def gaincal(
             "cal.maxiter": maxiter,
         },
         msin,
-        "." if msin is not None else None,
+        ".",
     )
 
 
@@ -156,7 +160,8 @@ def wsclean_args(
     """WSClean's arguments (without the executable): ``["wsclean", *wsclean_args(...)]``.
 
     ``channels_out > 1`` joins the channels into ``<name>-MFS-image.fits`` (the multi-frequency
-    image of several subbands given together in ``ms``); otherwise the image is ``<name>-image.fits``.
+    image of several subbands given together in ``ms``); otherwise the image is ``<name>-image.fits``
+    (WSClean does not create the folder of ``name``).
     The restored peak of a point source on a pixel centre equals its flux once cleaned to the
     noise. The few mini-arrays of a short track give a dirty beam with sidelobes of 50-80% far out,
     and Högbom cleaning over the whole image then diverges; cleaning first to ``auto_mask`` sigma
