@@ -37,7 +37,10 @@ def _text(values: Any) -> list[str]:
 
 
 def _soltabs(h5parm: Path) -> dict[str, tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-    """Every soltab of sol000: name to (type, values as time x ant x pol, weights, axes)."""
+    """Every soltab of sol000: name to (type, values as time x ant x pol x rest, weights, axes).
+
+    ``rest`` flattens the other axes (freq, dir: gaincal has one value, ddecal per channel).
+    """
     import h5py
 
     _existing(h5parm, "h5parm")
@@ -58,19 +61,17 @@ def _soltabs(h5parm: Path) -> dict[str, tuple[str, np.ndarray, np.ndarray, dict[
             axes = (axes.decode() if isinstance(axes, bytes) else str(axes)).split(",")
             val, weight = np.asarray(tab["val"]), np.asarray(tab["weight"])
             coords = {a: np.asarray(tab[a]) for a in axes}
-            for extra in [a for a in axes if a not in ("time", "ant", "pol")]:
-                if val.shape[axes.index(extra)] != 1:
-                    raise FormatError(
-                        f"{h5parm}:{name}", f"axis {extra} has {val.shape[axes.index(extra)]} values"
-                    )
-            squeeze = tuple(i for i, a in enumerate(axes) if a not in ("time", "ant", "pol"))
-            kept = [a for a in axes if a in ("time", "ant", "pol")]
-            perm = [kept.index(a) for a in ("time", "ant", "pol")]
-            val = np.transpose(val.squeeze(axis=squeeze), perm)
-            out[name] = (kind, val, np.transpose(weight.astype(float).squeeze(axis=squeeze), perm), coords)
+            out[name] = (kind, _front(val, axes), _front(weight.astype(float), axes), coords)
     if not out:
         raise FormatError(str(h5parm), "sol000 holds no soltab")
     return out
+
+
+def _front(x: np.ndarray, axes: list[str]) -> np.ndarray:
+    """``x`` as time x ant x pol x rest: the other axes (freq, dir) flattened, the truth holds for each."""
+    front = [axes.index(a) for a in ("time", "ant", "pol")]
+    moved = np.transpose(x, front + [i for i in range(len(axes)) if i not in front])
+    return moved.reshape(*moved.shape[:3], -1)
 
 
 def _truth_at(sb: SubbandTruth, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,12 +109,12 @@ def check_gains(
             raise CheckFailed(f"{h5parm}:{name}: antennas {missing} missing or pols {pols} not XX/YY")
         ai = [ants.index(a) for a in truth.antennas]
         pi = [POLS[p] for p in pols]
-        val, weight = val[:, ai, :], weight[:, ai, :]
+        val, weight = val[:, ai], weight[:, ai]
         times = np.asarray(coords["time"], float)
         if times.min() < sb.times[0] - 60 or times.max() > sb.times[-1] + 60:
             raise CheckFailed(f"{h5parm}:{name}: solution times outside the observation of {sb.name}")
         amp_true, ph_true = _truth_at(sb, times)
-        amp_true, ph_true = amp_true[:, :, pi], ph_true[:, :, pi]
+        amp_true, ph_true = amp_true[:, :, pi, None], ph_true[:, :, pi, None]
         good = weight > 0
         if not good.any():
             raise CheckFailed(f"{h5parm}:{name}: every solution is flagged")
@@ -128,7 +129,7 @@ def check_gains(
         report["n_solutions"] = int(good.sum())
         report["flagged_solutions"] = int((~good).sum())
         if worst > tol:
-            t, a, p = np.unravel_index(int(np.argmax(np.where(good, err, -1))), err.shape)
+            t, a, p, _ = np.unravel_index(int(np.argmax(np.where(good, err, -1))), err.shape)
             unit = "relative" if kind == "amplitude" else "rad"
             raise CheckFailed(
                 f"{h5parm}:{name}: {kind} of {truth.antennas[a]} pol {pols[p]} at slot {t} off by "

@@ -106,6 +106,18 @@ def test_gains_recovered(products: tuple[TaskaTruth, Path]) -> None:
         print(sb.name, {k: round(v, 5) for k, v in report.items() if k.startswith(("max", "rms"))})
 
 
+def test_ddecal_solutions_per_channel_checked(products: tuple[TaskaTruth, Path]) -> None:
+    """ddecal's h5parm (a dir axis, one solution per channel) is read the same way."""
+    truth, work = products
+    dd = {"msin": "cal/SB326.avg.ms", "msout": ".", "steps": ["dd"], "dd.type": "ddecal",
+          "dd.mode": "diagonal", "dd.sourcedb": "cal.skymodel", "dd.h5parm": "dd.h5", "dd.solint": 1,
+          "dd.nchan": 1}  # fmt: skip
+    dp3(dd, work)
+    report = check_gains(work / "dd.h5", truth, "SB326")
+    assert report["n_solutions"] == 20 * 10 * 2 * 4  # time x ant x pol x channel
+    print("ddecal", {k: round(v, 5) for k, v in report.items() if k.startswith("max")})
+
+
 def test_gains_of_another_subband_fail(products: tuple[TaskaTruth, Path]) -> None:
     truth, work = products
     with pytest.raises(CheckFailed, match=r"SB276\.h5:amplitude000: amplitude of MR\d+ .* SB226's injected"):
@@ -126,6 +138,15 @@ def test_images_recover_the_sources(products: tuple[TaskaTruth, Path]) -> None:
             fits.name,
             [(s["name"], round(s["peak"], 3), f"{s['flux_error']:+.2%}") for s in report["sources"]],
         )
+
+
+def test_image_with_another_subbands_solutions_fails(products: tuple[TaskaTruth, Path]) -> None:
+    truth, work = products
+    shutil.copytree(work / "target/SB226.avg.ms", work / "wrong.ms")
+    dp3(parsets.applycal("SB276.h5", "wrong.ms"), work)
+    wsclean(parsets.wsclean_args("img/wrong", ["wrong.ms"]), work)
+    with pytest.raises(CheckFailed, match=r"wrong-image\.fits: Src"):
+        check_image(work / "img/wrong-image.fits", truth)
 
 
 def test_bad_inputs_are_named(products: tuple[TaskaTruth, Path], tmp_path: Path) -> None:
