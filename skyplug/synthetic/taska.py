@@ -55,8 +55,10 @@ class SubbandTruth:
     chan_width: float
     times: list[float]  # integration centres, MJD seconds (the TIME column)
     gain_amp: list[list[list[float]]]  # time x ant x pol (X, Y)
-    gain_phase: list[list[list[float]]]  # radians, referenced to antenna 0 per pol (as DP3 reports)
-    rfi_channels: list[int]  # flagged in every integration
+    # radians, antenna 0 the reference per pol: phases are only known up to a common one per pol, and
+    # DP3 gaincal reports its own offset (check_gains references its solutions to antenna 0 too)
+    gain_phase: list[list[list[float]]]
+    rfi_channels: list[int]  # polluted in every integration
     rfi_burst: dict[str, list[int]] = field(default_factory=dict)  # {"channels": [...], "times": [...]}
 
     def gains(self) -> np.ndarray:
