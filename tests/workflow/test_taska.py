@@ -6,11 +6,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
+from casacore import tables
 
 from skyplug.synthetic.taska import C, TaskaTruth, _lmn, make_subbands
-
-tables = pytest.importorskip("casacore.tables")
 
 
 def test_subbands_hold_the_truth(tmp_path: Path) -> None:
