@@ -336,8 +336,8 @@ def make_subbands(
         target_sources.append(
             {
                 "name": name,
-                "ra": np.degrees(ra),
-                "dec": np.degrees(dec),
+                "ra": float(np.degrees(ra)),
+                "dec": float(np.degrees(dec)),
                 "flux": flux,
                 "l_pix": lpix,
                 "m_pix": mpix,
