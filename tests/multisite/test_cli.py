@@ -113,3 +113,20 @@ def test_cat_reads_plain_s3_and_local_objects_too(sky, tmp_path) -> None:
         result = CliRunner().invoke(cli, ["--config", str(sky.write_toml()), "cat", *args])
         assert result.exit_code == 0, result.output
         assert result.stdout_bytes == data[-100:]
+
+
+def test_cp_of_a_zip_copies_the_zip_and_cat_gives_it_back_whole(sky, tmp_path) -> None:
+    """A .zip is opened as a tree to read its members; cp and cat take it as the one object it is."""
+    import zipfile
+
+    src = tmp_path / "SB226.ms.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("SB226.ms/table.dat", os.urandom(5_000))
+    code, out, err = run(sky, "cp", str(src), sky.uri("raw/SB226.ms.zip"), "--at", "edge", "--json")
+    assert code == 0, err
+    assert json.loads(out)["size"] == src.stat().st_size
+    result = CliRunner().invoke(
+        cli, ["--config", str(sky.write_toml()), "cat", sky.uri("raw/SB226.ms.zip"), "--at", "edge"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes == src.read_bytes()

@@ -61,8 +61,11 @@ def _object(uri: str, at: str | None, site: str | None, otherwise: str) -> Any:
     a folder or prefix is refused, ``otherwise`` saying what to do instead."""
     from skyplug.core.dataset import open_target
     from skyplug.core.source import Source
+    from skyplug.core.zip import ZipTree
 
     target = _sky_object(uri, at) if uri.startswith("sky://") else open_target(uri, site)
+    if isinstance(target, ZipTree):  # a zip is copied or read as the one object it is
+        target = target.zip
     if not isinstance(target, Source):
         raise NotFound(f"{uri}: is a folder or prefix{otherwise}")
     return target
