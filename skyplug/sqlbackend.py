@@ -44,6 +44,16 @@ def sqlite_path(url: str) -> str:
     return path[3:] if path.startswith("///") else path.lstrip("/") if path.startswith("//") else path
 
 
+def db_url(value: str) -> str:
+    """A database URL as users give it: a plain path (``cat.db``) is that SQLite file."""
+    import os
+    from urllib.parse import quote
+
+    if "://" not in value and dialect_of(value) is None:
+        return "sqlite:///" + quote(os.path.abspath(os.path.expanduser(value)))
+    return value
+
+
 def one_line(exc: BaseException) -> str:
     """A driver's message on one line, any password in it redacted."""
     return redact_url(" ".join(str(exc).split())) or type(exc).__name__

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from skyplug.core.config import get_config
 
@@ -42,11 +40,9 @@ def settings() -> Settings:
 
 def catalog_url(value: str | None) -> str | None:
     """A catalogue URL from ``--db`` or ``[catalog] url``: a plain path (``cat.db``) is a SQLite file."""
-    from skyplug.sqlbackend import dialect_of
+    from skyplug.sqlbackend import db_url
 
-    if value and "://" not in value and dialect_of(value) is None:
-        return "sqlite:///" + quote(os.path.abspath(os.path.expanduser(value)))
-    return value
+    return db_url(value) if value else value
 
 
 def open_configured(url: str | None = None) -> Any:

@@ -191,13 +191,15 @@ def test_a_plain_fetch_records_by_default_in_the_user_data_folder(
     assert sorted(p.name for p in work.iterdir()) == ["out"]  # nothing in the current folder
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["url", "plain-path"])
 def test_the_catalogue_database_is_the_store_when_configured(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remote_ms: str, s3env
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remote_ms: str, s3env, plain: bool
 ) -> None:
     from skyplug.core import config
 
     url = f"sqlite:///{tmp_path / 'cat.db'}"
-    config.set_config(config.Config.from_dict({**s3env.config.raw, "catalog": {"url": url}}))
+    given = str(tmp_path / "cat.db") if plain else url  # [catalog] url may be a plain path
+    config.set_config(config.Config.from_dict({**s3env.config.raw, "catalog": {"url": given}}))
     skyplug.open(remote_ms).plan("time", 2)[0].load()
     assert _only_run(url)
     assert not (Path(os.environ["SKYPLUG_DATA_DIR"]) / "provenance.db").exists()

@@ -20,7 +20,7 @@ from skyplug.core.config import data_dir, get_config
 from skyplug.core.errors import ConfigError, NotFound, SkyplugWarning
 from skyplug.core.logs import redact_url
 from skyplug.core.publisher import Rows
-from skyplug.sqlbackend import SQLITE, SQLBackend
+from skyplug.sqlbackend import SQLITE, SQLBackend, db_url
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS prov_runs (run TEXT PRIMARY KEY, name TEXT, started TEXT)",
@@ -37,7 +37,7 @@ def store_url() -> str:
     provenance goes with the records it explains), else ``provenance.db`` in the user data folder."""
     catalog = get_config().raw.get("catalog", {}) or {}
     url = os.environ.get(pv.DB_ENV) or pv.settings().get("url") or catalog.get("url")
-    return url or f"sqlite:///{data_dir() / 'provenance.db'}"
+    return db_url(url) if url else f"sqlite:///{data_dir() / 'provenance.db'}"
 
 
 class Store:
