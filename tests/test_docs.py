@@ -22,7 +22,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_block(block: Block, runs: Runs) -> None:
     if block.not_run is not None:
-        pytest.skip(f"not-run: {block.not_run}")
+        pytest.skip(f"{block.id} not-run: {block.not_run}")
     try:
         runs.get(block.doc).run(block)
     except DocFailure as exc:
