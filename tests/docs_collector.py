@@ -142,10 +142,14 @@ class DocRun:
             XDG_CACHE_HOME=str(home / "xdg-cache"),
             XDG_CONFIG_HOME=str(home / "xdg-config"),
             XDG_DATA_HOME=str(home / "xdg-data"),
+            HOME=str(home / "home"),  # tools that write under ~ (Lithops, astropy) write here
+            TMPDIR=str(home / "tmp"),
             MPLBACKEND="Agg",
             PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
             PYTHONDONTWRITEBYTECODE="1",
         )
+        for key in ("HOME", "TMPDIR"):
+            Path(env[key]).mkdir(parents=True, exist_ok=True)
         return cls(doc, cwd, env)
 
     def run(self, block: Block) -> str:
