@@ -7,6 +7,7 @@ config isolated in it and the venv's bin first on PATH):
 - ```bash (and ```sh) blocks run with ``bash -e``;
 - ```console blocks are transcripts: the ``$ `` lines run (``bash -e``), the rest is not compared;
 - a block whose first line is ``# file: NAME`` is written to NAME (without that line), not run;
+  so is a block right after ``<!-- file: NAME -->`` (the form docs/plugins.md's tests read);
 - ```toml and ```json blocks are parsed (not run); text, sql, sparql, ini, ... are left alone;
 - a block without a language fails: say what it is (``text`` for a diagram, ``bash`` for commands);
 - ``<!-- not-run: reason -->`` right before a block skips it, and the report lists it.
@@ -38,6 +39,7 @@ LEFT = {"text", "sql", "sparql", "ini", "adql", "turtle", "xml", "yaml", "html",
 TIMEOUT = float(os.environ.get("SKYPLUG_DOCS_TIMEOUT", "120"))  # seconds per block
 NOT_RUN = re.compile(r"<!--\s*not-run:\s*(.*?)\s*-->\s*$", re.S)
 FILE = re.compile(r"#\s*file:\s*(\S+)\s*$")
+FILE_COMMENT = re.compile(r"<!--\s*file:\s*(\S+)\s*-->\s*$")
 TAIL = 40  # lines of output shown on failure
 
 
@@ -50,6 +52,7 @@ class Block:
     lang: str
     code: str
     not_run: str | None = None
+    target: str | None = None  # from a ``<!-- file: NAME -->`` comment before the block
 
     @property
     def id(self) -> str:
@@ -57,9 +60,16 @@ class Block:
 
     @property
     def file_name(self) -> str | None:
-        first = self.code.split("\n", 1)[0]
-        m = FILE.match(first)
+        if self.target is not None:
+            return self.target
+        m = FILE.match(self.code.split("\n", 1)[0])
         return m.group(1) if m else None
+
+    @property
+    def file_text(self) -> str:
+        if self.target is not None:
+            return self.code
+        return self.code.split("\n", 1)[1] if "\n" in self.code else ""
 
 
 def documents(root: Path = ROOT) -> list[Path]:
@@ -74,9 +84,11 @@ def blocks(path: Path, root: Path = ROOT) -> list[Block]:
     previous = None
     for tok in MarkdownIt("commonmark").parse(path.read_text()):
         if tok.type == "fence" and tok.map:
-            m = NOT_RUN.match(previous.content.strip()) if previous is not None else None
+            comment = previous.content.strip() if previous is not None else ""
+            m, f = NOT_RUN.match(comment), FILE_COMMENT.match(comment)
             lang = tok.info.split()[0].lower() if tok.info.strip() else ""
-            out.append(Block(doc, tok.map[0] + 1, lang, tok.content, m.group(1) if m else None))
+            not_run, target = (m.group(1) if m else None), (f.group(1) if f else None)
+            out.append(Block(doc, tok.map[0] + 1, lang, tok.content, not_run, target))
         previous = tok if tok.type == "html_block" else None
     return out
 
@@ -160,7 +172,7 @@ class DocRun:
             if not target.is_relative_to(self.cwd.resolve()):
                 raise DocFailure(f"{block.id}: '# file: {name}' points outside the example folder")
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(block.code.split("\n", 1)[1] if "\n" in block.code else "")
+            target.write_text(block.file_text)
             return ""
         if block.lang == "python":
             return self._python(block)
