@@ -123,9 +123,9 @@ while True:
     ok = True
     try:
         exec(compile("\n" * req["line"] + req["code"], req["doc"], "exec"), ns)
-    except BaseException:
+    except BaseException as exc:
         ok = False
-        traceback.print_exc()
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)  # from the block's frame
     sys.stdout.flush(); sys.stderr.flush()
     os.dup2(saved[0], 1); os.dup2(saved[1], 2)
     os.close(log)
@@ -270,7 +270,8 @@ class DocRun:
 
 
 def console_script(text: str) -> str:
-    """The commands of a console transcript: ``$ `` lines, with their ``\\`` continuations."""
+    """The commands of a console transcript: ``$ `` lines, with their ``\\`` continuations
+    (a continuation's ``> `` prompt dropped)."""
     commands: list[str] = []
     lines = iter(text.splitlines())
     for line in lines:
@@ -278,7 +279,8 @@ def console_script(text: str) -> str:
             continue
         command = line[2:]
         while command.endswith("\\"):
-            command += "\n" + next(lines, "")
+            more = next(lines, "")
+            command += "\n" + (more[2:] if more.startswith("> ") else more)  # the PS2 prompt
         commands.append(command)
     return "\n".join(commands) + "\n"
 
