@@ -13,6 +13,7 @@ def mjd_text(mjd: float) -> str:
     """``2024-03-01T12:30:00.000 UTC (MJD 60370.520833333336)``: the MJD at full precision."""
     from astropy.time import Time
 
+    mjd = float(mjd)  # numpy scalars print as np.float64(...)
     if not math.isfinite(mjd):
         return f"MJD {mjd!r}"
     iso = Time(mjd, format="mjd", scale="utc").isot
