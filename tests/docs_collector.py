@@ -142,6 +142,7 @@ class DocRun:
     env: dict[str, str] = field(default_factory=dict)
     child: subprocess.Popen[str] | None = None
     broken: str | None = None  # id of the python block whose failure spoiled the namespace
+    done: set[int] = field(default_factory=set)  # lines of the blocks already run
 
     @classmethod
     def start(cls, doc: str, cwd: Path) -> DocRun:
@@ -166,6 +167,7 @@ class DocRun:
 
     def run(self, block: Block) -> str:
         """Run one block; return its output, or raise DocFailure."""
+        self.done.add(block.line)
         name = block.file_name
         if name is not None:
             target = (self.cwd / name).resolve()
@@ -309,6 +311,20 @@ class Runs:
             cwd = self.factory.mktemp(re.sub(r"\W", "_", doc), numbered=True)
             self.runs[doc] = DocRun.start(doc, cwd)
         return self.runs[doc]
+
+    def run(self, block: Block, siblings: list[Block]) -> str:
+        """Run ``block`` after the blocks before it in its file that have not run yet (a
+        selection such as ``-k docs/ms.md:40`` still sees the data and names they make)."""
+        run = self.get(block.doc)
+        for earlier in siblings:
+            if earlier.doc != block.doc or earlier.line >= block.line:
+                continue
+            if earlier.not_run is None and earlier.line not in run.done:
+                try:
+                    run.run(earlier)
+                except DocFailure as exc:
+                    raise DocFailure(f"{block.id}: not run, an earlier block failed: {exc}") from None
+        return run.run(block)
 
     def close(self) -> None:
         for run in self.runs.values():

@@ -28,7 +28,7 @@ def test_block(block: Block, runs: Runs) -> None:
     if block.not_run is not None:
         pytest.skip(f"{block.id} not-run: {block.not_run}")
     try:
-        runs.get(block.doc).run(block)
+        runs.run(block, BLOCKS)
     except DocFailure as exc:
         failure = str(exc)
     else:
@@ -161,6 +161,20 @@ def test_collector_output_tail_timeout_and_spoiled_namespace(
         with pytest.raises(DocFailure, match="timed out after 1 s"):
             run.run(slow)
         assert time.monotonic() - started < 10
+    finally:
+        state.close()
+
+
+def test_a_selected_block_runs_after_the_blocks_before_it(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    text = "```bash\necho made > data.txt\n```\n\n```python\nvalue = 7\n```\n\n"
+    text += "```python\nassert open('data.txt').read() == 'made\\n' and value == 7\n```\n"
+    found = _doc(tmp_path, text)
+    state = Runs(tmp_path_factory)
+    try:
+        state.run(found[-1], found)  # alone, as `pytest -k docs/sample.md:9` would
+        assert state.get(found[0].doc).done == {1, 5, 9}
     finally:
         state.close()
 
