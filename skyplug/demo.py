@@ -311,9 +311,7 @@ def _catalogue(root: Path, uris: list[str], echo: Echo) -> dict[str, Any]:
     rows = [dict(zip([c.name for c in result.columns], row, strict=True)) for row in result.rows]
     if echo:
         echo(f"catalogue {url}: {len(rows)} records; ADQL: {adql}")
-        for row in rows:
-            kind, fmt = row["dataproduct_type"] or "-", row["access_format"] or "-"
-            echo(f"  {kind:12} {fmt:28} {row['obs_publisher_did']}")
+        _echo_rows(rows, echo)
     return {"url": url, "query": adql, "rows": rows}
 
 
@@ -348,9 +346,21 @@ def _tap(root: Path, echo: Echo) -> dict[str, Any]:
         echo(f"TAP service {service} (skyplug catalog serve --db {root / 'catalog.db'}), stopped after")
         echo(f"  ADQL: {adql}")
         echo(f"  GET {query_url}")
-        for row in rows:
-            echo("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+        _echo_rows(rows, echo)
     return {"service": service, "query": adql, "url": query_url, "rows": rows}
+
+
+def _echo_rows(rows: list[dict[str, Any]], echo: Echo) -> None:
+    """Every queried column of every row, aligned, numbers at full precision (MJD also as UTC)."""
+    from skyplug.catalog.commands import _fmt
+
+    if not rows:
+        return
+    cells = [[_fmt(v, k) or "-" for k, v in row.items()] for row in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(rows[0])]
+    echo("  " + "  ".join(k.ljust(w) for k, w in zip(rows[0], widths, strict=True)).rstrip())
+    for c in cells:
+        echo("  " + "  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
 
 
 def _available(extra: str) -> bool:

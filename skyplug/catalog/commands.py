@@ -55,17 +55,29 @@ def query_cmd(adql: str, db_url: str | None, maxrec: int | None, as_json: bool) 
         "rows": result.as_dicts(),
         "overflow": result.overflow,
     }
-    widths = [max([len(n), *(len(_fmt(r[i])) for r in result.rows)]) for i, n in enumerate(names)]
+    cells = [[_fmt(v, n) for v, n in zip(r, names, strict=True)] for r in result.rows]
+    widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(names)]
     lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))]
-    lines += ["  ".join(_fmt(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in result.rows]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     lines.append(f"({len(result.rows)} rows{', truncated at MAXREC' if result.overflow else ''})")
     emit(data, as_json, "\n".join(lines))
 
 
-def _fmt(v: Any) -> str:
+MJD_COLUMNS = {"t_min", "t_max"}  # ObsCore times, MJD
+
+
+def _fmt(v: Any, name: str = "") -> str:
+    """One cell as text: floats at full precision (shortest round-trip form), ObsCore times
+    (MJD) also as ISO UTC."""
     if v is None:
         return ""
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        if name.lower() in MJD_COLUMNS:
+            from skyplug.core.numbers import mjd_text
+
+            return mjd_text(v)
+        return repr(v)
+    return str(v)
 
 
 @catalog.command("serve")

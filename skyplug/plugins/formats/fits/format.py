@@ -362,10 +362,25 @@ class FitsFormat(Format):
                     "hdu": h["hdu"],
                     "name": h["name"],
                     "kind": h["kind"],
-                    "shape": h["shape"],
+                    "shape (numpy order)": list(reversed(h["shape"])),
+                    "NAXISn (FITS order)": _fits_order(h),
                     "bitpix": h["bitpix"],
                     "bytes": h["size"],
                 }
                 for h in index["hdus"]
             ]
         }
+
+
+def _fits_order(hdu: dict[str, Any]) -> str:
+    """The axes as the header numbers them (NAXIS1 first, the fastest), with what each one is."""
+    if not hdu["shape"]:
+        return "-"
+    if hdu["kind"] == "bintable":
+        what = {1: "bytes per row", 2: "rows"}
+    else:
+        keys = hdu.get("keys", {})
+        what = {k: str(keys.get(f"CTYPE{k}", "")).strip() for k in range(1, len(hdu["shape"]) + 1)}
+    return " x ".join(
+        f"NAXIS{k}={n}" + (f" ({what[k]})" if what.get(k) else "") for k, n in enumerate(hdu["shape"], 1)
+    )

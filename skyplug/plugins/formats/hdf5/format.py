@@ -182,7 +182,11 @@ class Hdf5Format(Format):
                 for p, e in index["datasets"].items()
             },
             "soltabs": {
-                t: {"axes": s["axes"], "shape": s["shape"]} for t, s in index.get("soltabs", {}).items()
+                t: {
+                    "axes": ", ".join(f"{a}={n}" for a, n in zip(s["axes"], s["shape"], strict=False)),
+                    "shape": s["shape"],
+                }
+                for t, s in index.get("soltabs", {}).items()
             },
             "metadata_bytes": index.get("metadata_bytes"),
         }

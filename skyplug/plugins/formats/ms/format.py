@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from skyplug.core import numbers
 from skyplug.core.errors import FormatError, PluginError
 from skyplug.core.format import Format
 from skyplug.core.partition import Partition
@@ -88,8 +90,14 @@ class MsFormat(Format):
                 entry.update(rows_per_block=dm["rows_per_block"], block_bytes=dm["block_size"])
             layouts[dm["name"]] = entry
         spws = [
-            {"nchan": len(s["freqs"]), "first_hz": s["freqs"][0] if s["freqs"] else None}
-            for s in index.get("spws", [])
+            {
+                "spw": i,
+                "nchan": len(s["freqs"]),
+                "first": numbers.mhz(s["freqs"][0]) if s["freqs"] else None,
+                "last": numbers.mhz(s["freqs"][-1]) if s["freqs"] else None,
+                "width": numbers.mhz(s["widths"][0]) if s.get("widths") else None,
+            }
+            for i, s in enumerate(index.get("spws", []))
         ]
         groups = index["groups"]
         return {
@@ -97,6 +105,16 @@ class MsFormat(Format):
             "timestamps": len(index["times"]),
             "rows_per_timestamp": (
                 sorted({g[1] - g[0] for g in groups}) if index.get("sorted_by_time") else None
+            ),
+            "time_start": numbers.mjd_seconds_text(index["t_start"]) if "t_start" in index else None,
+            "time_end": numbers.mjd_seconds_text(index["t_end"]) if "t_end" in index else None,
+            "phase_centres": [
+                {"field": f["name"], **numbers.radec_text(*map(math.degrees, f["phase_dir"]))}
+                for f in index.get("fields", [])
+                if len(f.get("phase_dir") or ()) == 2
+            ],
+            "polarisations": "; ".join(  # one entry per POLARIZATION row
+                " ".join(describe_mod.STOKES.get(c, str(c)) for c in p) for p in index.get("pols", [])
             ),
             "spectral_windows": spws,
             "antennas": len(index.get("antennas", {}).get("names", [])),
