@@ -499,3 +499,14 @@ def test_subprocess_errors_are_one_line(work: Path, tmp_path: Path) -> None:
     assert "DEFLATE" in assert_error(result, str(zipped))
     assert any(ln.startswith("skyplug: warning: ") for ln in result.stderr.splitlines())
     assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize("module", ["skyplug.synthetic.fits", "skyplug.synthetic.h5parm"])
+def test_synthetic_generators_take_help_as_help_not_as_a_folder(module, tmp_path, monkeypatch) -> None:
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).main(["--help"])
+    assert exc.value.code == 0
+    assert list(tmp_path.iterdir()) == []

@@ -6,7 +6,6 @@ Run ``python skyplug/synthetic/fits.py DIR`` or call :func:`make_all`.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -279,6 +278,17 @@ def make_untidy(root: Path) -> dict[str, tuple[Path, str, int]]:
     return out
 
 
-if __name__ == "__main__":
-    for name, path in make_all(Path(sys.argv[1] if len(sys.argv) > 1 else "fits-data")).items():
+def main(argv: list[str] | None = None) -> None:
+    """``python -m skyplug.synthetic.fits [OUT]``: write the test FITS files into OUT."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument(
+        "out", nargs="?", default="fits-data", help="folder to write into (default %(default)s)"
+    )
+    for name, path in make_all(Path(parser.parse_args(argv).out)).items():
         print(name, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,6 @@ Run ``python skyplug/synthetic/h5parm.py DIR`` or call :func:`make_all`.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +160,17 @@ def make_all(root: Path) -> dict[str, Path]:
     return out
 
 
-if __name__ == "__main__":
-    for name, path in make_all(Path(sys.argv[1] if len(sys.argv) > 1 else "h5-data")).items():
+def main(argv: list[str] | None = None) -> None:
+    """``python -m skyplug.synthetic.h5parm [OUT]``: write the test h5parm files into OUT."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument(
+        "out", nargs="?", default="h5-data", help="folder to write into (default %(default)s)"
+    )
+    for name, path in make_all(Path(parser.parse_args(argv).out)).items():
         print(name, path)
+
+
+if __name__ == "__main__":
+    main()
