@@ -551,6 +551,13 @@ class NuvlaPublisher(Publisher):
 
         did = str(rec["obs_publisher_did"])
         did_tag = f"{TAG}:did:{did}"
+        found = self.search("data-object", cimi_all(cimi_eq("tags", did_tag), cimi_eq("tags", TAG)))
+        doc = next((d for d in found if d.get("bucket") == obj.bucket and d.get("object") == obj.key), None)
+        if doc is not None and doc.get("state") == "READY" and doc.get("md5sum"):
+            # published before: the object's version is in its DID, so its bytes are the same
+            obj.id, obj.size, obj.md5 = str(doc["id"]), int(doc.get("bytes") or 0), str(doc["md5sum"])
+            counts["ready"] += 1
+            return
         client = client_for(obj.site)
         head = self._head(client, obj)
         if obj.local is not None:
@@ -560,8 +567,10 @@ class NuvlaPublisher(Publisher):
             raise NotFound(f"{rec['skyplug_uri']}: not in bucket {obj.bucket} of site {obj.site.name}")
         else:
             obj.size, obj.md5, in_bucket = head[0], head[1] or self._md5_s3(client, obj), True
-        found = self.search("data-object", cimi_all(cimi_eq("tags", did_tag), cimi_eq("tags", TAG)))
-        doc = next((d for d in found if d.get("bucket") == obj.bucket and d.get("object") == obj.key), None)
+        if doc is not None and doc.get("state") == "READY":  # made READY without an md5sum
+            obj.id = str(doc["id"])
+            counts["ready"] += 1
+            return
         if doc is None:
             template = {
                 "href": "data-object-template/generic",
@@ -580,9 +589,6 @@ class NuvlaPublisher(Publisher):
             obj.id = self._add("data-object", {"template": template}, f"data-object for {obj.name}")
             doc = {"id": obj.id, "state": "NEW"}
         obj.id = str(doc["id"])
-        if doc.get("state") == "READY":
-            counts["ready"] += 1
-            return
         res = CimiResource({"id": obj.id})
         if doc.get("state") in ("NEW", "UPLOADING"):
             uri = self._call(
