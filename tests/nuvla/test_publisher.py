@@ -410,3 +410,40 @@ def test_secrets_never_in_records_logs_or_reports(
         assert secret not in logged
     assert "X-Amz-Signature" not in logged  # no presigned URL logged
     assert edge.access_key not in json.dumps(docs(server, "data-record"))
+
+
+def test_a_silent_endpoint_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts the connection and never answers: the timeout ends the wait."""
+    monkeypatch.setenv("SKYPLUG_NUVLA_API_KEY", ADMIN_KEY)
+    monkeypatch.setenv("SKYPLUG_NUVLA_API_SECRET", "never-shown-7777")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # never accepted: the client connects, then waits for an answer
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(SiteError) as err:
+            nuvla.connect(endpoint, timeout=1)
+    assert str(err.value) == f"{endpoint}: login: unreachable (ReadTimeout)"
+
+
+def test_multipart_object_gets_its_real_md5(
+    nuvla_env: Any, s3env: Any, product_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """An object uploaded in parts has an ETag that is no MD5: the md5sum is computed from its bytes."""
+    path = product_files["h5parm"]
+    client = s3env.client("edge")
+    key = "parts/dp3.h5"
+    up = client.create_multipart_upload(Bucket=s3env.bucket, Key=key)
+    part = client.upload_part(
+        Bucket=s3env.bucket, Key=key, UploadId=up["UploadId"], PartNumber=1, Body=path.read_bytes()
+    )
+    client.complete_multipart_upload(
+        Bucket=s3env.bucket,
+        Key=key,
+        UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+    assert "-" in client.head_object(Bucket=s3env.bucket, Key=key)["ETag"]
+    db = catalogue(tmp_path, [f"s3://{s3env.bucket}/{key}"], site="edge")
+    NuvlaPublisher(nuvla_env.endpoint).publish(records(db))
+    [obj] = docs(nuvla_env, "data-object")
+    assert obj["md5sum"] == md5(path) and obj["state"] == "READY" and obj["object"] == key
