@@ -345,8 +345,11 @@ HOSTILE = [
 ]
 
 
-def test_hostile_values_are_data_in_filters(nuvla_env: Any, s3_catalogue: str) -> None:
+def test_hostile_values_are_data_in_filters(
+    nuvla_env: Any, s3_catalogue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = nuvla_env
+    monkeypatch.setattr(nuvla, "LOOKUP_BATCH", 3)  # several "or"ed lookups, hostile values in each
     base = records(s3_catalogue)
     recs = []
     for i, value in enumerate(HOSTILE):
@@ -376,6 +379,20 @@ def test_hostile_values_are_data_in_filters(nuvla_env: Any, s3_catalogue: str) -
     report = pub.publish(recs)
     assert counts(server) == first  # every hostile key found again: no duplicate
     assert report["data_records"]["unchanged"] == len(recs)
+
+
+def test_a_record_given_twice_and_a_stray_duplicate_leave_one_copy(nuvla_env: Any, s3_catalogue: str) -> None:
+    server = nuvla_env
+    recs = records(s3_catalogue)
+    NuvlaPublisher(server.endpoint).publish([recs[0], recs[0]])
+    assert counts(server)["data-record"] == 1 and counts(server)["data-object"] == 1
+    [doc] = docs(server, "data-record")
+    stray = {k: v for k, v in doc.items() if k not in ("id", "resource-type", "created", "updated", "acl")}
+    login(server).add("data-record", stray)  # someone else's copy with the same DID
+    assert counts(server)["data-record"] == 2
+    report = NuvlaPublisher(server.endpoint).publish(recs)
+    assert counts(server)["data-record"] == 3 and counts(server)["data-object"] == 3
+    assert report["data_records"] == {"created": 2, "updated": 0, "unchanged": 1}
 
 
 # --- secrets ------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ INSTALL = "pip install 'skyplug[nuvla]' (nuvla-api)"
 PREFIX = "skyplug"  # the data-record key prefix of every catalogue field
 PREFIX_URI = "https://skyplug.readthedocs.io/ns#"
 TAG = "skyplug"  # on every resource this publisher owns
+LOOKUP_BATCH = 50  # stable keys looked up per search (a filter of "or"ed terms)
 # the infrastructure-service-group the S3 services hang under, unless [publishers.X] group says
 DEFAULT_GROUP = f"infrastructure-service-group/{uuid.uuid5(uuid.NAMESPACE_URL, PREFIX_URI)}"
 LIGHT_SPEED = 299_792_458.0  # m/s: frequencies (Hz) from ObsCore wavelengths (m)
@@ -389,6 +390,21 @@ class NuvlaPublisher(Publisher):
     def _add(self, rtype: str, body: dict[str, Any], what: str) -> str:
         return str(self._call(f"create {what}", self.api.add, rtype, body).data["resource-id"])
 
+    def lookup(self, rtype: str, attr: str, values: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """This publisher's resources of ``rtype`` whose ``attr`` (a value or a list, like
+        ``tags``) holds each of ``values``: one search per ``LOOKUP_BATCH`` values."""
+        out: dict[str, list[dict[str, Any]]] = {v: [] for v in values}
+        wanted = list(out)
+        for i in range(0, len(wanted), LOOKUP_BATCH):
+            chunk = wanted[i : i + LOOKUP_BATCH]
+            anyof = " or ".join(cimi_eq(attr, v) for v in chunk)
+            for doc in self.search(rtype, cimi_all(cimi_eq("tags", TAG), anyof)):
+                held = doc.get(attr)
+                for value in held if isinstance(held, list) else [held]:
+                    if isinstance(value, str) and value in out:
+                        out[value].append(doc)
+        return out
+
     # publishing
 
     def publish(
@@ -401,12 +417,15 @@ class NuvlaPublisher(Publisher):
         counts = {"created": 0, "updated": 0, "unchanged": 0, "uploaded": 0, "registered": 0, "ready": 0}
         if recs:
             self.ensure_prefix()
-        for rec in recs:
-            obj = self._locate(rec)
+        located = [(rec, self._locate(rec)) for rec in recs]
+        dids = [str(rec["obs_publisher_did"]) for rec in recs]
+        objects = self.lookup("data-object", "tags", [f"{TAG}:did:{d}" for d in dids])
+        known = self.lookup("data-record", field_key("obs_publisher_did"), dids)
+        for rec, obj in located:
             infra = self.s3_service(obj.site)[0] if obj else self._default_service()
             if obj is not None:
-                self._data_object(rec, obj, counts)
-            counts[self._data_record(rec, infra, obj)] += 1
+                self._data_object(rec, obj, counts, objects[f"{TAG}:did:{rec['obs_publisher_did']}"])
+            counts[self._data_record(rec, infra, obj, known[str(rec["obs_publisher_did"])])] += 1
         sets = (
             self._data_sets(recs) if self.data_sets and recs else {"created": 0, "updated": 0, "unchanged": 0}
         )
@@ -542,16 +561,18 @@ class NuvlaPublisher(Publisher):
         self._services[site.name] = (infra, cred)
         return infra, cred
 
-    def _data_object(self, rec: Mapping[str, Any], obj: ObjectInfo, counts: dict[str, int]) -> None:
-        """Find or create the record's data-object and bring it to READY (uploading only the
-        bytes that are not in the bucket yet); sets ``obj.id``, ``size``, ``md5``."""
+    def _data_object(
+        self, rec: Mapping[str, Any], obj: ObjectInfo, counts: dict[str, int], found: list[dict[str, Any]]
+    ) -> None:
+        """Find (in ``found``, the data-objects tagged with its DID) or create the record's
+        data-object and bring it to READY (uploading only the bytes not in the bucket yet);
+        sets ``obj.id``, ``size``, ``md5``."""
         from nuvla.api.models import CimiResource
 
         from skyplug.plugins.locators.s3 import client_for
 
         did = str(rec["obs_publisher_did"])
         did_tag = f"{TAG}:did:{did}"
-        found = self.search("data-object", cimi_all(cimi_eq("tags", did_tag), cimi_eq("tags", TAG)))
         doc = next((d for d in found if d.get("bucket") == obj.bucket and d.get("object") == obj.key), None)
         if doc is not None and doc.get("state") == "READY" and doc.get("md5sum"):
             # published before: the object's version is in its DID, so its bytes are the same
@@ -587,7 +608,8 @@ class NuvlaPublisher(Publisher):
                 "tags": [TAG, did_tag, f"{TAG}:obs_id:{rec.get('obs_id')}"],
             }
             obj.id = self._add("data-object", {"template": template}, f"data-object for {obj.name}")
-            doc = {"id": obj.id, "state": "NEW"}
+            doc = {"id": obj.id, "state": "NEW", "bucket": obj.bucket, "object": obj.key}
+            found.append(doc)  # a record given twice finds it
         obj.id = str(doc["id"])
         res = CimiResource({"id": obj.id})
         if doc.get("state") in ("NEW", "UPLOADING"):
@@ -601,6 +623,7 @@ class NuvlaPublisher(Publisher):
             else:
                 counts["registered"] += 1
         self._call(f"ready action of {obj.id}", self.api.operation, res, "ready")
+        doc.update({"state": "READY", "md5sum": obj.md5, "bytes": obj.size})
 
     @staticmethod
     def _head(client: Any, obj: ObjectInfo) -> tuple[int, str] | None:
@@ -648,25 +671,27 @@ class NuvlaPublisher(Publisher):
         if resp.status_code >= 300:
             raise SiteError(f"{obj.id}: upload of {obj.name} refused by S3 (HTTP {resp.status_code})")
 
-    def _data_record(self, rec: Mapping[str, Any], infra: str, obj: ObjectInfo | None) -> str:
-        """Create or update the record's data-record (found by its publisher DID); duplicates
-        left by someone else are deleted. Returns created, updated or unchanged."""
+    def _data_record(
+        self, rec: Mapping[str, Any], infra: str, obj: ObjectInfo | None, found: list[dict[str, Any]]
+    ) -> str:
+        """Create or update the record's data-record (``found``: those with its publisher DID);
+        duplicates are deleted. Returns created, updated or unchanged."""
         body = data_record(rec, infra, obj)
-        did_key = field_key("obs_publisher_did")
-        found = self.search("data-record", cimi_eq(did_key, body[did_key]))
         what = f"data-record of {rec['skyplug_uri']}"
         try:
             if not found:
-                self._add("data-record", body, what)
+                found.append({"id": self._add("data-record", body, what), **body})
                 return "created"
-            old, extra = found[0], found[1:]
-            for dup in extra:
+            old = found[0]
+            for dup in found[1:]:
                 self._call(f"delete duplicate {dup['id']}", self.api.delete, dup["id"])
+            del found[1:]
             gone = [k for k in old if k.startswith(f"{PREFIX}:") and k not in body]
             if all(old.get(k) == v for k, v in body.items()) and not gone:
                 return "unchanged"
             kwargs = {"select": ",".join(gone)} if gone else {}
             self._call(f"update {what}", self.api.edit, old["id"], body, **kwargs)
+            found[0] = {"id": old["id"], **body}
             return "updated"
         except NuvlaRefused as exc:
             if exc.status == 406:
@@ -700,8 +725,9 @@ class NuvlaPublisher(Publisher):
                     ),
                     "tags": [TAG, tag],
                 }
+        existing = self.lookup("data-set", "tags", wanted)
         for tag, body in wanted.items():
-            found = self.search("data-set", cimi_all(cimi_eq("tags", TAG), cimi_eq("tags", tag)))
+            found = existing[tag]
             if not found:
                 self._add("data-set", body, f"data-set {body['name']}")
                 counts["created"] += 1
