@@ -265,9 +265,7 @@ def test_options_never_take_a_secret() -> None:
         NuvlaPublisher.from_options({"endpoint": "http://x", "bukket": "b"})
 
 
-def test_credentials_file(
-    nuvla_env: Any, s3_catalogue: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_credentials_file(nuvla_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SKYPLUG_NUVLA_API_KEY")
     monkeypatch.delenv("SKYPLUG_NUVLA_API_SECRET")
     with pytest.raises(ConfigError, match="SKYPLUG_NUVLA_CREDENTIALS"):
@@ -275,10 +273,15 @@ def test_credentials_file(
     creds = tmp_path / "nuvla.toml"
     creds.write_text(f'key = "{ADMIN_KEY}"\nsecret = "{SECRETS[ADMIN_KEY]}"\n')
     monkeypatch.setenv("SKYPLUG_NUVLA_CREDENTIALS", str(creds))
-    api = nuvla.connect(nuvla_env.endpoint)
-    assert api.current_session().startswith("session/")
-    report = NuvlaPublisher(nuvla_env.endpoint).publish(records(s3_catalogue))
-    assert report["data_records"]["created"] == 3
+    assert nuvla.connect(nuvla_env.endpoint).current_session().startswith("session/")
+    pub = NuvlaPublisher(nuvla_env.endpoint)
+    assert pub.api.current_session().startswith("session/")  # the publisher logs in through it
+    pub.close()
+    creds.write_text(json.dumps({"key": ADMIN_KEY, "secret": SECRETS[ADMIN_KEY]}))  # the stand-in's file
+    assert nuvla.connect(nuvla_env.endpoint).is_authenticated()
+    creds.write_text("key = 'credential/x'\n")
+    with pytest.raises(ConfigError, match="needs string 'key' and 'secret'"):
+        nuvla.connect(nuvla_env.endpoint)
 
 
 # --- refusals: one line, naming the endpoint, never the secret -------------------------------------
