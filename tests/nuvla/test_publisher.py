@@ -182,6 +182,22 @@ def test_changed_record_updates_its_data_record(nuvla_env: Any, s3_catalogue: st
     assert doc["skyplug:obs_title"] == "retitled" and "skyplug:target_name" not in doc
 
 
+def test_rotated_s3_keys_update_the_credential(
+    nuvla_env: Any, s3_catalogue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = nuvla_env
+    recs = records(s3_catalogue)
+    NuvlaPublisher(server.endpoint).publish(recs)
+    n = counts(server)
+    monkeypatch.setenv("SKYPLUG_SITE_EDGE_ACCESS_KEY_ID", "ROTATEDKEY0001")
+    monkeypatch.setenv("SKYPLUG_SITE_EDGE_SECRET_ACCESS_KEY", "rotated-secret-0001")
+    report = NuvlaPublisher(server.endpoint).publish(recs)  # READY objects: no S3 request needed
+    assert counts(server) == n and report["data_records"]["unchanged"] == 3
+    [cred] = docs(server, "credential")
+    assert cred["access-key"] == "ROTATEDKEY0001" and cred["secret-key"] == "rotated-secret-0001"
+    assert "rotated-secret-0001" not in json.dumps(report)
+
+
 # --- local files: uploaded by presigned URL ----------------------------------------------------
 
 
