@@ -137,14 +137,19 @@ def plot_cmd(db_url: str | None, output: str, where: str, as_json: bool) -> None
 
 
 @catalog.command("publish")
-@click.option("--to", "target", default="sparql", show_default=True, help="Publisher plugin.")
+@click.option(
+    "--to", "target", default="sparql", show_default=True, help="Publisher plugin (sparql, nuvla, ...)."
+)
 @click.option(
     "--endpoint",
-    help="Store: an http(s) SPARQL update or Graph Store URL, oxigraph:DIR, or memory "
-    "(default: an embedded Oxigraph store in the data folder).",
+    help="sparql: an http(s) SPARQL update or Graph Store URL, oxigraph:DIR, or memory "
+    "(default: an embedded Oxigraph store in the data folder); nuvla: the api-server URL "
+    "(default: [publishers.nuvla] endpoint).",
 )
-@click.option("--graph-prefix", help="Prefix of the named graphs (default urn:skyplug:).")
-@click.option("--user", help="User for HTTP Digest auth; the password is $SKYPLUG_SPARQL_PASSWORD.")
+@click.option("--graph-prefix", help="sparql: prefix of the named graphs (default urn:skyplug:).")
+@click.option("--user", help="sparql: user for HTTP Digest auth; the password is $SKYPLUG_SPARQL_PASSWORD.")
+@click.option("--site", help="nuvla: S3 site local files are uploaded to (default: default_site).")
+@click.option("--bucket", help="nuvla: bucket local files are uploaded to.")
 @click.option("--db", "db_url", help="Catalogue: a SQLite file (cat.db, sqlite:///FILE) or postgresql://...")
 @click.option("--no-prov", is_flag=True, help="Publish the records only, not the provenance runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -153,35 +158,59 @@ def publish_cmd(
     endpoint: str | None,
     graph_prefix: str | None,
     user: str | None,
+    site: str | None,
+    bucket: str | None,
     db_url: str | None,
     no_prov: bool,
     as_json: bool,
 ) -> None:
-    """Publish every record (and provenance run) as linked data: one named graph each, replaced."""
+    """Publish every record (and provenance run): to SPARQL as linked data (one named graph
+    each, replaced), to Nuvla as data-objects, data-records and data-sets (updated in place)."""
     from skyplug.catalog.service import open_configured
     from skyplug.core import plugins
-    from skyplug.core.config import data_dir
+    from skyplug.core.config import data_dir, get_config
 
     publisher = plugins.find("publishers", target)
-    options = {
-        "endpoint": endpoint or f"oxigraph:{data_dir() / 'sparql-store'}",
-        "graph_prefix": graph_prefix,
-        "user": user,
-    }
+    own = {"sparql": ("graph_prefix", "user"), "nuvla": ("site", "bucket")}
+    given = {"graph_prefix": graph_prefix, "user": user, "site": site, "bucket": bucket}
+    for name, value in given.items():
+        if value is not None and name not in own.get(publisher.name, ()):
+            raise click.UsageError(f"--{name.replace('_', '-')} is not an option of --to {target}")
+    if publisher.name == "sparql":
+        options = {"endpoint": endpoint or f"oxigraph:{data_dir() / 'sparql-store'}", **given}
+    else:  # options from [publishers.TARGET], the command line's winning
+        table = (get_config().raw.get("publishers") or {}).get(target) or {}
+        options = {**table, "type": publisher.name, "endpoint": endpoint or table.get("endpoint"), **given}
+        if not options["endpoint"]:
+            raise click.UsageError(f"--to {target} needs --endpoint URL (or [publishers.{target}] endpoint)")
     pub = type(publisher).from_options({k: v for k, v in options.items() if v is not None})
     with open_configured(db_url) as cat:
         records = _all_records(cat)
-    runs = {} if no_prov else _provenance_runs()
+    runs = {} if no_prov or publisher.name == "nuvla" else _provenance_runs()
     try:
         counts = pub.publish(records, runs)
     finally:
         pub.close()
-    emit(
-        counts,
-        as_json,
-        f"{counts['endpoint']}: {counts['records']} records and {counts['runs']} provenance runs, "
-        f"{counts['triples']} triples in {counts['graphs']} graphs ({counts['requests']} requests)",
-    )
+    emit(counts, as_json, _summary(publisher.name, counts))
+
+
+def _summary(kind: str, counts: dict[str, Any]) -> str:
+    """One line of what a publish did."""
+    if kind == "nuvla":
+        recs, objs, sets = counts["data_records"], counts["data_objects"], counts["data_sets"]
+        return (
+            f"{counts['endpoint']}: {counts['records']} data-records ({recs['created']} created, "
+            f"{recs['updated']} updated, {recs['unchanged']} unchanged), data-objects: "
+            f"{objs['uploaded']} uploaded, {objs['registered']} registered in place, {objs['ready']} "
+            f"already ready; data-sets: {sets['created']} created, {sets['updated']} updated, "
+            f"{sets['unchanged']} unchanged"
+        )
+    if kind == "sparql":
+        return (
+            f"{counts['endpoint']}: {counts['records']} records and {counts['runs']} provenance runs, "
+            f"{counts['triples']} triples in {counts['graphs']} graphs ({counts['requests']} requests)"
+        )
+    return ", ".join(f"{k}={v}" for k, v in counts.items())
 
 
 def _all_records(cat: Any) -> list[dict[str, Any]]:

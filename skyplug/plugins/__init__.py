@@ -17,4 +17,5 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "skyplug.catalog.plugin",
     "skyplug.plugins.provenance",
     "skyplug.plugins.publishers.sparql",
+    "skyplug.plugins.publishers.nuvla",
 )

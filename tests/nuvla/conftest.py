@@ -76,3 +76,31 @@ def make_s3_credential(nuvla_api: Any, s3_site: Any) -> str:
 def s3_credential(nuvla_api: Any, s3_site: Any) -> str:
     """The credential id of make_s3_credential for the admin client."""
     return make_s3_credential(nuvla_api, s3_site)
+
+
+# --- the publisher's tests (test_publisher.py) ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def product_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A synthetic MS zip, h5parm and FITS cube (made once): name -> path."""
+    from skyplug.synthetic import fits, h5parm
+    from skyplug.synthetic.ms import make_ms, zip_ms
+
+    root = tmp_path_factory.mktemp("products")
+    ms = make_ms(root / "SB001.ms", ntime=4, nchan=4)
+    return {
+        "ms": zip_ms(ms, root / "SB001.ms.zip"),
+        "h5parm": h5parm.make_all(root / "h5")["dp3"],
+        "fits": fits.make_all(root / "fits")["cube4"],
+    }
+
+
+@pytest.fixture
+def nuvla_env(nuvla_server: Any, s3env: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The stand-in, skyplug configured for its S3 sites (``s3env``) and the admin API key in
+    ``$SKYPLUG_NUVLA_API_KEY`` / ``$SKYPLUG_NUVLA_API_SECRET``."""
+    monkeypatch.setenv("SKYPLUG_NUVLA_API_KEY", ADMIN_KEY)
+    monkeypatch.setenv("SKYPLUG_NUVLA_API_SECRET", SECRETS[ADMIN_KEY])
+    monkeypatch.delenv("SKYPLUG_NUVLA_CREDENTIALS", raising=False)
+    return nuvla_server
