@@ -11,7 +11,12 @@ import pytest
 
 os.environ["SKYPLUG_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # tests install third-party plugins themselves
 
-pytest_plugins = ["tests.servers.s3_services", "tests.servers.pg_services", "tests.servers.rdf_services"]
+pytest_plugins = [
+    "tests.servers.s3_services",
+    "tests.servers.pg_services",
+    "tests.servers.rdf_services",
+    "tests.servers.mqtt_services",
+]
 
 
 @pytest.fixture(autouse=True)

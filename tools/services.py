@@ -4,10 +4,11 @@
 One server instance per "site", bound to free ports on 127.0.0.1.
 Backends: ``moto`` (mock), ``swift`` (OpenStack Swift + s3api) and
 ``seaweedfs`` (``weed mini``); ``install`` also takes the RDF stores
-``virtuoso`` and ``oxigraph``.  The servers live in the sibling modules
-``s3servers.py`` and ``rdfservers.py`` on top of ``svcbase.py`` (processes,
-ports, venvs); this module is the CLI and re-exports their public names, so
-callers that load this file (tests, benches) find ``start_s3``, ``start_rdf``,
+``virtuoso`` and ``oxigraph`` and the MQTT broker ``mosquitto``.  The servers
+live in the sibling modules ``s3servers.py``, ``rdfservers.py`` and
+``mqttservers.py`` on top of ``svcbase.py`` (processes, ports, venvs); this
+module is the CLI and re-exports their public names, so callers that load this
+file (tests, benches) find ``start_s3``, ``start_rdf``, ``start_mqtt``,
 ``S3Service`` ... here.  Stdlib, plus botocore (the ``s3`` extra) to sign the
 readiness probe, imported only there; facts behind the settings are in
 ``docs/testing.md``.
@@ -17,7 +18,7 @@ Installs go under ``$SKYPLUG_SERVICES_HOME`` (default
 
 Usage::
 
-    python tools/services.py install [moto|swift|seaweedfs|virtuoso|oxigraph|all]
+    python tools/services.py install [moto|swift|seaweedfs|virtuoso|oxigraph|mosquitto|all]
     python tools/services.py up --backend swift --site edge:eu-west-1 \
         --site lake:us-east-1 --state DIR
     python tools/services.py down --state DIR
@@ -38,9 +39,11 @@ _TOOLS = str(Path(__file__).resolve().parent)
 if _TOOLS not in sys.path:
     sys.path.append(_TOOLS)
 
+import mqttservers  # noqa: E402
 import rdfservers  # noqa: E402
 import s3servers  # noqa: E402
 import svcbase  # noqa: E402
+from mqttservers import MQTT_SERVICES, MqttService, ensure_mqtt_installed, start_mqtt  # noqa: E402
 from rdfservers import (  # noqa: E402
     OXIGRAPH_VERSION,
     RDF_SERVICES,
@@ -70,6 +73,7 @@ __all__ = [
     "CREDENTIALS",
     "LOG_TAIL_LINES",
     "MOTO_VERSION",
+    "MQTT_SERVICES",
     "OXIGRAPH_VERSION",
     "RDF_SERVICES",
     "SEAWEEDFS_VERSION",
@@ -79,15 +83,19 @@ __all__ = [
     "VIRTUOSO_DBA",
     "VIRTUOSO_TEMPLATE",
     "VIRTUOSO_WRITER",
+    "MqttService",
     "RdfService",
     "S3Service",
     "ServiceError",
     "ensure_installed",
+    "ensure_mqtt_installed",
     "ensure_rdf_installed",
     "main",
+    "mqttservers",
     "rdfservers",
     "s3servers",
     "services_home",
+    "start_mqtt",
     "start_rdf",
     "start_s3",
     "svcbase",
@@ -108,7 +116,10 @@ def _parse_site(text: str) -> tuple[str, str]:
 def _cmd_install(args: argparse.Namespace) -> int:
     for backend in BACKENDS if args.backend == "all" else (args.backend,):
         t0 = time.monotonic()
-        (ensure_rdf_installed if backend in RDF_SERVICES else ensure_installed)(backend)
+        if backend in MQTT_SERVICES:
+            ensure_mqtt_installed()
+        else:
+            (ensure_rdf_installed if backend in RDF_SERVICES else ensure_installed)(backend)
         print(f"{backend}: installed ({time.monotonic() - t0:.1f} s) under {services_home()}")
     return 0
 
@@ -172,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("install", help="install a backend (default: all)")
-    p.add_argument("backend", nargs="?", default="all", choices=[*BACKENDS, *RDF_SERVICES, "all"])
+    p.add_argument(
+        "backend", nargs="?", default="all", choices=[*BACKENDS, *RDF_SERVICES, *MQTT_SERVICES, "all"]
+    )
     p.set_defaults(func=_cmd_install)
     p = sub.add_parser(
         "up", help="start servers, print them as JSON, write STATE/services.json, leave them up"

@@ -10,6 +10,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from tests.nuvla.conftest import ADMIN_KEY, ROOT, SECRETS, USER_KEY, login
+from tests.nuvla.conftest import ADMIN_KEY, ROOT, SECRETS, USER_KEY, login, make_s3_credential, standin
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 INFRA = "infrastructure-service/eb8e09c2-8387-4f6d-86a4-ff5ddf3d07d7"
@@ -507,3 +508,47 @@ def test_cli_prints_its_url(s3_site: Any, tmp_path: Any) -> None:
         proc.terminate()
         out, err = proc.communicate(timeout=10)
     assert creds["secret"] not in out + err  # no secret in any log line
+
+
+def test_data_object_creation_publishes_mqtt(mqtt_broker: Any, s3_site: Any) -> None:
+    import paho.mqtt.client as mqtt
+
+    port = mqtt_broker.port
+    received: list[dict] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda _c, _u, msg: received.append(json.loads(msg.payload))
+    try:
+        for _ in range(50):
+            try:
+                sub.connect("127.0.0.1", port)
+                break
+            except OSError:
+                time.sleep(0.1)
+        sub.subscribe("nuvla/data", qos=1)
+        sub.loop_start()
+        time.sleep(0.3)
+        users = {ADMIN_KEY: (SECRETS[ADMIN_KEY], True)}
+        server = standin.NuvlaStandin(
+            s3_region=s3_site.region, users=users, mqtt=f"mqtt://127.0.0.1:{port}/nuvla/data"
+        ).start()
+        try:
+            client = login(server)
+            cred = make_s3_credential(client, s3_site)
+            tpl = {
+                "href": "data-object-template/generic",
+                "credential": cred,
+                "bucket": f"n{uuid.uuid4().hex[:12]}",
+                "object": "o",
+                "name": "notified",
+            }
+            rid = client.add("data-object", {"template": tpl}).data["resource-id"]
+            for _ in range(50):
+                if received:
+                    break
+                time.sleep(0.1)
+        finally:
+            server.stop()
+        assert received and received[0]["RESOURCE_URI"] == rid and received[0]["RESOURCE_NAME"] == "notified"
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
