@@ -3,6 +3,8 @@ guarantees the issue-16 sync job relies on (QoS 1, persistent sessions, broker r
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 import uuid
@@ -12,6 +14,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from skyplug.catalog.mqttloop import SelectorLoop
 from tests.servers.s3_services import services
 
 pytestmark = pytest.mark.mqtt
@@ -36,9 +39,12 @@ class Client:
         )
         self.paho.on_connect = self._on_connect
         self.paho.on_subscribe = self._on_subscribe
+        self.published = threading.Event()
+        self.acked: set[int] = set()
+        self.paho.on_publish = self._on_publish
         self.paho.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload, msg.qos))
-        self.paho.connect(broker.host, broker.port, keepalive=30)
-        self.paho.loop_start()
+        self.paho.connect_async(broker.host, broker.port, keepalive=30)
+        self.loop = SelectorLoop(self.paho).start()  # paho's loop_start fails for fds >= 1024
         assert self.connected.wait(WAIT), "no CONNACK"
         assert not self.connack.is_failure, self.connack
 
@@ -46,6 +52,10 @@ class Client:
         self.connack = reason
         self.session_present = bool(flags.session_present)
         self.connected.set()
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, _r: Any, _p: Any) -> None:
+        self.acked.add(mid)
+        self.published.set()
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
         self.granted = [r.value for r in reasons]
@@ -60,16 +70,15 @@ class Client:
     def publish(self, topic: str, payloads: list[bytes]) -> None:
         """Publish at QoS 1, waiting for each PUBACK."""
         for payload in payloads:
+            self.published.clear()
             info = self.paho.publish(topic, payload, qos=1)
-            info.wait_for_publish(WAIT)
-            assert info.is_published(), "no PUBACK"
+            assert self.published.wait(WAIT) and info.mid in self.acked, "no PUBACK"
 
     def received(self, n: int) -> list[bytes]:
         return [self.messages.get(timeout=WAIT)[1] for _ in range(n)]
 
     def close(self) -> None:
-        self.paho.disconnect()
-        self.paho.loop_stop()
+        self.loop.stop()
 
 
 @pytest.fixture
@@ -148,3 +157,22 @@ def test_stop_leaves_no_process(fresh_mqtt_broker: Any) -> None:
     assert not any(services.svcbase.alive(p) for p in pids)
     assert not services.svcbase.port_open(broker.port)
     assert not Path(broker.workdir).exists()
+
+
+def test_clients_work_in_a_process_holding_many_files(mqtt_broker: Any, topic: str) -> None:
+    """The full-suite failure of the first broker (no CONNACK, publish blocked): paho's own loop
+    selects with select(), which fails for fds >= 1024; skyplug's selector loop does not."""
+    held = contextlib.ExitStack()
+    for _ in range(1100):
+        held.enter_context(open(os.devnull))  # noqa: SIM115 - held open on purpose
+    try:
+        sub = Client(mqtt_broker)
+        try:
+            assert sub.paho.socket().fileno() >= 1024
+            sub.subscribe(topic)
+            _publish(mqtt_broker, topic, [b"many-fds"])
+            assert sub.messages.get(timeout=WAIT)[1] == b"many-fds"
+        finally:
+            sub.close()
+    finally:
+        held.close()
