@@ -75,13 +75,19 @@ def nuvla_login(endpoint: str) -> Any:
     return api
 
 
-def data_object_location(api: Any, rid: str) -> tuple[str, str, str | None, str]:
-    """(bucket, object, S3 endpoint of its infrastructure service or None, state) of a data-object."""
+def data_object_location(
+    api: Any, rid: str, endpoints: dict[str, str | None] | None = None
+) -> tuple[str, str, str | None, str]:
+    """(bucket, object, S3 endpoint of its infrastructure service or None, state) of a data-object;
+    ``endpoints`` caches credential id -> endpoint between calls."""
     from nuvla.api import NuvlaError
 
     try:
         doc = api.get(rid).data
-        endpoint = _infrastructure_endpoint(api, doc)
+        cache = {} if endpoints is None else endpoints
+        if doc["credential"] not in cache:
+            cache[doc["credential"]] = _infrastructure_endpoint(api, doc)
+        endpoint = cache[doc["credential"]]
     except NuvlaError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         raise NotFound(f"{rid}: not found in Nuvla ({status})") from None
@@ -163,6 +169,7 @@ class Syncer:
         self.catalog = open_configured(self.db_url)
         self.catalog.init()
         self._api: Any = None
+        self._endpoints: dict[str, str | None] = {}
         self._publishers = [_publisher(name) for name in self.publish_to]
         self._lock = threading.Lock()
 
@@ -201,7 +208,7 @@ class Syncer:
         deadline = time.monotonic() + READY_WAIT
         while True:
             try:
-                bucket, key, endpoint, state = data_object_location(self._nuvla(), rid)
+                bucket, key, endpoint, state = data_object_location(self._nuvla(), rid, self._endpoints)
             except SkyplugError as exc:
                 return self._fail(rid, "", str(exc))
             if state == "READY":
