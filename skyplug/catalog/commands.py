@@ -189,7 +189,9 @@ def _provenance_runs() -> dict[str, Any]:
 
 @catalog.command("sync")
 @click.option("--listen", "listen_url", help="mqtt://HOST:PORT/TOPIC of the notifications to follow.")
-@click.option("--scan", "scan_uri", help="s3://bucket/prefix: a one-off backfill of what is there.")
+@click.option(
+    "--scan", "scan_uri", help="s3://bucket/prefix or a folder: a one-off backfill of what is there."
+)
 @click.option("--nuvla", help="Nuvla endpoint resolving data-object notifications (key from the env).")
 @click.option(
     "--site", help="Site of the objects (default: the one whose endpoint matches, else default_site)."

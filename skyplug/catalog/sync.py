@@ -285,10 +285,13 @@ class Syncer:
 
     # --- backfill
     def scan(self, prefix_uri: str, progress: bool = False) -> dict[str, int]:
-        """Handle every object under ``s3://bucket/prefix`` (already-done versions skipped)."""
+        """Handle every object under ``s3://bucket/prefix`` or every file under a local folder
+        (already-done versions skipped)."""
         from tqdm import tqdm
 
-        objects = list(_list_s3(prefix_uri, self.site))
+        objects = list(
+            _list_s3(prefix_uri, self.site) if prefix_uri.startswith("s3://") else _list_dir(prefix_uri)
+        )
         for uri, etag in tqdm(objects, desc="objects", unit="obj", disable=not progress):
             self.handle_object(uri, self.site, etag)
         return dict(self.counts)
@@ -351,6 +354,14 @@ def _version(uri: str, site: str | None) -> str:
         raise SiteError(f"{uri}: S3 HEAD failed ({code})") from None
     except BotoCoreError as exc:
         raise SiteError(f"{uri}: S3 unreachable ({type(exc).__name__})") from None
+
+
+def _list_dir(folder: str) -> Iterator[tuple[str, str]]:
+    root = Path(folder[len("file://") :] if folder.startswith("file://") else folder)
+    if not root.is_dir():
+        raise NotFound(f"{folder}: no such folder")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        yield str(path.resolve()), _version(str(path), None)
 
 
 def _list_s3(prefix_uri: str, site: str | None) -> Iterator[tuple[str, str]]:

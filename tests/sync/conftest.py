@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -222,10 +223,11 @@ def upload_data_object(api: Any, cred: str, bucket: str, key: str, data: bytes) 
         "name": key,
     }
     rid = str(api.add("data-object", {"template": tpl}).data["resource-id"])
-    url = api.operation(api.get(rid), "upload").data["uri"]
+    ref = SimpleNamespace(id=rid)  # the client builds the action URL from the id alone
+    url = api.operation(ref, "upload").data["uri"]
     resp = requests.put(url, data=data, headers={"Content-Type": "application/octet-stream"}, timeout=60)
     resp.raise_for_status()
-    api.operation(api.get(rid), "ready", {"md5sum": hashlib.md5(data).hexdigest()})
+    api.operation(ref, "ready", {"md5sum": hashlib.md5(data).hexdigest()})
     return rid
 
 
