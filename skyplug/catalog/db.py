@@ -202,8 +202,11 @@ class Catalog(abc.ABC):
 
     @contextlib.contextmanager
     def _writer(self) -> Iterator[Any]:
-        """A cursor in one write transaction (committed on success); ``_lock`` held around it."""
-        self.init()
+        """A cursor in one write transaction (committed on success); ``_lock`` held around it. The
+        tables and TAP_SCHEMA are made once per catalogue object (rewriting them costs ~25 ms)."""
+        if not self.__dict__.get("_initialised"):
+            self.init()
+            self._initialised = True
         conn = self._connect(readonly=False)
         try:
             with self._lock, self.db.transaction(conn):

@@ -138,6 +138,11 @@ class SyncState:
                 (uri, version, status, detail, record, time.time()),
             )
 
+    def other_done(self, uri: str, version: str) -> bool:
+        """True if another version of ``uri`` was catalogued."""
+        sql = "SELECT 1 FROM skyplug_sync WHERE uri = ? AND version <> ? AND status = ?"
+        return bool(self.db.query(sql, (uri, version, DONE)))
+
     def counts(self) -> dict[str, int]:
         return {
             str(s): int(n)
@@ -247,7 +252,9 @@ class Syncer:
         with pv.activity("catalog sync", {"uri": uri, "version": version}) as act:
             record = record_for(uri, site)
             report = self.catalog.add([record])[0]
-            replaced = self.catalog.drop_other_versions(uri, str(record.get("skyplug_version") or ""))
+            replaced = 0
+            if self.state.other_done(uri, version):  # an older version was catalogued: replace it
+                replaced = self.catalog.drop_other_versions(uri, str(record.get("skyplug_version") or ""))
             run = act.run
         if self._publishers:
             self._publish(record, run)
