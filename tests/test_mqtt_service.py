@@ -176,3 +176,38 @@ def test_clients_work_in_a_process_holding_many_files(mqtt_broker: Any, topic: s
             sub.close()
     finally:
         held.close()
+
+
+def test_services_script_up_and_down_start_a_broker(tmp_path: Path, topic: str) -> None:
+    """``services.py up --mqtt`` leaves a broker up (STATE/mqtt.json); ``down`` stops it."""
+    import json
+    import subprocess
+    import sys
+
+    script = Path(services.__file__)
+    state = tmp_path / "state"
+    up = subprocess.run(
+        [sys.executable, str(script), "up", "--backend", "moto", "--mqtt", "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert up.returncode == 0, up.stderr
+    broker = services.MqttService(**json.loads((state / "mqtt.json").read_text()))
+    try:
+        sub = Client(broker)
+        try:
+            sub.subscribe(topic)
+            _publish(broker, topic, [b"up"])
+            assert sub.received(1) == [b"up"]
+        finally:
+            sub.close()
+    finally:
+        down = subprocess.run(
+            [sys.executable, str(script), "down", "--state", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert down.returncode == 0, down.stderr
+    assert not any(services.svcbase.alive(p) for p in broker.pids) and not (state / "mqtt.json").exists()

@@ -21,6 +21,7 @@ Usage::
     python tools/services.py install [moto|swift|seaweedfs|virtuoso|oxigraph|mosquitto|all]
     python tools/services.py up --backend swift --site edge:eu-west-1 \
         --site lake:us-east-1 --state DIR
+    python tools/services.py up --backend moto --mqtt --state DIR  # + a Mosquitto broker
     python tools/services.py down --state DIR
 """
 
@@ -151,6 +152,17 @@ def _cmd_up(args: argparse.Namespace) -> int:
     state.mkdir(parents=True, exist_ok=True)
     data = [s.to_json() for s in started]
     state_file.write_text(json.dumps(data, indent=2) + "\n")
+    if args.mqtt:  # a Mosquitto broker beside the S3 sites, its files under STATE/mosquitto
+        try:
+            broker = start_mqtt(str(state / "mosquitto"), timeout=args.timeout)
+        except ServiceError as exc:
+            for svc in started:
+                svc.stop()
+            state_file.unlink()
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        (state / "mqtt.json").write_text(json.dumps(broker.to_json(), indent=2) + "\n")
+        data.append(broker.to_json())
     print(json.dumps(data, indent=2))
     return 0
 
@@ -160,6 +172,12 @@ def _load_state(path: Path) -> list[S3Service]:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
+    mqtt_file = Path(args.state) / "mqtt.json"
+    if mqtt_file.exists():
+        broker = MqttService(**json.loads(mqtt_file.read_text()))
+        broker.stop()
+        mqtt_file.unlink()
+        print(f"stopped mosquitto ({broker.url})", file=sys.stderr)
     state_file = Path(args.state) / "services.json"
     if not state_file.exists():
         print(f"nothing to stop: {state_file} does not exist", file=sys.stderr)
@@ -200,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--state", required=True, help="dir for services.json")
     p.add_argument("--timeout", type=float, default=60, help="start-up timeout per instance (s)")
+    p.add_argument("--mqtt", action="store_true", help="also start a Mosquitto broker (STATE/mqtt.json)")
     p.set_defaults(func=_cmd_up)
     p = sub.add_parser("down", help="stop the servers listed in STATE/services.json")
     p.add_argument("--state", required=True, help="dir holding services.json")
