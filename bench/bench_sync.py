@@ -164,6 +164,7 @@ def main() -> None:
             h5parm.make_solutions(root / "SB001.h5", times=(8, 4)),
             fits.make_all(root / "fits")["cube4"],
         ]
+        sizes = {p.name: p.stat().st_size for p in files}
         broker = _services().start_mqtt()
         try:
             rounds = [one_round(server, broker, files, args.objects, root) for _ in range(args.rounds)]
@@ -179,7 +180,7 @@ def main() -> None:
         {
             "what": "notification (MQTT QoS 1) to catalogue record: HEAD, index, catalogue add, provenance",
             "broker": broker.version,
-            "files": {p.name: p.stat().st_size for p in files},
+            "files": sizes,
             "objects_per_round": args.objects,
             "rounds": rounds,
             "median": med,

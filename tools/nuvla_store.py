@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import logging
 import re
@@ -385,14 +386,19 @@ class Store:
         endpoint = infra.get("endpoint") or self.s3_endpoint
         if not endpoint:
             raise NuvlaHTTPError(400, f"no S3 endpoint for {cred['id']}")
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=self.s3_region,
-            aws_access_key_id=cred["access-key"],
-            aws_secret_access_key=cred["secret-key"],
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
+        # one client per (endpoint, keys): making one costs ~50 ms, and boto3 clients are thread-safe
+        key = (endpoint, cred["access-key"], hashlib.sha256(cred["secret-key"].encode()).hexdigest())
+        clients = self.__dict__.setdefault("_s3_clients", {})
+        if key not in clients:
+            clients[key] = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=self.s3_region,
+                aws_access_key_id=cred["access-key"],
+                aws_secret_access_key=cred["secret-key"],
+                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+            )
+        return clients[key]
 
     def action(self, rid: str, name: str, body: dict, user: str, admin: bool) -> tuple[int, dict]:
         rtype = rid.split("/", 1)[0]
