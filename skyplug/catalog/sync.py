@@ -221,7 +221,10 @@ class Syncer:
             if time.monotonic() > deadline:
                 return self._fail(rid, "", f"{rid}: still {state or 'not READY'} after {READY_WAIT:.0f} s")
             time.sleep(0.2)
-        site = self.site or _site_for_endpoint(endpoint)
+        try:
+            site = self.site or _site_for_endpoint(endpoint)
+        except ConfigError as exc:
+            return self._fail(rid, "", f"{rid}: {exc}")
         return self.handle_object(f"s3://{bucket}/{key}", site)
 
     def handle_object(self, uri: str, site: str | None, version: str | None = None) -> str:
@@ -231,12 +234,16 @@ class Syncer:
             try:
                 version = version if version is not None else _version(uri, site)
             except SkyplugError as exc:
+                if _transient(exc):
+                    raise  # S3 unreachable: not the object's fault; unacked, it comes again
                 return self._fail(uri, "", str(exc))
             if self.state.status(uri, version) is not None:
                 return self._skip()
             try:
                 did, status = self._catalogue(uri, site, version)
             except SkyplugError as exc:
+                if _transient(exc):
+                    raise  # a store (S3, the catalogue, a publisher) is down: retried, never poison
                 return self._fail(uri, version, str(exc))
             except Exception as exc:  # a format plugin tripped on a bad file: still one line
                 return self._fail(uri, version, f"{uri}: {type(exc).__name__}: {exc}")
@@ -304,6 +311,16 @@ class Syncer:
         return dict(self.counts)
 
 
+def _transient(exc: BaseException) -> bool:
+    """A failure of a store rather than of the object (S3, catalogue or publisher unreachable):
+    the job stops with it and the unacknowledged message comes again, instead of being poison."""
+    from skyplug.catalog.db import CatalogUnreachable
+
+    if isinstance(exc, NotFound):
+        return False
+    return isinstance(exc, SiteError | CatalogUnreachable | OSError)
+
+
 def _publisher(name: str) -> Any:
     """The publisher ``name`` configured from ``[publishers.NAME]`` (the SPARQL default store as
     ``catalog publish`` has it)."""
@@ -327,7 +344,7 @@ def _site_for_endpoint(endpoint: str | None) -> str | None:
     for name, site in get_config().sites.items():
         if str(site.options.get("endpoint", "")).rstrip("/") == want:
             return str(name)
-    raise SiteError(f"no configured site has the endpoint {endpoint} (name one with --site)")
+    raise ConfigError(f"no configured site has the endpoint {endpoint} (name one with --site)")
 
 
 def _s3(uri: str, site: str | None) -> tuple[Any, str, str]:

@@ -242,3 +242,41 @@ def test_nuvla_notifications_and_no_secret_anywhere(
     stored += [p.read_bytes().decode("latin-1") for p in sync_site.tmp.glob("*.db*")]
     for secret in secrets:
         assert all(secret not in text for text in stored)
+
+
+def test_unreachable_store_is_not_poison(
+    sync_site: SyncSite,
+    sample_files: dict[str, Path],
+    mqtt_broker: Any,
+    publisher: Publisher,
+    topic: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 down is not the object's fault: the job stops with one line, the message stays unacked
+    and is handled when the job runs again against a working site."""
+    from tests.servers.s3_services import services
+
+    uri = sync_site.put(sample_files["h5"], "transient/SB001.h5")
+    dead = services.svcbase.free_ports(1)[0]
+    with sync_site.config_file.open("a") as fh:
+        fh.write(f'\n[sites.dead]\ntype = "s3"\nendpoint = "http://127.0.0.1:{dead}"\nregion = "us-east-1"\n')
+    monkeypatch.setenv("SKYPLUG_SITE_DEAD_ACCESS_KEY_ID", "dead")
+    monkeypatch.setenv("SKYPLUG_SITE_DEAD_SECRET_ACCESS_KEY", "dead-secret")
+    client_id = "sync-transient"
+    _subscribe_first(mqtt_broker, topic, client_id)
+    publisher.send(topic, {"uri": uri})
+    base = ["catalog", "sync", "--listen", f"{mqtt_broker.url}/{topic}", "--client-id", client_id]
+    base += ["--state", sync_site.state_url, "--max-messages", "1", "--idle-exit", "20", "--json"]
+    down = sync_site.cli(*base, "--site", "dead")
+    assert down.returncode != 0
+    errors = [ln for ln in down.stderr.splitlines() if ln.startswith("skyplug: error")]
+    assert len(errors) == 1 and "transient/SB001.h5" in errors[0] and "Traceback" not in down.stderr, (
+        down.stderr
+    )
+    state = sync.SyncState(sync_site.state_url)
+    assert state.counts() == {}  # not recorded as failed
+    state.close()
+    up = sync_site.cli(*base, "--site", "edge")
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["added"] == 1
+    assert [r["skyplug_uri"] for r in sync_site.rows()] == [uri]
