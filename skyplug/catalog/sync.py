@@ -429,14 +429,16 @@ def listen(
     host, port, topic = parse_listen(url)
     client_id = client_id or "skyplug-sync-" + hashlib.sha256(url.encode()).hexdigest()[:12]
     inbox: queue.Queue[tuple[int, int, bytes]] = queue.Queue()
+    from paho.mqtt.enums import CallbackAPIVersion
+
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311
+        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311
     )
     client.manual_ack_set(True)
     client.on_connect = lambda c, _u, _f, reason, _p: (
         c.subscribe(topic, qos=1) if not reason.is_failure else log.warning("MQTT %s: %s", url, reason)
     )
-    client.on_message = lambda _c, _u, msg: inbox.put((msg.mid, msg.qos, msg.payload))
+    client.on_message = lambda _c, _u, msg: inbox.put((msg.mid, msg.qos, bytes(msg.payload)))
     client.connect_async(host, port, keepalive=30)
     loop = SelectorLoop(client, "sync-mqtt").start()
     handled, last = 0, time.monotonic()
