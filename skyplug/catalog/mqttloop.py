@@ -34,6 +34,7 @@ class SelectorLoop:
         self.sel = selectors.DefaultSelector()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._down = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         client.on_socket_open = self._open
         client.on_socket_close = self._close
@@ -74,10 +75,14 @@ class SelectorLoop:
     def _connect(self) -> bool:
         try:
             self.client.reconnect()
-            return True
         except OSError as exc:
-            log.debug("MQTT connection failed: %s", exc)
+            if not self._down:  # once per outage, not on every retry
+                host, port = self.client.host, self.client.port
+                log.warning("MQTT broker %s:%s unreachable (%s); retrying", host, port, type(exc).__name__)
+            self._down = True
             return False
+        self._down = False
+        return True
 
     def _run(self) -> None:
         delay = RECONNECT_MIN
