@@ -4,7 +4,6 @@ guarantees the issue-16 sync job relies on (QoS 1, persistent sessions, broker r
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import uuid
@@ -15,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from skyplug.catalog.mqttloop import SelectorLoop
+from tests.servers.mqtt_services import hold_files
 from tests.servers.s3_services import services
 
 pytestmark = pytest.mark.mqtt
@@ -163,8 +163,7 @@ def test_clients_work_in_a_process_holding_many_files(mqtt_broker: Any, topic: s
     """The full-suite failure of the first broker (no CONNACK, publish blocked): paho's own loop
     selects with select(), which fails for fds >= 1024; skyplug's selector loop does not."""
     held = contextlib.ExitStack()
-    for _ in range(1100):
-        held.enter_context(open(os.devnull))  # noqa: SIM115 - held open on purpose
+    held.enter_context(hold_files(1100))
     try:
         sub = Client(mqtt_broker)
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from tests.nuvla.conftest import ADMIN_KEY, ROOT, SECRETS, USER_KEY, login, make_s3_credential, standin
+from tests.servers.mqtt_services import hold_files
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 INFRA = "infrastructure-service/eb8e09c2-8387-4f6d-86a4-ff5ddf3d07d7"
@@ -527,8 +527,7 @@ def test_data_object_creation_publishes_mqtt(mqtt_broker: Any, s3_site: Any) -> 
     sub.connect_async("127.0.0.1", mqtt_broker.port)
     loop = SelectorLoop(sub).start()
     held = contextlib.ExitStack()  # the stand-in's publisher must cope with fds >= 1024
-    for _ in range(1100):
-        held.enter_context(open(os.devnull))  # noqa: SIM115 - held open on purpose
+    held.enter_context(hold_files(1100))
     try:
         assert subscribed.wait(10), "no SUBACK"
         users = {ADMIN_KEY: (SECRETS[ADMIN_KEY], True)}

@@ -9,6 +9,9 @@ that cannot start fails its tests (never skips): .ci/run installs Debian's ``mos
 from __future__ import annotations
 
 import atexit
+import contextlib
+import os
+import resource
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,3 +72,20 @@ def fresh_mqtt_broker() -> Iterator[Any]:
         yield svc
     finally:
         svc.stop()
+
+
+@contextlib.contextmanager
+def hold_files(n: int = 1100) -> Iterator[None]:
+    """Hold ``n`` open files, so the next sockets get descriptors >= 1024 (where paho's own
+    select() loop fails); the soft RLIMIT_NOFILE is raised for it when needed (never the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    try:
+        with contextlib.ExitStack() as stack:
+            for _ in range(n):
+                stack.enter_context(open(os.devnull))
+            yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
