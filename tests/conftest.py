@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.servers.s3_services",
     "tests.servers.pg_services",
     "tests.servers.rdf_services",
+    "tests.servers.mqtt_services",
     "tests.docs_collector",
 ]
 

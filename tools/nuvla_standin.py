@@ -37,6 +37,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, fmt: str, *args: Any) -> None:  # path and status only: no bodies, no cookies
         log.debug("%s %s", self.command, urlsplit(self.path).path)

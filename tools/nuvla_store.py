@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import logging
 import re
@@ -385,14 +386,19 @@ class Store:
         endpoint = infra.get("endpoint") or self.s3_endpoint
         if not endpoint:
             raise NuvlaHTTPError(400, f"no S3 endpoint for {cred['id']}")
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=self.s3_region,
-            aws_access_key_id=cred["access-key"],
-            aws_secret_access_key=cred["secret-key"],
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
+        # one client per (endpoint, keys): making one costs ~50 ms, and boto3 clients are thread-safe
+        key = (endpoint, cred["access-key"], hashlib.sha256(cred["secret-key"].encode()).hexdigest())
+        clients = self.__dict__.setdefault("_s3_clients", {})
+        if key not in clients:
+            clients[key] = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=self.s3_region,
+                aws_access_key_id=cred["access-key"],
+                aws_secret_access_key=cred["secret-key"],
+                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+            )
+        return clients[key]
 
     def action(self, rid: str, name: str, body: dict, user: str, admin: bool) -> tuple[int, dict]:
         rtype = rid.split("/", 1)[0]
@@ -447,10 +453,9 @@ class Store:
 
     # --- notifications --------------------------------------------------------------------
     def notify(self, doc: dict) -> None:
-        """Publish a kafka-notify-style JSON message for a new data-object (best effort)."""
+        """Queue a kafka-notify-style JSON message for a new data-object; never blocks the create."""
         if not self.mqtt:
             return
-        url = urlsplit(self.mqtt)
         payload = {
             "NAME": "data-object created",
             "RESOURCE_URI": doc["id"],
@@ -461,18 +466,62 @@ class Store:
             "TIMESTAMP": doc["created"],
             "ts": int(time.time() * 1000),
         }
-        try:
-            from paho.mqtt import publish
+        with self.lock:
+            if getattr(self, "_notifier", None) is None:
+                self._notifier = _Notifier(self.mqtt)
+        self._notifier.put(doc["id"], json.dumps(payload))
 
-            publish.single(
-                url.path.lstrip("/"),
-                json.dumps(payload),
-                qos=1,
-                hostname=url.hostname or "127.0.0.1",
-                port=url.port or 1883,
-            )
-        except Exception as exc:  # a missing broker must not fail the create
-            log.warning("MQTT notification for %s failed: %s", doc["id"], type(exc).__name__)
+
+class _Notifier:
+    """One paho client publishing queued notifications at QoS 1 from a background thread.
+
+    paho's own loop (and ``publish.single``) uses select(), which fails for fds >= 1024 and then
+    blocks for good, so the client runs on skyplug's selector loop; a message not acknowledged
+    within NOTIFY_WAIT s is logged once and stays queued in paho (re-sent after a reconnect).
+    """
+
+    NOTIFY_WAIT = 10.0
+
+    def __init__(self, url: str) -> None:
+        import queue
+
+        import paho.mqtt.client as mqtt
+
+        from skyplug.catalog.mqttloop import SelectorLoop
+
+        parts = urlsplit(url)
+        self.topic = parts.path.lstrip("/")
+        self.queue: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.acked: set[int] = set()
+        self.cond = threading.Condition()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"nuvla-standin-{secrets.token_hex(6)}"
+        )
+        self.client.on_publish = self._acked
+        self.client.connect_async(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
+        self.loop = SelectorLoop(self.client, "nuvla-mqtt").start()
+        threading.Thread(target=self._run, name="nuvla-notify", daemon=True).start()
+
+    def put(self, rid: str, payload: str) -> None:
+        self.queue.put((rid, payload))
+
+    def _acked(self, _c: object, _u: object, mid: int, _rc: object, _p: object) -> None:
+        with self.cond:
+            self.acked.add(mid)
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            rid, payload = self.queue.get()
+            try:
+                mid = self.client.publish(self.topic, payload, qos=1).mid  # queued even when offline
+            except Exception as exc:  # a broken client must not take the stand-in down
+                log.warning("MQTT notification for %s failed: %s", rid, type(exc).__name__)
+                continue
+            with self.cond:
+                if not self.cond.wait_for(lambda m=mid: m in self.acked, self.NOTIFY_WAIT):
+                    log.warning("MQTT notification for %s not acknowledged yet (kept queued)", rid)
+                self.acked.discard(mid)
 
 
 def _json_patch(doc: dict, ops: Any) -> dict:

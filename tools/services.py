@@ -4,10 +4,11 @@
 One server instance per "site", bound to free ports on 127.0.0.1.
 Backends: ``moto`` (mock), ``swift`` (OpenStack Swift + s3api) and
 ``seaweedfs`` (``weed mini``); ``install`` also takes the RDF stores
-``virtuoso`` and ``oxigraph``.  The servers live in the sibling modules
-``s3servers.py`` and ``rdfservers.py`` on top of ``svcbase.py`` (processes,
-ports, venvs); this module is the CLI and re-exports their public names, so
-callers that load this file (tests, benches) find ``start_s3``, ``start_rdf``,
+``virtuoso`` and ``oxigraph`` and the MQTT broker ``mosquitto``.  The servers
+live in the sibling modules ``s3servers.py``, ``rdfservers.py`` and
+``mqttservers.py`` on top of ``svcbase.py`` (processes, ports, venvs); this
+module is the CLI and re-exports their public names, so callers that load this
+file (tests, benches) find ``start_s3``, ``start_rdf``, ``start_mqtt``,
 ``S3Service`` ... here.  Stdlib, plus botocore (the ``s3`` extra) to sign the
 readiness probe, imported only there; facts behind the settings are in
 ``docs/testing.md``.
@@ -17,9 +18,10 @@ Installs go under ``$SKYPLUG_SERVICES_HOME`` (default
 
 Usage::
 
-    python tools/services.py install [moto|swift|seaweedfs|virtuoso|oxigraph|all]
+    python tools/services.py install [moto|swift|seaweedfs|virtuoso|oxigraph|mosquitto|all]
     python tools/services.py up --backend swift --site edge:eu-west-1 \
         --site lake:us-east-1 --state DIR
+    python tools/services.py up --backend moto --mqtt --state DIR  # + a Mosquitto broker
     python tools/services.py down --state DIR
 """
 
@@ -38,9 +40,11 @@ _TOOLS = str(Path(__file__).resolve().parent)
 if _TOOLS not in sys.path:
     sys.path.append(_TOOLS)
 
+import mqttservers  # noqa: E402
 import rdfservers  # noqa: E402
 import s3servers  # noqa: E402
 import svcbase  # noqa: E402
+from mqttservers import MQTT_SERVICES, MqttService, ensure_mqtt_installed, start_mqtt  # noqa: E402
 from rdfservers import (  # noqa: E402
     OXIGRAPH_VERSION,
     RDF_SERVICES,
@@ -70,6 +74,7 @@ __all__ = [
     "CREDENTIALS",
     "LOG_TAIL_LINES",
     "MOTO_VERSION",
+    "MQTT_SERVICES",
     "OXIGRAPH_VERSION",
     "RDF_SERVICES",
     "SEAWEEDFS_VERSION",
@@ -79,15 +84,19 @@ __all__ = [
     "VIRTUOSO_DBA",
     "VIRTUOSO_TEMPLATE",
     "VIRTUOSO_WRITER",
+    "MqttService",
     "RdfService",
     "S3Service",
     "ServiceError",
     "ensure_installed",
+    "ensure_mqtt_installed",
     "ensure_rdf_installed",
     "main",
+    "mqttservers",
     "rdfservers",
     "s3servers",
     "services_home",
+    "start_mqtt",
     "start_rdf",
     "start_s3",
     "svcbase",
@@ -108,7 +117,10 @@ def _parse_site(text: str) -> tuple[str, str]:
 def _cmd_install(args: argparse.Namespace) -> int:
     for backend in BACKENDS if args.backend == "all" else (args.backend,):
         t0 = time.monotonic()
-        (ensure_rdf_installed if backend in RDF_SERVICES else ensure_installed)(backend)
+        if backend in MQTT_SERVICES:
+            ensure_mqtt_installed()
+        else:
+            (ensure_rdf_installed if backend in RDF_SERVICES else ensure_installed)(backend)
         print(f"{backend}: installed ({time.monotonic() - t0:.1f} s) under {services_home()}")
     return 0
 
@@ -140,6 +152,17 @@ def _cmd_up(args: argparse.Namespace) -> int:
     state.mkdir(parents=True, exist_ok=True)
     data = [s.to_json() for s in started]
     state_file.write_text(json.dumps(data, indent=2) + "\n")
+    if args.mqtt:  # a Mosquitto broker beside the S3 sites, its files under STATE/mosquitto
+        try:
+            broker = start_mqtt(str(state / "mosquitto"), timeout=args.timeout)
+        except ServiceError as exc:
+            for svc in started:
+                svc.stop()
+            state_file.unlink()
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        (state / "mqtt.json").write_text(json.dumps(broker.to_json(), indent=2) + "\n")
+        data.append(broker.to_json())
     print(json.dumps(data, indent=2))
     return 0
 
@@ -149,6 +172,12 @@ def _load_state(path: Path) -> list[S3Service]:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
+    mqtt_file = Path(args.state) / "mqtt.json"
+    if mqtt_file.exists():
+        broker = MqttService(**json.loads(mqtt_file.read_text()))
+        broker.stop()
+        mqtt_file.unlink()
+        print(f"stopped mosquitto ({broker.url})", file=sys.stderr)
     state_file = Path(args.state) / "services.json"
     if not state_file.exists():
         print(f"nothing to stop: {state_file} does not exist", file=sys.stderr)
@@ -172,7 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("install", help="install a backend (default: all)")
-    p.add_argument("backend", nargs="?", default="all", choices=[*BACKENDS, *RDF_SERVICES, "all"])
+    p.add_argument(
+        "backend", nargs="?", default="all", choices=[*BACKENDS, *RDF_SERVICES, *MQTT_SERVICES, "all"]
+    )
     p.set_defaults(func=_cmd_install)
     p = sub.add_parser(
         "up", help="start servers, print them as JSON, write STATE/services.json, leave them up"
@@ -187,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--state", required=True, help="dir for services.json")
     p.add_argument("--timeout", type=float, default=60, help="start-up timeout per instance (s)")
+    p.add_argument("--mqtt", action="store_true", help="also start a Mosquitto broker (STATE/mqtt.json)")
     p.set_defaults(func=_cmd_up)
     p = sub.add_parser("down", help="stop the servers listed in STATE/services.json")
     p.add_argument("--state", required=True, help="dir holding services.json")

@@ -229,3 +229,61 @@ def _provenance_runs() -> dict[str, Any]:
 
     with prov_store.open_store(prov_store.store_url()) as store:
         return {r["run"]: store.run_rows(r["run"]) for r in store.runs()}
+
+
+@catalog.command("sync")
+@click.option("--listen", "listen_url", help="mqtt://HOST:PORT/TOPIC of the notifications to follow.")
+@click.option(
+    "--scan", "scan_uri", help="s3://bucket/prefix or a folder: a one-off backfill of what is there."
+)
+@click.option("--nuvla", help="Nuvla endpoint resolving data-object notifications (key from the env).")
+@click.option(
+    "--site", help="Site of the objects (default: the one whose endpoint matches, else default_site)."
+)
+@click.option(
+    "--publish-to", "publish_to", multiple=True, help="Publisher to send each record to (repeatable)."
+)
+@click.option("--db", "db_url", help="Catalogue URL (sqlite:///FILE or postgresql://...).")
+@click.option("--state", "state_url", help="Sync state DB URL (default: catalog-sync.db in the data folder).")
+@click.option("--client-id", help="MQTT client id of the persistent session (default: from the URL).")
+@click.option("--max-messages", type=int, help="Stop after this many notifications.")
+@click.option("--idle-exit", type=float, help="Stop when no notification came for this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def sync_cmd(
+    listen_url: str | None,
+    scan_uri: str | None,
+    nuvla: str | None,
+    site: str | None,
+    publish_to: tuple[str, ...],
+    db_url: str | None,
+    state_url: str | None,
+    client_id: str | None,
+    max_messages: int | None,
+    idle_exit: float | None,
+    as_json: bool,
+) -> None:
+    """Catalogue new objects as notifications arrive (--listen), or everything under a prefix (--scan).
+
+    Each object version is indexed, catalogued, recorded in provenance and published once; a
+    message that cannot be handled is reported once, remembered as failed and not retried.
+    """
+    from skyplug.catalog import sync
+
+    if bool(listen_url) == bool(scan_uri):
+        raise click.UsageError("give one of --listen mqtt://HOST:PORT/TOPIC or --scan s3://bucket/prefix")
+    syncer = sync.Syncer(site=site, nuvla=nuvla, publish_to=publish_to, db_url=db_url, state_url=state_url)
+    try:
+        if scan_uri:
+            counts = syncer.scan(scan_uri, progress=not as_json and sys.stderr.isatty())
+        else:
+            assert listen_url is not None
+            sync.parse_listen(listen_url)
+            click.echo(f"skyplug: sync listening on {listen_url}", err=True)
+            counts = sync.listen(syncer, listen_url, client_id, max_messages, idle_exit)
+    finally:
+        syncer.close()
+    emit(
+        counts,
+        as_json,
+        "{seen} seen, {added} added, {skipped} skipped, {failed} failed".format(**counts),
+    )

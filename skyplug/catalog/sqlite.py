@@ -150,6 +150,13 @@ class SQLiteCatalog(Catalog):
             v = sphere.vec(main["s_ra"], main["s_dec"])
             cur.execute(_POINT_ROW, (rowid, v[0], v[0], v[1], v[1], v[2], v[2]))
 
+    def _unindex_positions(self, cur: sqlite3.Cursor, uri: str, keep: str) -> None:
+        cur.execute(
+            "DELETE FROM ivoa_obscore_pt WHERE id IN "
+            "(SELECT _rowid FROM ivoa_obscore WHERE skyplug_uri = ? AND skyplug_version <> ?)",
+            (uri, keep),
+        )
+
     def bulk_load(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Fast insert of many ready records (benchmarks); no upsert check."""
         self.init()

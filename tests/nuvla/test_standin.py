@@ -6,10 +6,13 @@ shows the library Nuvla users run works against it unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -17,7 +20,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from tests.nuvla.conftest import ADMIN_KEY, ROOT, SECRETS, USER_KEY, login
+from tests.nuvla.conftest import ADMIN_KEY, ROOT, SECRETS, USER_KEY, login, make_s3_credential, standin
+from tests.servers.mqtt_services import hold_files
 
 JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 INFRA = "infrastructure-service/eb8e09c2-8387-4f6d-86a4-ff5ddf3d07d7"
@@ -507,3 +511,79 @@ def test_cli_prints_its_url(s3_site: Any, tmp_path: Any) -> None:
         proc.terminate()
         out, err = proc.communicate(timeout=10)
     assert creds["secret"] not in out + err  # no secret in any log line
+
+
+def test_data_object_creation_publishes_mqtt(mqtt_broker: Any, s3_site: Any) -> None:
+    import paho.mqtt.client as mqtt
+
+    from skyplug.catalog.mqttloop import SelectorLoop
+
+    received: list[dict] = []
+    subscribed = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_connect = lambda c, *_a: c.subscribe("nuvla/data", qos=1)
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.on_message = lambda _c, _u, msg: received.append(json.loads(msg.payload))
+    sub.connect_async("127.0.0.1", mqtt_broker.port)
+    loop = SelectorLoop(sub).start()
+    held = contextlib.ExitStack()  # the stand-in's publisher must cope with fds >= 1024
+    held.enter_context(hold_files(1100))
+    try:
+        assert subscribed.wait(10), "no SUBACK"
+        users = {ADMIN_KEY: (SECRETS[ADMIN_KEY], True)}
+        server = standin.NuvlaStandin(
+            s3_region=s3_site.region, users=users, mqtt=f"mqtt://127.0.0.1:{mqtt_broker.port}/nuvla/data"
+        ).start()
+        try:
+            client = login(server)
+            cred = make_s3_credential(client, s3_site)
+            tpl = {
+                "href": "data-object-template/generic",
+                "credential": cred,
+                "bucket": f"n{uuid.uuid4().hex[:12]}",
+                "object": "o",
+                "name": "notified",
+            }
+            started = time.monotonic()
+            rid = client.add("data-object", {"template": tpl}).data["resource-id"]
+            assert time.monotonic() - started < 5  # the create never waits on MQTT
+            for _ in range(100):
+                if received:
+                    break
+                time.sleep(0.1)
+        finally:
+            server.stop()
+        assert received and received[0]["RESOURCE_URI"] == rid and received[0]["RESOURCE_NAME"] == "notified"
+    finally:
+        held.close()
+        loop.stop()
+
+
+def test_create_does_not_wait_for_an_absent_broker(s3_site: Any) -> None:
+    """No broker on the notification port: the create returns at once (the message stays queued)."""
+    port = services_free_port()
+    users = {ADMIN_KEY: (SECRETS[ADMIN_KEY], True)}
+    server = standin.NuvlaStandin(
+        s3_region=s3_site.region, users=users, mqtt=f"mqtt://127.0.0.1:{port}/nuvla/data"
+    ).start()
+    try:
+        client = login(server)
+        cred = make_s3_credential(client, s3_site)
+        started = time.monotonic()
+        for i in range(3):
+            tpl = {
+                "href": "data-object-template/generic",
+                "credential": cred,
+                "bucket": "nobroker",
+                "object": f"o{i}",
+            }
+            client.add("data-object", {"template": tpl})
+        assert time.monotonic() - started < 5
+    finally:
+        server.stop()
+
+
+def services_free_port() -> int:
+    from tests.servers.s3_services import services
+
+    return int(services.svcbase.free_ports(1)[0])
