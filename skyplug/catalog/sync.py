@@ -17,11 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import queue
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +31,6 @@ from skyplug.core.logs import redact
 
 log = logging.getLogger("skyplug.catalog.sync")
 
-KEY_ENV, SECRET_ENV, CREDENTIALS_ENV = (
-    "SKYPLUG_NUVLA_API_KEY",
-    "SKYPLUG_NUVLA_API_SECRET",
-    "SKYPLUG_NUVLA_CREDENTIALS",
-)
 READY_WAIT = 60.0  # seconds a notified data-object may take to become READY
 DONE, FAILED = "done", "failed"
 
@@ -46,33 +39,16 @@ class SyncError(SkyplugError):
     """One object or message could not be synced; the message names it and the cause."""
 
 
-# --- Nuvla: login and data-object lookup (shared later with the Nuvla publisher) ----------------
+# --- Nuvla: the data-object a notification names ---------------------------------------------
 
 
 def nuvla_login(endpoint: str) -> Any:
-    """A real ``nuvla-api`` client logged in by API key (``SKYPLUG_NUVLA_API_KEY`` /
-    ``SKYPLUG_NUVLA_API_SECRET``, else the TOML file ``SKYPLUG_NUVLA_CREDENTIALS`` with ``key`` and
-    ``secret``); no cookie file is written."""
-    from nuvla.api import Api
+    """A real ``nuvla-api`` client logged in by API key, as the Nuvla publisher logs in
+    (``SKYPLUG_NUVLA_API_KEY`` / ``SKYPLUG_NUVLA_API_SECRET``, else ``SKYPLUG_NUVLA_CREDENTIALS``),
+    logging in again when its session expires."""
+    from skyplug.plugins.publishers.nuvla import connect
 
-    key, secret = os.environ.get(KEY_ENV), os.environ.get(SECRET_ENV)
-    if not (key and secret) and os.environ.get(CREDENTIALS_ENV):
-        path = Path(os.environ[CREDENTIALS_ENV])
-        try:
-            creds = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the Nuvla credentials: {type(exc).__name__}") from None
-        key, secret = creds.get("key"), creds.get("secret")
-    if not (key and secret):
-        raise ConfigError(f"Nuvla at {endpoint}: set {KEY_ENV} and {SECRET_ENV}, or {CREDENTIALS_ENV}")
-    api = Api(endpoint, persist_cookie=False, reauthenticate=True, login_creds={"key": key, "secret": secret})
-    try:
-        resp = api.login_apikey(key, secret)
-    except Exception as exc:  # requests' connection errors
-        raise SiteError(f"Nuvla at {endpoint}: unreachable ({type(exc).__name__})") from None
-    if resp.status_code != 201:
-        raise SiteError(f"Nuvla at {endpoint}: login refused ({resp.status_code})")
-    return api
+    return connect(endpoint, reauthenticate=True)
 
 
 def data_object_location(
@@ -255,10 +231,12 @@ class Syncer:
     def _catalogue(self, uri: str, site: str | None, version: str) -> tuple[str, str]:
         from skyplug.catalog.service import record_for
         from skyplug.core import provenance as pv
+        from skyplug.core.publisher import publishing_explicitly
 
         with pv.activity("catalog sync", {"uri": uri, "version": version}) as act:
             record = record_for(uri, site)
-            report = self.catalog.add([record])[0]
+            with publishing_explicitly(self.publish_to):  # published below, at least once
+                report = self.catalog.add([record])[0]
             replaced = 0
             if self.state.other_done(uri, version):  # an older version was catalogued: replace it
                 replaced = self.catalog.drop_other_versions(uri, str(record.get("skyplug_version") or ""))

@@ -8,8 +8,10 @@ a command chooses which ones to run.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 # A provenance run as the provenance store holds it: (nodes, relations), see
@@ -40,3 +42,23 @@ class Publisher(ABC):
 
     def close(self) -> None:  # noqa: B027 (an optional hook: most publishers hold nothing)
         """Release what the publisher holds (a connection, a client); nothing by default."""
+
+
+# Publishers a job publishes to itself (``catalog sync --publish-to``): their ``[publishers.NAME]``
+# auto-publishing on every catalogue add stands aside meanwhile, so no record is sent twice.
+_EXPLICIT: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("explicit", default=frozenset())
+
+
+@contextlib.contextmanager
+def publishing_explicitly(names: Iterable[str]) -> Iterator[None]:
+    """Within this block, the configured publishers ``names`` do not auto-publish."""
+    token = _EXPLICIT.set(_EXPLICIT.get() | frozenset(names))
+    try:
+        yield
+    finally:
+        _EXPLICIT.reset(token)
+
+
+def auto_publishes(name: str) -> bool:
+    """Whether the configured publisher ``name`` publishes on catalogue adds here and now."""
+    return name not in _EXPLICIT.get()

@@ -78,7 +78,9 @@ class SyncSite:
 
         with open_catalog(self.catalog_url) as cat:
             return cat.query(
-                "SELECT skyplug_uri, skyplug_version FROM ivoa.obscore", maxrec=100000
+                "SELECT skyplug_uri, skyplug_version, obs_publisher_did, obs_id, dataproduct_type"
+                " FROM ivoa.obscore",
+                maxrec=100000,
             ).as_dicts()
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

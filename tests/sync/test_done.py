@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from skyplug.catalog import sync
+from skyplug.plugins.publishers import nuvla as nuvla_pub
 from tests.sync.conftest import Standin, SyncSite, s3_credential, upload_data_object
 from tests.sync.test_sync import _subscribe_first
 
@@ -85,11 +86,13 @@ def test_200_objects_survive_a_killed_job_and_a_broker_restart(
     standin = Standin(sync_site.s3.services["edge"], f"{broker.url}/{topic}", tmp_path)
     jobs: list[Job] = []
     try:
-        monkeypatch.setenv(sync.KEY_ENV, standin.key)
-        monkeypatch.setenv(sync.SECRET_ENV, standin.secret)
+        monkeypatch.setenv(nuvla_pub.KEY_ENV, standin.key)
+        monkeypatch.setenv(nuvla_pub.SECRET_ENV, standin.secret)
         _subscribe_first(broker, topic, client_id)
+        with sync_site.config_file.open("a") as fh:  # every record also goes back to Nuvla
+            fh.write(f'\n[publishers.nuvla]\ntype = "nuvla"\nendpoint = "{standin.endpoint}"\n')
         args = ["--listen", f"{broker.url}/{topic}", "--nuvla", standin.endpoint, "--client-id", client_id]
-        args += ["--state", sync_site.state_url, "--idle-exit", "3", "--json"]
+        args += ["--state", sync_site.state_url, "--idle-exit", "3", "--publish-to", "nuvla", "--json"]
         jobs.append(Job(sync_site, args, "job1"))
         api = standin.client()
         cred = s3_credential(api, sync_site.s3.services["edge"])
@@ -150,6 +153,23 @@ def test_200_objects_survive_a_killed_job_and_a_broker_restart(
         finally:
             state.close()
         assert len(uploaded) == N and api.search("data-object", filter="state='READY'").count == N
+        # Nuvla: one data-record per object, pointing at the data-object uploaded (none made twice)
+        assert api.search("data-object").count == N
+        recs = api.search("data-record", filter="tags='skyplug'", last=10000).resources
+        assert len(recs) == N
+        assert len({r.data["skyplug:obs_publisher_did"] for r in recs}) == N
+        assert {r.data["data-object"] for r in recs} == set(uploaded)
+        by_did = {r["obs_publisher_did"]: r for r in rows}
+        sets = api.search("data-set", filter="tags='skyplug'", last=1000).resources
+        want = {f"skyplug:data-set:obs_id:{r['obs_id']}" for r in rows}
+        want |= {f"skyplug:data-set:dataproduct_type:{r['dataproduct_type']}" for r in rows}
+        assert {t for ds in sets for t in ds.data["tags"] if t.startswith("skyplug:data-set:")} == want
+        for ds in sets:  # each data-set's filter selects exactly its records
+            (tag,) = [t for t in ds.data["tags"] if t.startswith("skyplug:data-set:")]
+            field, value = tag.removeprefix("skyplug:data-set:").split(":", 1)
+            got = api.search("data-record", filter=ds.data["data-record-filter"], last=10000).resources
+            expect = {d for d, r in by_did.items() if str(r[field]) == value}
+            assert {r.data["skyplug:obs_publisher_did"] for r in got} == expect, tag
 
         cat = open_catalog(sync_site.catalog_url)
         server = TapServer(cat, port=0, jobs_dir=tmp_path / "tap-jobs", maxrec=1000).start()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from skyplug.catalog import sync
+from skyplug.plugins.publishers import nuvla as nuvla_pub
 from tests.sync.conftest import Publisher, Standin, SyncSite, s3_credential, upload_data_object
 
 pytestmark = pytest.mark.mqtt
@@ -109,8 +110,8 @@ def test_poison_messages_are_logged_once_and_acked(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv(sync.KEY_ENV, standin.key)
-    monkeypatch.setenv(sync.SECRET_ENV, standin.secret)
+    monkeypatch.setenv(nuvla_pub.KEY_ENV, standin.key)
+    monkeypatch.setenv(nuvla_pub.SECRET_ENV, standin.secret)
     corrupt = tmp_path / "broken.fits"
     corrupt.write_bytes(b"SIMPLE  =                    T" + b"\x00garbage" * 400)
     unknown = tmp_path / "notes.bin"
@@ -204,8 +205,8 @@ def test_nuvla_notifications_and_no_secret_anywhere(
     standin: Standin,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(sync.KEY_ENV, standin.key)
-    monkeypatch.setenv(sync.SECRET_ENV, standin.secret)
+    monkeypatch.setenv(nuvla_pub.KEY_ENV, standin.key)
+    monkeypatch.setenv(nuvla_pub.SECRET_ENV, standin.secret)
     client_id = "sync-nuvla"
     _subscribe_first(mqtt_broker, topic, client_id)
     api = standin.client()

@@ -151,9 +151,11 @@ def connect(
     secret: str | None = None,
     timeout: float = 30.0,
     insecure: bool = False,
+    reauthenticate: bool = False,
 ) -> Any:
     """A real ``nuvla.api.Api`` logged in with an API key (see :func:`api_credentials`); no
-    cookie file is written and every request has ``timeout`` seconds.
+    cookie file is written and every request has ``timeout`` seconds. ``reauthenticate`` (for
+    long-running jobs) logs in again when the session expires.
 
     A refused key or an unreachable endpoint raises one SiteError naming the endpoint."""
     import functools
@@ -166,7 +168,10 @@ def connect(
     endpoint = endpoint.rstrip("/")
     if urlsplit(endpoint).scheme not in ("http", "https"):
         raise ConfigError(f"Nuvla endpoint must be an http(s) URL, not {endpoint!r}")
-    api = Api(endpoint, insecure=insecure, persist_cookie=False)
+    relogin = (
+        {"reauthenticate": True, "login_creds": {"key": key, "secret": secret}} if reauthenticate else {}
+    )
+    api = Api(endpoint, insecure=insecure, persist_cookie=False, **relogin)
     session = api.session
     session.request = functools.partial(session.request, timeout=timeout)  # type: ignore[method-assign]
     with guard(endpoint, "login", [secret]):
@@ -574,6 +579,8 @@ class NuvlaPublisher(Publisher):
         did = str(rec["obs_publisher_did"])
         did_tag = f"{TAG}:did:{did}"
         doc = next((d for d in found if d.get("bucket") == obj.bucket and d.get("object") == obj.key), None)
+        if doc is None and obj.local is None:
+            doc = self._adopt(rec, obj)
         if doc is not None and doc.get("state") == "READY" and doc.get("md5sum"):
             # published before: the object's version is in its DID, so its bytes are the same
             obj.id, obj.size, obj.md5 = str(doc["id"]), int(doc.get("bytes") or 0), str(doc["md5sum"])
@@ -624,6 +631,20 @@ class NuvlaPublisher(Publisher):
                 counts["registered"] += 1
         self._call(f"ready action of {obj.id}", self.api.operation, res, "ready")
         doc.update({"state": "READY", "md5sum": obj.md5, "bytes": obj.size})
+
+    def _adopt(self, rec: Mapping[str, Any], obj: ObjectInfo) -> dict[str, Any] | None:
+        """A data-object someone else made for the same bucket and key (an upload through Nuvla
+        that a sync job catalogues): tagged as the record's and used, never duplicated."""
+        flt = cimi_all(cimi_eq("bucket", obj.bucket), cimi_eq("object", obj.key))
+        docs = [d for d in self.search("data-object", flt) if d.get("state") != "ERROR"]
+        if not docs:
+            return None
+        doc = min(docs, key=lambda d: str(d.get("created", "")))
+        tags = [TAG, f"{TAG}:did:{rec['obs_publisher_did']}", f"{TAG}:obs_id:{rec.get('obs_id')}"]
+        held = list(doc.get("tags") or [])
+        held += [t for t in tags if t not in held]
+        self._call(f"tag data-object {doc['id']}", self.api.edit, str(doc["id"]), {"tags": held})
+        return {**doc, "tags": held}
 
     @staticmethod
     def _head(client: Any, obj: ObjectInfo) -> tuple[int, str] | None:
@@ -771,7 +792,11 @@ def skyplug_catalog_added(config: Any, records: list[dict[str, Any]], url: str) 
     """Publish added records to every configured Nuvla ``[publishers.NAME]``; a failure warns."""
     if not (config.raw.get("publishers") or {}):
         return
+    from skyplug.core.publisher import auto_publishes
+
     for name, options in configured(config).items():
+        if not auto_publishes(name):
+            continue
         pub = None
         try:
             pub = NuvlaPublisher.from_options(options)

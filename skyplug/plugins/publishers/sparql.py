@@ -529,7 +529,12 @@ def skyplug_catalog_added(config: Any, records: list[dict[str, Any]], url: str) 
     """Publish added records to every configured ``[publishers.NAME]``; a failure only warns."""
     if not (config.raw.get("publishers") or {}):
         return
+    from skyplug.core.publisher import auto_publishes
+
     for name, pub in configured(config).items():
+        if not auto_publishes(name):
+            pub.close()
+            continue
         try:
             counts = pub.publish(records)
             log.info("published %d records to %s (%s)", counts["records"], name, counts["endpoint"])
