@@ -289,8 +289,10 @@ def partition_cmd(
     if as_json:
         emit([p.to_dict() for p in parts], True)
         return
+    from skyplug.core.numbers import selection_text
+
     for p in parts:
-        sel = ", ".join(f"{k}={v}" for k, v in p.selection.items())
+        sel = ", ".join(selection_text(k, v) for k, v in p.selection.items())
         count = p.meta.get("range_count", len(p.ranges))  # ranges kept compact in meta are counted there
         click.echo(f"part {p.index:4d}  {sel:40}  {count} ranges  {p.fetch_bytes or p.expected_bytes} bytes")
     if parts and parts[0].meta.get("note"):

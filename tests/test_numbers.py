@@ -142,3 +142,33 @@ def test_demo_prints_every_column_it_queries() -> None:
             elif value is not None:
                 assert str(value) in line
     assert np.isfinite([r["em_min"] for r in catalogue["rows"] if r["em_min"] is not None]).all()
+
+
+def test_partition_text_shows_time_windows_in_utc(tmp_path: Path) -> None:
+    """The text plan gives each partition's time window (MS ``time``, h5parm ``interval``) in ISO
+    UTC, the first and last timestamps casacore / h5py read; ``--json`` keeps the raw seconds."""
+    import casacore.tables as pt
+    import h5py
+    from astropy.time import Time
+
+    from skyplug.synthetic.h5parm import make_all
+    from skyplug.synthetic.ms import make_ms
+
+    def iso(seconds: float) -> str:
+        return str(Time(seconds / 86400.0, format="mjd", scale="utc").isot)
+
+    ms = make_ms(tmp_path / "SB1.ms")
+    with pt.table(str(ms), ack=False) as t:
+        times = np.unique(t.getcol("TIME"))
+    half = len(times) // 2
+    lines = _run("partition", str(ms), "--by", "time", "-n", "2").splitlines()
+    assert f"time=[{iso(times[0])}, {iso(times[half - 1])}] UTC" in lines[0]
+    assert f"time=[{iso(times[half])}, {iso(times[-1])}] UTC" in lines[1]
+    assert "518" not in lines[0]  # no raw MJD seconds left in the text
+
+    h5 = make_all(tmp_path / "h5")["dp3"]
+    with h5py.File(h5) as f:
+        t = f["sol000/amplitude000/time"][:]
+    first = _run("partition", str(h5), "--by", "time", "-n", "2").splitlines()[0]
+    assert f"interval=[{iso(t[0])}, {iso(t[len(t) // 2 - 1])}] UTC" in first
+    assert '"time": [' in _run("partition", str(ms), "--by", "time", "-n", "2", "--json")

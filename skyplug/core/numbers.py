@@ -25,6 +25,18 @@ def mjd_seconds_text(seconds: float) -> str:
     return mjd_text(seconds / 86400.0)
 
 
+def selection_text(key: str, value: object) -> str:
+    """``key=value`` of a partition's selection for people: a time window in MJD seconds (the MS
+    ``time``, the h5parm ``interval``) as ISO UTC; everything else as it is."""
+    pair = list(value) if key in ("time", "interval") and isinstance(value, list | tuple) else []
+    if len(pair) == 2 and all(isinstance(v, int | float) and 1e9 < v < 1e11 for v in pair):
+        from astropy.time import Time
+
+        iso = Time([float(v) / 86400.0 for v in pair], format="mjd", scale="utc").isot
+        return f"{key}=[{iso[0]}, {iso[1]}] UTC"
+    return f"{key}={value}"
+
+
 def radec_text(ra_deg: float, dec_deg: float) -> dict[str, str]:
     """An ICRS/J2000 direction as sexagesimal RA (hours) and Dec, and in degrees."""
     from astropy import units as u
