@@ -16,15 +16,18 @@ import pytest
 
 pytest.importorskip("casacore.tables")
 
-from skyplug.core.errors import SkyplugError  # noqa: E402
-from skyplug.plugins.formats.ms.load import groups  # noqa: E402
-from skyplug.synthetic.ms import make_ms  # noqa: E402
-from tests.ms.conftest import assert_equal_columns, reference  # noqa: E402
+from skyplug.core.errors import SkyplugError
+from skyplug.plugins.formats.ms.load import groups
+from skyplug.synthetic.ms import make_ms
+from tests.ms.conftest import assert_equal_columns, reference
 
 # Dataplug's MS example as its users write it (CLOUDLAB-URV/dataplug examples, flexecutor's
 # radio-interferometry chunker does the same calls): from_s3 with a positional ``fetch`` and
 # ``folder=True``, preprocess with a joblib config, partition, then ``get()`` on each slice.
-DATAPLUG_IMPORT = "from dataplug import CloudObject\nfrom dataplug.formats.astronomics.ms import MS, ms_partitioning_strategy\n"
+DATAPLUG_IMPORT = (
+    "from dataplug import CloudObject\n"
+    "from dataplug.formats.astronomics.ms import MS, ms_partitioning_strategy\n"
+)
 SKYPLUG_IMPORT = "from skyplug.compat.dataplug import CloudObject, MS, ms_partitioning_strategy\n"
 USER_CODE = textwrap.dedent(
     """
