@@ -134,6 +134,54 @@ def test_dataplug_code_runs_with_the_import_changed(local_ms, s3env, layout: str
     check_slices(slices, ms, co["total_rows"], whole_times=False)
 
 
+# flexecutor's DYNAMIC chunker (flexecutor/storage/chunker.py) in short: one CloudObject per MS
+# from lithops' storage config, num_workers split over the objects, the slices shipped to workers
+FLEXECUTOR_CODE = textwrap.dedent(
+    """
+    assert MS.is_folder
+    data_slices = []
+    chunk_list = [num_workers // len(files)] * len(files)
+    for i in range(num_workers % len(files)):
+        chunk_list[i] += 1
+    for file, num_chunks_file in zip(files, chunk_list):
+        cloud_object = CloudObject.from_s3(
+            MS,
+            file,
+            s3_config={
+                "region_name": storage_dict["region"],
+                "endpoint_url": storage_dict["endpoint"],
+                "credentials": {
+                    "AccessKeyId": storage_dict["access_key_id"],
+                    "SecretAccessKey": storage_dict["secret_access_key"],
+                },
+            },
+        )
+        cloud_object.preprocess()
+        data_slices.extend(cloud_object.partition(ms_partitioning_strategy, num_chunks=num_chunks_file))
+    """
+)
+
+
+@pytest.mark.s3
+def test_flexecutor_dynamic_chunking_with_the_import_changed(local_ms, s3env) -> None:
+    svc = s3env.services["edge"]
+    files = [s3env.upload(local_ms(layout), f"partitions-nozip/{layout}.ms") for layout in ("casa", "bda")]
+    storage_dict = {
+        "endpoint": svc.endpoint,
+        "region": svc.region,
+        "access_key_id": svc.access_key,
+        "secret_access_key": svc.secret_key,
+    }
+    ns: dict = {"files": files, "num_workers": 5, "storage_dict": storage_dict}
+    exec(compile(SKYPLUG_IMPORT + FLEXECUTOR_CODE, "flexecutor_chunker", "exec"), ns)
+    slices = ns["data_slices"]
+    assert [s.partition.count for s in slices] == [3, 3, 3, 2, 2]
+    for layout in ("casa", "bda"):
+        mine = [s for s in slices if s.partition.uri.endswith(f"/{layout}.ms")]
+        nrow = _ms_nrows(local_ms(layout))
+        check_slices([pickle.loads(pickle.dumps(s)) for s in mine], local_ms(layout), nrow, whole_times=False)
+
+
 @pytest.mark.s3
 @pytest.mark.parametrize("layout", ["chansplit", "bda", "dysco"])
 def test_time_and_channel_strategies_exact(local_ms, s3env, layout: str) -> None:

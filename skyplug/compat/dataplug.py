@@ -64,6 +64,7 @@ class MS:
     """Dataplug's Measurement Set format, as skyplug's ``ms`` plugin (folders, prefixes, zips)."""
 
     skyplug_format = "ms"
+    is_folder = True  # flexecutor's chunker asks (an MS is a prefix; a .ms.zip works as well)
 
 
 MSFormat = MS  # the name some users give it
