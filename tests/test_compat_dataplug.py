@@ -110,7 +110,7 @@ def check_slices(slices, ms: Path, nrow: int, whole_times: bool) -> None:
     seen, times = [], []
     for s in slices:
         rows, got = check_slice(s, ms)
-        if s.range_0 is not None and s.partition.selection.get("time") is None:
+        if s.range_0 is not None:  # a contiguous slice: exactly rows range_0..range_1
             assert rows.tolist() == list(range(s.range_0, s.range_1 + 1))
         seen.append(rows)
         times.append(set(got["TIME"].tolist()))
@@ -238,7 +238,12 @@ def _get_in_worker(blob: bytes) -> tuple[str, int]:
 def test_slices_pickle_small_without_credentials(local_ms, s3env, tmp_path) -> None:
     """Slices pickle with the standard library (Dataplug's need cloudpickle), under 2 KB, without
     the secret; a spawned process pool (a fresh interpreter) reads one from S3."""
-    from skyplug.compat.dataplug import MS, CloudObject, ms_partitioning_strategy_time
+    from skyplug.compat.dataplug import (
+        MS,
+        CloudObject,
+        ms_partitioning_strategy_spw,
+        ms_partitioning_strategy_time,
+    )
 
     svc = s3env.services["edge"]
     uri = s3env.upload(local_ms("casa"), "casa.ms")
@@ -253,6 +258,9 @@ def test_slices_pickle_small_without_credentials(local_ms, s3env, tmp_path) -> N
         path, nrows = pool.submit(_get_in_worker, blobs[1]).result(timeout=120)
     assert nrows == slices[1].partition.selection["nrows"]
     assert Path(path).is_relative_to(Path(os.environ["SKYPLUG_CACHE_DIR"]))
+    spws = co.partition(ms_partitioning_strategy_spw, num_chunks=2)  # casa: interleaved windows
+    assert len(spws) >= 2 and all(s.range_0 is None for s in spws)
+    check_slices(spws, local_ms("casa"), co["total_rows"], whole_times=False)
 
 
 @pytest.mark.s3

@@ -218,7 +218,8 @@ class MSSlice:
     """One slice: a skyplug partition (no credentials, no client) and Dataplug's row fields.
 
     ``range_0``/``range_1`` are the first and last row (inclusive, as Dataplug's) when the slice's
-    rows are one contiguous span, else None; ``index`` is the slice's number.
+    rows are one contiguous span, else None (e.g. a spectral window whose rows interleave with
+    another's); ``index`` is the slice's number.
     """
 
     partition: Partition
@@ -227,15 +228,22 @@ class MSSlice:
     def index(self) -> int:
         return self.partition.index
 
+    def _span(self) -> tuple[int, int] | None:
+        sel = self.partition.selection
+        span = sel.get("span")
+        if not span or int(span[1]) - int(span[0]) != sel.get("nrows"):
+            return None
+        return int(span[0]), int(span[1])
+
     @property
     def range_0(self) -> int | None:
-        span = self.partition.selection.get("span")
-        return int(span[0]) if span else None
+        span = self._span()
+        return span[0] if span else None
 
     @property
     def range_1(self) -> int | None:
-        span = self.partition.selection.get("span")
-        return int(span[1]) - 1 if span else None
+        span = self._span()
+        return span[1] - 1 if span else None
 
     def get(self, out: str | Path | None = None) -> str:
         """The path of a standalone MS holding this slice (Dataplug's return), written once.
