@@ -1,0 +1,1 @@
+"""Drop-in shapes of other tools' APIs, backed by skyplug (``skyplug.compat.dataplug``)."""
