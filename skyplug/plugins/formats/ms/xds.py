@@ -62,7 +62,8 @@ def row_dataset(arrs: dict[str, np.ndarray]) -> Any:
     """
     import xarray as xr
 
-    data_vars, coords = {}, {}
+    data_vars: dict[str, Any] = {}
+    coords: dict[str, Any] = {}
     for name, value in arrs.items():
         base, _, group = name.partition(GROUP)
         dims = dims_of(name, value.ndim)
@@ -109,7 +110,6 @@ def xds_from_ms(
     so computing a selection fetches only the tiles of the chunks and columns it touches.
     """
     import dask.array as da
-
     import xarray as xr
 
     from skyplug.core.dataset import open as open_dataset
