@@ -88,6 +88,18 @@ def test_columns_and_zip_local(ms_factory) -> None:
     assert_same([xds], [ref])
 
 
+def test_tasks_pickle_for_process_schedulers(ms_factory) -> None:
+    """Chunk tasks travel without the opened reader; a process opens its own from the partition."""
+    import dask
+
+    ms = str(ms_factory("chansplit", zip="stored"))
+    (xds,) = skyplug.xds_from_ms(ms, columns=["DATA"], chunks={"row": 100})
+    with dask.config.set(scheduler="processes", num_workers=2):
+        got = xds.DATA.compute()
+    (ref,) = daskms.xds_from_ms(str(ms_factory("chansplit")), columns=["DATA"], chunks={"row": 100})
+    assert np.array_equal(got.values, ref.DATA.values, equal_nan=True)
+
+
 @pytest.fixture
 def targets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The targets datasets open (to read their byte counters)."""

@@ -227,7 +227,8 @@ def _delayed_chunk(
 
     p = _chunk_partition(ds, index, col, rows, ddid, k, n)
     token = hashlib.sha1(f"{p.uri}|{p.version}|{col}|{ddid}|".encode() + rows.tobytes()).hexdigest()[:16]
-    return dask.delayed(_load_chunk)(p, ds.target, col, rows, dask_key_name=f"skyplug-{col}-{token}")
+    reader = ds.__dict__.setdefault("_xds_reader", _Reader(ds.target))
+    return dask.delayed(_load_chunk)(p, reader, col, rows, dask_key_name=f"skyplug-{col}-{token}")
 
 
 def _chunk_partition(
@@ -251,11 +252,29 @@ def _chunk_partition(
     return dataclasses.replace(p, site=site, container=container)
 
 
-def _load_chunk(p: Partition, target: Target, col: str, rows: np.ndarray) -> np.ndarray:
+class _Reader:
+    """The opened object chunk tasks read through; pickled without it (a process unpickling a
+    task opens it again from what the partition carries, credentials from its own config)."""
+
+    def __init__(self, target: Target | None = None) -> None:
+        self.target = target
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"target": None}
+
+    def get(self, p: Partition) -> Target:
+        if self.target is None:
+            from skyplug.core.load import _partition_target
+
+            self.target = _partition_target(p)
+        return self.target
+
+
+def _load_chunk(p: Partition, reader: _Reader, col: str, rows: np.ndarray) -> np.ndarray:
     """Load a chunk's partition and keep the values of ``rows``, in their order."""
     from skyplug.core.load import load_partition
 
-    got = load_partition(p, target=target)
+    got = load_partition(p, target=reader.get(p))
     if any(GROUP in name for name in got):
         raise PluginError(f"{p.uri}: cells of {col} differ in shape across these rows; group by DATA_DESC_ID")
     rowid = got["ROWID"]
