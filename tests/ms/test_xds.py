@@ -70,6 +70,21 @@ def test_equal_to_daskms_on_the_local_ms(ms_factory, layout: str, grouping: dict
     assert_same(ours, theirs, ms)
 
 
+@pytest.mark.parametrize("packed", [None, "stored"])
+def test_keywords_as_daskms(ms_factory, packed: str | None) -> None:
+    ms = str(ms_factory("casa"))
+    uri = str(ms_factory("casa", zip=packed)) if packed else ms
+    _, table_kw, column_kw = skyplug.xds_from_ms(uri, table_keywords=True, column_keywords=True)
+    _, ref_table, ref_columns = daskms.xds_from_ms(ms, table_keywords=True, column_keywords=True)
+    assert column_kw == ref_columns and column_kw["UVW"]["QuantumUnits"] == ["m", "m", "m"]
+    assert set(table_kw) == set(ref_table) and table_kw["MS_VERSION"] == ref_table["MS_VERSION"]
+    for key, value in ref_table.items():
+        if isinstance(value, str) and value.startswith("Table: "):  # the MS's own path, not a cache's
+            assert table_kw[key] == f"Table: {uri}/{key}", key
+    datasets, columns_only = skyplug.xds_from_ms(uri, column_keywords=True)  # as dask-ms: a pair
+    assert len(datasets) == 3 and columns_only == ref_columns
+
+
 def test_autocorrelations_kept(ms_factory) -> None:
     ms = str(ms_factory("flagged"))  # one timestamp of autocorrelations only
     from casacore import tables

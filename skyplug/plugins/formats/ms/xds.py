@@ -101,13 +101,17 @@ def xds_from_ms(
     group_cols: str | Sequence[str] | None = None,
     chunks: dict[str, int] | Sequence[dict[str, int]] | None = None,
     site: str | None = None,
-) -> list[Any]:
+    table_keywords: bool = False,
+    column_keywords: bool = False,
+) -> Any:
     """dask-ms's ``xds_from_ms`` on any skyplug URI (a path, ``s3://`` prefix or ``.ms.zip``).
 
     One Dataset per distinct value of ``group_cols`` (default FIELD_ID, DATA_DESC_ID), its rows
     ordered by ``index_cols`` (default: row order), chunked by ``chunks={"row": N}``. Every
     variable is a dask array; each of its row chunks is one skyplug partition of that column,
     so computing a selection fetches only the tiles of the chunks and columns it touches.
+    ``table_keywords`` / ``column_keywords`` add the main table's keywords (subtables named by
+    URI) and every column's keywords to the result, a tuple then, as in dask-ms.
     """
     import dask.array as da
     import xarray as xr
@@ -171,7 +175,31 @@ def xds_from_ms(
         }
         rid = da.from_array(rows.astype(np.int32), chunks=(tuple(b - a for a, b in bounds),))
         out.append(xr.Dataset(data_vars, coords={"ROWID": ("row", rid)}, attrs=attrs))
-    return out
+    if not (table_keywords or column_keywords):
+        return out
+    table_kw, column_kw = _keywords(ds, index)
+    return (out, *([table_kw] if table_keywords else []), *([column_kw] if column_keywords else []))
+
+
+def _keywords(ds: Any, index: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(main table's keywords, each column's keywords), from the cached small files; a subtable
+    reference ``Table: <path>/ANTENNA`` names the object's URI, never the cache folder."""
+    from skyplug.plugins.formats.ms import mirror
+
+    tree = ds.target
+    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, index["root"], list(index["big"]))
+    cached = mirror.cached_table(small, tree.uri)
+    with cached.lock, mirror.casacore_errors(tree.uri):
+        tab = cached.table
+        table_kw = dict(tab.getkeywords())
+        column_kw = {c: dict(tab.getcolkeywords(c)) for c in tab.colnames()}
+    base = str(small).rstrip("/")
+    for key, value in table_kw.items():
+        if isinstance(value, str) and value.startswith("Table: "):
+            path = value[len("Table: ") :]
+            if path == base or path.startswith(base + "/"):
+                table_kw[key] = "Table: " + str(ds.uri).rstrip("/") + path[len(base) :]
+    return table_kw, column_kw
 
 
 def _key_columns(ds: Any, cols: list[str]) -> dict[str, np.ndarray]:
