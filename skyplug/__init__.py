@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "open_target": "skyplug.core.dataset",
     "set_config": "skyplug.core.config",
     "step": "skyplug.core.provenance",
+    "xds_from_ms": "skyplug.plugins.formats.ms.xds",
 }
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "open_target",
     "set_config",
     "step",
+    "xds_from_ms",
 ]
 
 

@@ -468,29 +468,7 @@ def _subtables(ms: Path, ddid: int) -> dict[str, np.ndarray]:
 
 
 def to_xarray(arrs: dict[str, np.ndarray]) -> Any:
-    """The arrays as an xarray Dataset in the dask-ms row schema.
+    """The arrays as an eager xarray Dataset in the dask-ms row schema (see ``xds.row_dataset``)."""
+    from skyplug.plugins.formats.ms.xds import row_dataset
 
-    Masks ``<COL>_DEFINED`` have dims (row,); the arrays of a DATA_DESC_ID group ``<COL>@<d>``
-    (see :func:`groups`) get their own dims ``row@<d>``, ``chan@<d>``, ``corr@<d>``.
-    """
-    import xarray as xr
-
-    data_vars, coords = {}, {}
-    for name, value in arrs.items():
-        base, _, group = name.partition(GROUP)
-        if base in EXTRA_DIMS:
-            dims = EXTRA_DIMS[base]
-        elif base.endswith(DEFINED):
-            dims = ("row",)
-        else:
-            dims = {
-                1: ("row",),
-                2: ("row", "corr"),
-                3: ("row", "chan", "corr"),
-                4: ("row", "flagcat", "chan", "corr"),
-            }[value.ndim]
-        if group:
-            dims = tuple(d if d in ("antenna", "xyz", "uvw") else f"{d}{GROUP}{group}" for d in dims)
-        target = coords if base in ("ROWID", "CHAN_FREQ") else data_vars
-        target[name] = (dims, value)
-    return xr.Dataset(data_vars, coords=coords)
+    return row_dataset(arrs)
