@@ -244,10 +244,11 @@ def test_fetch_dask_matches_local(cube: tuple[Path, np.ndarray], tmp_path: Path,
 
 
 def _fail_partition_2(cube: tuple[Path, np.ndarray], tmp_path: Path) -> tuple[list[str], Path]:
-    """Fetch arguments whose partition 2 cannot be written (a folder holds its output name)."""
+    """Fetch arguments whose partition 2 cannot be written (a folder holds its output name, which
+    ``--overwrite`` allows replacing, so the worker meets it)."""
     out = tmp_path / "out"
     (out / "part-0002.npy").mkdir(parents=True)
-    return ["fetch", str(cube[0]), "--by", "rows", "-n", "4", "--out", str(out)], out
+    return ["fetch", str(cube[0]), "--by", "rows", "-n", "4", "--out", str(out), "--overwrite"], out
 
 
 def test_lithops_skyplug_error_comes_back_as_is(
