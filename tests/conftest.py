@@ -40,6 +40,18 @@ def isolated_config(
     yield
     config.set_config(None)
     plugins.registered.cache_clear()
+    _close_cached_databases()
+
+
+def _close_cached_databases() -> None:
+    """Close the location DBs and provenance stores a test opened (their URLs are the test's own:
+    kept open, a long run would hold thousands of files)."""
+    import sys
+
+    if "skyplug.plugins.locators.multisite.context" in sys.modules:
+        sys.modules["skyplug.plugins.locators.multisite.context"].reset()
+    if "skyplug.plugins.provenance.store" in sys.modules:
+        sys.modules["skyplug.plugins.provenance.store"].close_all()
 
 
 class S3Env:

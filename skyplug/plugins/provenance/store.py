@@ -240,6 +240,15 @@ def open_store(url: str) -> Store:
         return _OPEN[key]
 
 
+def close_all() -> None:
+    """Close every store this process opened (the next ``open_store`` connects again)."""
+    with _OPEN_LOCK:
+        for store in _OPEN.values():
+            with store.lock:
+                store.close()
+        _OPEN.clear()
+
+
 FAILED: set[str] = set()  # stores this process could not write (warned once each)
 
 

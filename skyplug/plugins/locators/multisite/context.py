@@ -65,10 +65,23 @@ def get_context(config: Config | None = None, *, readonly: bool = False) -> Cont
         if stale or (ctx is not None and ctx.db.readonly and not readonly):
             settings = load_settings(config)
             ctx = Context(settings, _open(settings, readonly))
-            _cache.clear()  # one live configuration at a time
+            _close_all()  # one live configuration at a time
             _cache[id(config)] = ctx
         assert ctx is not None
         return ctx
+
+
+def _close_all() -> None:
+    """Close the location DBs of the contexts built so far (a new configuration replaces them)."""
+    for old in _cache.values():
+        old.db.close()
+    _cache.clear()
+
+
+def reset() -> None:
+    """Forget (and close) every context: the next ``get_context`` opens the DB again."""
+    with _lock:
+        _close_all()
 
 
 def _open(settings: Settings, readonly: bool) -> LocationDB:
