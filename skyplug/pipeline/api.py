@@ -1,4 +1,4 @@
-"""Pipelines: steps declared apart from running them (the definition block), run on any engine (the run block).
+"""Pipelines: steps declared apart from running them (definition block), run on any engine (run block).
 
 A :class:`Step` is a function of one item (a partition, or one result of the step it depends on:
 ``each=True``) or of whole products (the results of the steps it needs: ``each=False``), with
@@ -122,7 +122,9 @@ class Pipeline:
             if name in done:
                 return
             if name in visiting:
-                raise ConfigError(f"pipeline {self.name}: steps depend on each other in a cycle through {name!r}")
+                raise ConfigError(
+                    f"pipeline {self.name}: steps depend on each other in a cycle through {name!r}"
+                )
             visiting.add(name)
             for dep in self.steps[name].needs:
                 visit(dep, name)
@@ -146,11 +148,16 @@ class Pipeline:
         inputs = dict(inputs or {})
         eng = plugins.find("engines", engine) if isinstance(engine, str) else engine
         results: dict[str, list[Any]] = {}
-        with _cancel_on_interrupt(), pv.activity(f"pipeline {self.name}", {"engine": eng.name}, kind="pipeline"):
+        with (
+            _cancel_on_interrupt(),
+            pv.activity(f"pipeline {self.name}", {"engine": eng.name}, kind="pipeline"),
+        ):
             for step in self.order():
                 if only is not None and step.name not in only:
                     if step.name not in inputs:
-                        raise ConfigError(f"pipeline {self.name}: step {step.name!r} is not run: give its results")
+                        raise ConfigError(
+                            f"pipeline {self.name}: step {step.name!r} is not run: give its results"
+                        )
                     results[step.name] = list(inputs[step.name])
                     continue
                 results[step.name] = self._run_step(eng, step, inputs, results, progress)

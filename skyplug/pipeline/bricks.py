@@ -109,7 +109,8 @@ def run_tool(
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise ToolError(tool, -9, f"timed out after {timeout} s; " + tail(err.decode(errors="replace")), what)
+        why = f"timed out after {timeout} s; " + tail(err.decode(errors="replace"))
+        raise ToolError(tool, -9, why, what) from None
     except BaseException:  # Ctrl-C in a worker process: the tool, in its own session, stops too
         proc.kill()
         proc.wait()
@@ -175,7 +176,13 @@ def dp3(
     with pv.activity("dp3", _recorded(keys), kind="tool", version=dp3_version()) as act:
         act.entity("e-" + pv.content_id("dp3 parset", keys), name="parset", entity_type="Parameter")
         try:
-            run_tool("DP3", [dp3_executable(), str(path)], cwd=where, what=what or str(keys["msin"]), timeout=timeout)
+            run_tool(
+                "DP3",
+                [dp3_executable(), str(path)],
+                cwd=where,
+                what=what or str(keys["msin"]),
+                timeout=timeout,
+            )
         finally:
             path.unlink(missing_ok=True)
     return keys
@@ -256,5 +263,7 @@ def wsclean(
     argv = [wsclean_executable(), *map(str, args), "-name", str(name), *map(str, ms)]
     params = {"args": [str(a) for a in args], "ms": [Path(m).name for m in ms]}
     with pv.activity("wsclean", params, kind="tool", version=wsclean_version()):
-        run_tool("WSClean", argv, cwd=workdir or name.parent, what=what or ", ".join(params["ms"]), timeout=timeout)
+        run_tool(
+            "WSClean", argv, cwd=workdir or name.parent, what=what or ", ".join(params["ms"]), timeout=timeout
+        )
     return sorted(name.parent.glob(f"{name.name}-*.fits"))

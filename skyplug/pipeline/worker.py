@@ -74,7 +74,13 @@ class Published:
     site: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "version": self.version, "sha256": self.sha256, "size": self.size, "site": self.site}
+        return {
+            "uri": self.uri,
+            "version": self.version,
+            "sha256": self.sha256,
+            "size": self.size,
+            "site": self.site,
+        }
 
 
 Parent = Partition | str | Published
