@@ -1,0 +1,1 @@
+"""The TASKA workflow: DP3 and WSClean steps over subbands, and the checks of their science."""
