@@ -154,12 +154,14 @@ class Pipeline:
         ):
             for step in self.order():
                 if only is not None and step.name not in only:
-                    if step.name not in inputs:
-                        raise ConfigError(
-                            f"pipeline {self.name}: step {step.name!r} is not run: give its results"
-                        )
-                    results[step.name] = list(inputs[step.name])
+                    if step.name in inputs:
+                        results[step.name] = list(inputs[step.name])
                     continue
+                missing = [d for d in step.needs if d not in results]
+                if missing:
+                    raise ConfigError(
+                        f"pipeline {self.name}: step {step.name!r} needs the results of {', '.join(missing)}"
+                    )
                 results[step.name] = self._run_step(eng, step, inputs, results, progress)
                 yield step.name, results[step.name]
 

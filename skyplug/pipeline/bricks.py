@@ -250,20 +250,26 @@ def wsclean_executable() -> str:
 
 def wsclean(
     args: Sequence[str],
-    ms: Sequence[str | Path],
+    ms: Sequence[str | Path] = (),
     *,
-    name: str | Path,
+    name: str | Path | None = None,
     workdir: Path | None = None,
     what: str = "",
     timeout: float | None = 600,
 ) -> list[Path]:
-    """Run ``wsclean ARGS -name NAME MS...``; returns the FITS files it wrote (``NAME-*.fits``)."""
-    name = Path(name)
-    name.parent.mkdir(parents=True, exist_ok=True)
-    argv = [wsclean_executable(), *map(str, args), "-name", str(name), *map(str, ms)]
-    params = {"args": [str(a) for a in args], "ms": [Path(m).name for m in ms]}
+    """Run ``wsclean ARGS [-name NAME] MS...``; returns the FITS files it wrote (``NAME-*.fits``).
+
+    ``NAME`` is ``name``, else the ``-name`` already in ``args``.
+    """
+    args = [str(a) for a in args]
+    if name is not None:
+        args += ["-name", str(name)]
+    if "-name" not in args:
+        raise SkyplugError("WSClean: no -name given (the images' path prefix)")
+    prefix = Path(args[len(args) - 1 - args[::-1].index("-name") + 1])
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    argv = [wsclean_executable(), *args, *map(str, ms)]
+    params = {"args": [Path(a).name if os.sep in a else a for a in args], "ms": [Path(m).name for m in ms]}
     with pv.activity("wsclean", params, kind="tool", version=wsclean_version()):
-        run_tool(
-            "WSClean", argv, cwd=workdir or name.parent, what=what or ", ".join(params["ms"]), timeout=timeout
-        )
-    return sorted(name.parent.glob(f"{name.name}-*.fits"))
+        run_tool("WSClean", argv, cwd=workdir or prefix.parent, what=what or prefix.name, timeout=timeout)
+    return sorted(prefix.parent.glob(f"{prefix.name}-*.fits"))

@@ -138,13 +138,15 @@ def publish(
 
 def _upload(src: Path, uri: str, site: str | None) -> str | None:
     """Store ``src`` at ``uri``; the name of the site that holds it (None for a plain path)."""
+    from skyplug.core import plugins
     from skyplug.core.config import get_config
-    from skyplug.core.dataset import open_target
     from skyplug.core.uri import parse_uri
     from skyplug.plugins.locators.multisite import physical
 
     u = parse_uri(uri)
-    source = open_target(str(src))
+    source = plugins.find("locators", "file").open(
+        parse_uri(str(src.absolute())), None
+    )  # bytes, not a zip tree
     if u.scheme == "sky":
         from skyplug.plugins.locators.multisite.context import get_context
         from skyplug.plugins.locators.multisite.write import put_object
