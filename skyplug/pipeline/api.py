@@ -13,7 +13,9 @@ removed in every case.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from skyplug.core import plugins
 from skyplug.core import provenance as pv
 from skyplug.core.engine import DEFAULT_ENGINE, Engine
 from skyplug.core.errors import ConfigError, SkyplugError, item_label
-from skyplug.pipeline import bricks
+from skyplug.pipeline import bricks, worker
 
 
 class StepError(SkyplugError):
@@ -60,8 +62,10 @@ class _Task:
     params: Mapping[str, Any]
     extra: Mapping[str, Any]
     each: bool
+    root: str | None = None  # the run's scratch root
 
     def __call__(self, item: Any) -> Any:
+        worker.set_run_root(self.root)
         try:
             if self.each:
                 return self.fn(item, **self.extra, **self.params)
@@ -150,6 +154,7 @@ class Pipeline:
         results: dict[str, list[Any]] = {}
         with (
             _cancel_on_interrupt(),
+            _run_root() as root,
             pv.activity(f"pipeline {self.name}", {"engine": eng.name}, kind="pipeline"),
         ):
             for step in self.order():
@@ -162,7 +167,7 @@ class Pipeline:
                     raise ConfigError(
                         f"pipeline {self.name}: step {step.name!r} needs the results of {', '.join(missing)}"
                     )
-                results[step.name] = self._run_step(eng, step, inputs, results, progress)
+                results[step.name] = self._run_step(eng, step, inputs, results, progress, root)
                 yield step.name, results[step.name]
 
     def run(
@@ -183,6 +188,7 @@ class Pipeline:
         inputs: Mapping[str, Sequence[Any]],
         results: Mapping[str, list[Any]],
         progress: bool,
+        root: str,
     ) -> list[Any]:
         if step.each:
             if step.name in inputs:
@@ -192,12 +198,23 @@ class Pipeline:
             else:
                 raise ConfigError(f"pipeline {self.name}: step {step.name!r} has no items (give inputs)")
             extra = {dep: results[dep] for dep in extra_needs}
-            task = _Task(step.name, step.fn, dict(step.params), extra, True)
+            task = _Task(step.name, step.fn, dict(step.params), extra, True, root)
         else:
             items = [{dep: results[dep] for dep in step.needs}]
-            task = _Task(step.name, step.fn, dict(step.params), {}, False)
+            task = _Task(step.name, step.fn, dict(step.params), {}, False, root)
         with pv.activity(step.name, dict(step.params), kind="pipeline-step"):
             return eng.map(task, items, progress=progress, desc=step.name)
+
+
+@contextlib.contextmanager
+def _run_root() -> Iterator[str]:
+    """The run's scratch root: every task folder on this machine is made inside it, and it is
+    removed when the run ends, whatever the engine did to its tasks."""
+    root = tempfile.mkdtemp(prefix=worker.PREFIX + "run-")
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -27,10 +27,23 @@ from skyplug.core.partition import Partition
 PREFIX = "skyplug-task-"  # every temporary folder of a task starts so (tests look for leftovers)
 
 
+_run_root: list[str] = []  # the running pipeline's scratch root (set on the worker by each task)
+
+
+def set_run_root(path: str | None) -> None:
+    """Make task folders inside ``path`` (a pipeline run's root, removed by the driver at the end of
+    the run even when an engine killed a task before it could clean up), when it exists here."""
+    _run_root[:] = [path] if path else []
+
+
+def _root() -> str | None:
+    return _run_root[0] if _run_root and os.path.isdir(_run_root[0]) else None
+
+
 @contextlib.contextmanager
 def scratch(prefix: str = PREFIX) -> Iterator[Path]:
     """A private temporary folder for one task, removed on exit (also on failure or cancel)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=_root()))
     try:
         yield path
     finally:
