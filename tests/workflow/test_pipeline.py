@@ -66,7 +66,8 @@ def parts(ms_zip: Path, n: int = 2) -> list:
 def average(part, *, timestep: int) -> int:
     """Stage the partition, average it in time with DP3; the output MS's rows."""
     with scratch() as tmp, stage(part, tmp) as msin:
-        dp3({"steps": ["avg"], "avg.type": "averager", "avg.timestep": timestep}, msin, tmp / "out.ms", workdir=tmp)
+        parset = {"steps": ["avg"], "avg.type": "averager", "avg.timestep": timestep}
+        dp3(parset, msin, tmp / "out.ms", workdir=tmp)
         with casacore.table(str(tmp / "out.ms"), ack=False) as tab:
             return int(tab.nrows())
 
@@ -143,7 +144,8 @@ from skyplug.pipeline.bricks import run_tool
 def slow(i):
     with scratch() as tmp:
         (tmp / "started").write_text("x")
-        code = "import os, time, pathlib; pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); time.sleep(120)"
+        code = "import os, time, pathlib; pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))"
+        code += "; time.sleep(120)"
         run_tool("sleeper", [sys.executable, "-c", "import sys; " + code, f"{sys.argv[1]}/pid{i}"])
 
 pipe = Pipeline("slow")
@@ -161,7 +163,8 @@ def test_ctrl_c_cancels_stops_tools_and_cleans_up(engine: str, tmp_path: Path) -
     script = tmp_path / "cancel.py"
     script.write_text(textwrap.dedent(CANCEL))
     env = {**os.environ, "TMPDIR": str(tmp), "SKYPLUG_PROV": "off"}
-    proc = subprocess.Popen([sys.executable, str(script), str(marks), engine], env=env, stderr=subprocess.PIPE)
+    argv = [sys.executable, str(script), str(marks), engine]
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while len(list(marks.glob("pid*"))) < 2 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
