@@ -6,11 +6,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
+from casacore import tables
 
 from skyplug.synthetic.taska import C, TaskaTruth, _lmn, make_subbands
-
-tables = pytest.importorskip("casacore.tables")
 
 
 def test_subbands_hold_the_truth(tmp_path: Path) -> None:
@@ -50,3 +48,34 @@ def test_zipped_layout(tmp_path: Path) -> None:
         names = zf.namelist()
     assert truth.subbands[0].cal == "cal/SB226.ms.zip" and "SB226.ms/table.dat" in names
     assert not (tmp_path / "cal" / "SB226.ms").exists()
+
+
+def test_command_line_and_determinism(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skyplug.synthetic.taska",
+            str(tmp_path / "a"),
+            "--n",
+            "1",
+            "--ntime",
+            "4",
+            "--no-zip",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "1 subbands x (cal, target)" in out and "SB226" in out
+    again = make_subbands(tmp_path / "b", 1, ntime=4, zip=False)
+    assert TaskaTruth.from_json((tmp_path / "a" / "truth.json").read_text()) == again
+    cols = []
+    for root in ("a", "b"):
+        with tables.table(str(tmp_path / root / "target" / "SB226.ms"), ack=False) as tab:
+            cols.append(tab.getcol("DATA"))
+    assert np.array_equal(*cols)
