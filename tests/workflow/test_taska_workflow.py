@@ -143,6 +143,15 @@ def test_workflow_on_s3_sites(s3env: Any, tmp_path: Path) -> None:
     assert raw["ContentLength"] > 0
     for product in [*run["h5parms"], *run["images"]]:
         assert product["site"] == "lake"
+    # credentials came from the environment: none in the config, the catalogue/provenance or the report
+    secrets = [svc.secret_key for svc in s3env.services.values()]
+    stored = (
+        b"".join(p.read_bytes() for p in tmp_path.glob("catalog.db*"))
+        + (tmp_path / "skyplug.toml").read_bytes()
+    )
+    for secret in secrets:
+        assert secret.encode() not in stored
+        assert secret not in json.dumps(run)
 
 
 def test_replay_from_image_reruns_imaging_only(local_run: dict[str, Any]) -> None:
