@@ -182,3 +182,40 @@ def test_ctrl_c_cancels_stops_tools_and_cleans_up(engine: str, tmp_path: Path) -
             os.kill(pid, 0)
     assert len(list(marks.glob("pid*"))) < 8  # pending tasks were dropped, never started
     assert leftovers(tmp) == []
+
+
+@pytest.mark.parametrize("scheme", ["s3", "sky"])
+def test_publish_uploads_records_checksum_catalogue_and_provenance(
+    scheme: str, ms_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    import numpy as np
+
+    from skyplug.catalog.db import open_catalog
+    from skyplug.core import config, plugins
+    from skyplug.core.dataset import open_target
+    from skyplug.pipeline import publish
+    from skyplug.plugins.provenance.store import open_store
+
+    sites = {n: {"type": "local", "path": str(tmp_path / n)} for n in ("edge", "lake")}
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    raw = {"sites": sites, "default_site": "lake", "client_site": "lake", "catalog": {"url": catalog}}
+    raw["multisite"] = {"db": f"sqlite:///{tmp_path / 'loc.db'}"}
+    config.set_config(config.Config.from_dict(raw))
+    plugins.registered.cache_clear()
+    part = parts(ms_zip)[1]
+    product = tmp_path / "spectrum.npy"
+    np.save(product, np.arange(64.0).reshape(8, 8))
+    uri = f"{scheme}://products/spectrum.npy"
+    pub = publish(product, uri, site="lake" if scheme == "s3" else None, parents=[part])
+    assert pub.sha256 == hashlib.sha256(product.read_bytes()).hexdigest()
+    src = open_target(uri, "lake" if scheme == "s3" else None)
+    assert src.read(0, src.size) == product.read_bytes() and pub.version == src.version
+    assert pub.site == "lake"
+    with open_catalog(catalog) as cat:
+        rows = cat.query(f"SELECT skyplug_uri FROM ivoa.obscore WHERE skyplug_uri = '{uri}'").rows
+    assert [r[0] for r in rows] == [uri]
+    with open_store(catalog) as store:
+        parents = store.parents_of(uri, pub.sha256)
+    assert {"uri": str(ms_zip), "version": part.version} in parents
