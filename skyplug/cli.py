@@ -415,8 +415,19 @@ def _log_fetch(p: Any) -> None:
     help="Work folder (new or empty), kept to look at (default: a temporary one, removed afterwards).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
-def demo_cmd(workdir: str | None, as_json: bool) -> None:
+@click.option("--workflow", is_flag=True, help="Run the TASKA workflow (DP3, WSClean; docs/workflow.md).")
+@click.option("--engine", default="local", show_default=True, help="With --workflow: local, lithops or dask.")
+@click.option("--sites", help="With --workflow: a skyplug.toml (or its folder) with sites edge and lake.")
+def demo_cmd(workdir: str | None, as_json: bool, workflow: bool, engine: str, sites: str | None) -> None:
     """Run the main job on the embedded default: two local sites, datasets indexed and partitioned."""
+    if workflow:
+        from skyplug.workflow.taska import run_demo as run_workflow_demo
+
+        echo = None if as_json else click.echo
+        report = run_workflow_demo(Path(workdir) if workdir else None, engine=engine, sites=sites, echo=echo)
+        if as_json:
+            emit(report, True)
+        return
     from skyplug.demo import run_demo
 
     report = run_demo(Path(workdir) if workdir else None, echo=None if as_json else click.echo)
