@@ -156,6 +156,7 @@ def test_lithops_config_from_skyplug_toml(monkeypatch: pytest.MonkeyPatch) -> No
         "lithops": {
             "backend": "localhost",
             "storage": "localhost",
+            "exclude_modules": ["skyplug"],
             "data_cleaner": False,
             "monitoring_interval": 0.2,
         },
@@ -420,3 +421,14 @@ def test_every_engine_follows_the_contract() -> None:
         engine = plugins.find("engines", spec.name)  # its module only: the library loads at map
         assert isinstance(engine, Engine) and engine.name == spec.name
         engine.close()
+
+
+def test_lithops_on_localhost_ships_no_copy_of_skyplug() -> None:
+    """Localhost workers import the installed skyplug; a shipped copy is rewritten in place by every
+    task of a job and races with the other tasks' imports (seen: ImportError mid-job)."""
+    from skyplug.plugins.engines.lithops import lithops_config
+
+    assert lithops_config({})[0]["lithops"]["exclude_modules"] == ["skyplug"]
+    mine = lithops_config({"lithops": {"exclude_modules": ["mypkg"]}})[0]
+    assert mine["lithops"]["exclude_modules"] == ["mypkg"]  # a user's own choice stays
+    assert "exclude_modules" not in lithops_config({"backend": "aws_lambda"})[0]["lithops"]

@@ -308,11 +308,6 @@ def write_config(root: Path, sites: dict[str, dict[str, Any]], catalog: str) -> 
         "[catalog]",
         f"url = {json.dumps(catalog)}",
         "",
-        # Lithops ships no copy of skyplug (its localhost workers import the installed one): the
-        # copies are rewritten in place by every task of a job, racing with the others' imports
-        "[engines.lithops.lithops]",
-        'exclude_modules = ["skyplug"]',
-        "",
     ]
     for name, table in sites.items():
         refuse_secrets(table, f"sites.{name}")

@@ -36,11 +36,6 @@ def ms_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tmpdir_env() -> Path:
     """The temporary folder tasks use; its task folders from before the test are remembered (TMPDIR
     is not changed per test: Lithops fixes its paths at import)."""
-    from skyplug.core import config
-
-    # Lithops ships this module, not skyplug (whose copies would race with the tasks' imports)
-    lithops = {"lithops": {"exclude_modules": ["skyplug"]}}
-    config.set_config(config.Config.from_dict({"engines": {"lithops": lithops}}))
     tmp = Path(tempfile.gettempdir())
     BEFORE[str(tmp)] = set(tmp.glob(f"{PREFIX}*"))
     return tmp

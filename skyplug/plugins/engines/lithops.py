@@ -36,7 +36,8 @@ def lithops_config(section: dict[str, Any]) -> tuple[dict[str, Any], str | None]
     """The Lithops config dict (and config file, if any) built from ``[engines.lithops]``.
 
     Defaults: localhost compute and storage, this interpreter as the localhost runtime (not the
-    ``python`` on PATH), no detached cleaner process (the engine deletes its own job data).
+    ``python`` on PATH) importing skyplug as installed (no copy shipped), no detached cleaner
+    process (the engine deletes its own job data).
     """
     refuse_secrets(section, "engines.lithops")  # the environment or Lithops' own config file
     unknown = sorted(k for k, v in section.items() if not isinstance(v, dict) and k not in _KEYS)
@@ -61,6 +62,9 @@ def lithops_config(section: dict[str, Any]) -> tuple[dict[str, Any], str | None]
         top["storage"] = section["storage"]
     if backend == "localhost":
         top.setdefault("storage", "localhost")
+        # its workers run this interpreter and import the installed skyplug: a shipped copy would
+        # be rewritten in place by every task of a job, racing with the other tasks' imports
+        top.setdefault("exclude_modules", ["skyplug"])
     top.setdefault("data_cleaner", False)
     if top.get("storage") == "localhost":
         top.setdefault("monitoring_interval", 0.2)  # polling a local folder is cheap
