@@ -289,7 +289,7 @@ def partition_cmd(
     if as_json:
         emit([p.to_dict() for p in parts], True)
         return
-    from skyplug.core.numbers import selection_text
+    from skyplug.numbers import selection_text
 
     for p in parts:
         sel = ", ".join(selection_text(k, v) for k, v in p.selection.items())

@@ -73,7 +73,7 @@ def _fmt(v: Any, name: str = "") -> str:
         return ""
     if isinstance(v, float):
         if name.lower() in MJD_COLUMNS:
-            from skyplug.core.numbers import mjd_text
+            from skyplug.numbers import mjd_text
 
             return mjd_text(v)
         return repr(v)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skyplug.core import numbers
+from skyplug import numbers
 from skyplug.core.errors import FormatError, PluginError
 from skyplug.core.format import Format
 from skyplug.core.partition import Partition
