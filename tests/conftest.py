@@ -33,7 +33,10 @@ def isolated_config(
     monkeypatch.setenv("SKYPLUG_CACHE_DIR", str(cache))
     monkeypatch.setenv("SKYPLUG_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     for name in (pv.RUN_ENV, pv.PARENT_ENV, pv.DB_ENV, pv.SWITCH_ENV):
-        monkeypatch.delenv(name, raising=False)
+        # set, then removed: undone at teardown even when the test's code sets it (activities set
+        # the store and run for their workers), so no later test, nor a module fixture, inherits it
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.delenv("SKYPLUG_CONFIG", raising=False)
     config.set_config(config.Config.from_dict({}))
     plugins.registered.cache_clear()
