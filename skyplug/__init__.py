@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from skyplug.core.plugins import Spec
     from skyplug.core.provenance import activity, step
     from skyplug.core.publisher import Publisher
+    from skyplug.quicklook import show
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "open": "skyplug.core.dataset",
     "open_target": "skyplug.core.dataset",
     "set_config": "skyplug.core.config",
+    "show": "skyplug.quicklook",
     "step": "skyplug.core.provenance",
     "xds_from_ms": "skyplug.plugins.formats.ms.xds",
 }
@@ -85,6 +87,7 @@ __all__ = [
     "open",
     "open_target",
     "set_config",
+    "show",
     "step",
     "xds_from_ms",
 ]

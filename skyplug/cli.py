@@ -406,6 +406,64 @@ def _log_fetch(p: Any) -> None:
     )
 
 
+@cli.command("show")
+@click.argument("uri", required=False)
+@click.option("--by", help="Axis of the plan the partition comes from (default: time; FITS: rows).")
+@click.option(
+    "-n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Partitions in that plan."
+)
+@click.option(
+    "--partition", "index", type=click.IntRange(min=0), default=0, show_default=True, help="The one to draw."
+)
+@_plan_options
+@click.option(
+    "--catalog",
+    "db_url",
+    help="Draw a catalogue's sky and time-frequency coverage instead (cat.db, postgresql://...).",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="PNG to write (default: NAME-partI.png here)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was drawn and the bytes read as JSON.")
+def show_cmd(
+    uri: str | None,
+    by: str | None,
+    n: int,
+    index: int,
+    db_url: str | None,
+    output: str | None,
+    as_json: bool,
+    **plan_opts: Any,
+) -> None:
+    """Draw a quick-look of one partition of URI from its bytes only (MS, h5parm, FITS).
+
+    MS: amplitude and phase waterfalls per baseline-length group, uv coverage. h5parm: solutions
+    against time and frequency per antenna. FITS: the image or first plane on its WCS axes.
+    With --catalog: the catalogue's coverage (as ``skyplug catalog plot``).
+    """
+    if db_url is not None or uri is None:
+        if uri is not None:
+            raise click.UsageError("give a URI or --catalog, not both")
+        from skyplug.catalog.plot import plot_coverage
+        from skyplug.catalog.service import open_configured
+
+        out = output or "catalog-coverage.png"
+        with open_configured(db_url) as cat:
+            count = plot_coverage(cat, Path(out), "")
+        emit({"output": out, "records": count}, as_json, f"{out}: {count} records drawn")
+        return
+    from skyplug.quicklook import show
+
+    given = {k: v for k, v in plan_opts.items() if k in PLAN_OPTIONS and v is not None}
+    look = show(uri, partition=index, by=by, n=n, **given)
+    out = output or f"{Path(uri.rstrip('/')).name.split('?')[0]}-part{index}.png"
+    look.save(out)
+    look.close()
+    report = {**look.to_dict(), "output": out}
+    text = f"{out}: partition {index + 1}/{report['partitions']} of {uri}, {report['bytes_read']} bytes read"
+    emit(report, as_json, text)
+
+
 @cli.command("demo")
 @click.option(
     "--dir",

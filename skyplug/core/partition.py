@@ -64,6 +64,12 @@ class Partition:
 
         return load_partition(self, as_=as_, **options)
 
+    def show(self) -> Any:
+        """A quick-look of this partition from its bytes (a notebook displays it; ``.save(png)``)."""
+        from skyplug.quicklook import show
+
+        return show(self)
+
     def write(self, out: str | Path, as_: str | None = None) -> list[Path]:
         """Write this partition as ``out/part-NNNN.EXT``; returns the paths written."""
         from skyplug.core.load import write_partition

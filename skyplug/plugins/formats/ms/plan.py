@@ -152,6 +152,9 @@ def _partition(
                 per_file[root + cube["file"]] = tsm.cube_ranges(cube, rows, tsm.chan_of(cube, chan, nchan))
         elif dm["type"] == "DyscoStMan":
             per_file[root + dm["file"]] = dysco.ranges(dm, rows)
+    for dm in index["managers"]:  # casacore opens every Dysco manager: the others need their header
+        if dm["type"] == "DyscoStMan" and root + dm["file"] not in per_file:
+            per_file[root + dm["file"]] = [(0, dm["header_size"])]
     # near ranges are joined exactly as Source.read_ranges will, so planned bytes = fetched bytes
     requests = [
         (m, s, e) for m, rs in per_file.items() for s, e in plan_ranges(rs, Source.max_gap, max_part=1 << 62)
