@@ -103,9 +103,9 @@ def test_the_example_notebook_runs(tmp_path: Path) -> None:
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()  # raises CellExecutionError naming the failing cell
-    html = [
-        o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs if "data" in o
-    ]
+    outputs = [o["data"] for c in nb.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
+    html = [d["text/html"] for d in outputs if "text/html" in d]
+    assert sum("image/png" in d for d in outputs) == 1  # the quick-look of a partition
     assert [h.split("</b>")[0].rsplit("<b>", 1)[1] for h in html] == [
         "skyplug Dataset",
         "skyplug Dataset",
