@@ -299,6 +299,89 @@ def partition_cmd(
         click.echo(f"note: {parts[0].meta['note']}")
 
 
+@cli.command("plan")
+@_dataset_options
+@click.option("--by", required=True, help="Axis to partition along (time, rows, chan, pol, ...; aliases ok).")
+@click.option("-n", "n", type=click.IntRange(min=1), help="Number of partitions (without --advise).")
+@_plan_options
+@click.option(
+    "--advise", is_flag=True, help="Probe, model time and cost per candidate, print the Pareto front."
+)
+@click.option(
+    "--engine", default="local", show_default=True, help="--advise: the engine probed (local, dask)."
+)
+@click.option("--budget", type=float, help="--advise: the most to spend, EUR (the fastest within it).")
+@click.option("--deadline", type=float, help="--advise: the latest completion, s (the cheapest within it).")
+@click.option(
+    "--max-workers", type=click.IntRange(min=1), default=64, show_default=True, help="--advise: at most."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--plot", type=click.Path(dir_okay=False), help="Draw the plan (or, with --advise, the front) as a PNG."
+)
+@click.pass_context
+def plan_cmd(
+    ctx: click.Context,
+    uri: str,
+    site: str | None,
+    fmt: str | None,
+    verify: bool,
+    by: str,
+    n: int | None,
+    advise: bool,
+    engine: str,
+    budget: float | None,
+    deadline: float | None,
+    max_workers: int,
+    as_json: bool,
+    plot: str | None,
+    **plan_opts: Any,
+) -> None:
+    """Plan URI along an axis; with --advise, how many partitions and workers, at what time and cost.
+
+    The advisor plans several partition counts (exact bytes and requests of each partition),
+    measures a short probe on the site and the engine (a few MiB), models every (partitions,
+    worker kind and memory, workers) candidate with the price table of [advisor.prices] and
+    recommends one (docs/advisor.md).
+    """
+    if not advise:
+        if n is None:
+            raise click.UsageError("give -n N (or --advise to be told)")
+        ctx.invoke(
+            partition_cmd,
+            uri=uri,
+            site=site,
+            fmt=fmt,
+            verify=verify,
+            by=by,
+            n=n,
+            as_json=as_json,
+            plot=plot,
+            **plan_opts,
+        )
+        return
+    from skyplug.advisor import advise as run_advisor
+    from skyplug.advisor import plot as plot_advice
+
+    given = {k: v for k, v in plan_opts.items() if k in PLAN_OPTIONS and v is not None}
+    counts = None if n is None else (n,)
+    advice = run_advisor(
+        uri,
+        by,
+        engine=engine,
+        budget=budget,
+        deadline=deadline,
+        counts=counts,
+        max_workers=max_workers,
+        site=site,
+        **given,
+    )
+    if plot:
+        where = plot_advice(advice, plot)
+        click.echo(f"skyplug: plot written to {where}", err=True)
+    emit(advice.to_dict(), as_json, advice.text())
+
+
 @cli.command("fetch")
 @_dataset_options
 @click.option("--by", required=True, help="Axis to partition along (aliases ok, see docs/plugins.md).")
