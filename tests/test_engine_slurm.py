@@ -268,3 +268,33 @@ def test_taska_workflow_on_slurm_gives_the_local_products(tmp_path: Path, slurm:
     run = taska.run_workflow(tmp_path / "slurm", engine="slurm", subbands=2)
     print(f"taska on slurm: {time.monotonic() - t0:.1f} s, load {os.getloadavg()[0]:.1f}")
     same_products(run, local)
+
+
+# --- the test cluster itself ------------------------------------------------------------------
+
+
+def test_a_cluster_that_does_not_come_up_is_reported_with_its_logs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A node line that claims more memory than the host has: slurmd's node is refused (not idle);
+    the error names the cause and shows the daemons' log tails; nothing is left running or on disk."""
+    import psutil
+
+    from tests.servers.s3_services import services
+
+    real = services.slurmservers.node_line()
+    bigger = {**real, "RealMemory": str(int(real["RealMemory"]) * 4)}
+    monkeypatch.setattr(services.slurmservers, "node_line", lambda: bigger)
+    workdir = tmp_path / "cluster"
+    with pytest.raises(services.ServiceError) as info:
+        services.start_slurm(str(workdir), timeout=8)
+    message = str(info.value)
+    assert message.startswith("the node is not idle after 8 s (sinfo: ")
+    assert "--- slurmctld.log" in message and "RealMemory" in message
+    assert not workdir.exists()
+    left = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if str(workdir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not left
