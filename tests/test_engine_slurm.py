@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -298,3 +299,50 @@ def test_a_cluster_that_does_not_come_up_is_reported_with_its_logs(
         if str(workdir) in " ".join(p.info["cmdline"] or [])
     ]
     assert not left
+
+
+def test_a_controller_that_dies_mid_map_is_an_error_not_a_hang(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """slurmctld killed while a job runs: squeue fails; after SQUEUE_GRACE the map raises one line."""
+    import signal
+
+    from skyplug.plugins.engines import slurm as slurm_engine
+    from tests.servers.s3_services import services
+
+    cluster = services.start_slurm(str(tmp_path / "own-cluster"))
+    try:
+        for key, value in cluster.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(slurm_engine, "SQUEUE_GRACE", 3.0)
+        engine = SlurmEngine({})
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                engine.map(sleepy, range(2), progress=False)  # item 1 sleeps
+            except BaseException as exc:
+                errors.append(exc)
+
+        import threading
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not any(j.endswith("_1 RUNNING") for j in queue()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(cluster.pids[1], signal.SIGKILL)  # slurmctld
+        t0 = time.monotonic()
+        worker.join(90)
+        assert not worker.is_alive() and len(errors) == 1
+        assert time.monotonic() - t0 < 60  # one squeue call (SQUEUE_TIMEOUT) and the grace
+        message = str(errors[0])
+        assert type(errors[0]) is SkyplugError and "\n" not in message
+        assert re.fullmatch(
+            r"slurm: squeue has failed for 3 s, [12] jobs not seen to end: .*controller.*", message
+        )
+        assert not engine.last_folder.exists()
+    finally:
+        cluster.stop()
+    jobs = services.slurmservers.job_processes(cluster.workdir, cluster.conf)
+    assert not jobs, "the stopped cluster left its jobs running"

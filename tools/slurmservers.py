@@ -17,9 +17,11 @@ Clients reach the cluster with ``SLURM_CONF=<workdir>/slurm.conf`` (``SlurmServi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -91,6 +93,7 @@ class SlurmService:
             )
         terminate(self.pids[::-1])  # slurmd, slurmctld, then munged
         self.pids = []
+        kill_jobs(self.workdir, self.conf)  # what a dead controller could not cancel
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -101,6 +104,39 @@ class SlurmService:
     def log_tails(self) -> str:
         """The last lines of the daemons' logs, for error messages."""
         return log_tails(self.workdir)
+
+
+def job_processes(workdir: str, conf: str) -> list[int]:
+    """Processes of this cluster's jobs: a batch script in its spool dir, or a process of a job
+    (``SLURM_JOB_ID`` set) whose environment has this cluster's SLURM_CONF (inherited from the
+    submitter)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().decode(errors="replace")
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                environ = fh.read().split(b"\0")
+        except OSError:
+            continue
+        in_job = any(v.startswith(b"SLURM_JOB_ID=") for v in environ)
+        if (workdir and workdir + "/" in cmdline) or (in_job and f"SLURM_CONF={conf}".encode() in environ):
+            found.append(int(entry))
+    return found
+
+
+def kill_jobs(workdir: str, conf: str) -> None:
+    """SIGKILL the processes of this cluster's jobs and their process groups (test jobs only)."""
+    own = os.getpgrp()
+    for pid in job_processes(workdir, conf):
+        with contextlib.suppress(OSError):
+            pgid = os.getpgid(pid)
+            if pgid != own:
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
 
 
 def node_line() -> dict[str, str]:

@@ -39,6 +39,9 @@ T = TypeVar("T")
 # States in which a job may still produce its result (squeue's long names).
 _PENDING = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED", "UNKNOWN"}
 _KEYS = {"partition", "cores", "memory", "walltime", "jobs", "directives", "folder", "python", "poll"}
+SQUEUE_GRACE = 60.0  # seconds squeue may keep failing (slurmctld restarting) before the map gives up
+SQUEUE_TIMEOUT = 20.0  # seconds one squeue call may take
+RESULT_WAIT = 5  # seconds a result file may take to appear after Slurm says the job ended (NFS)
 _WALLTIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")  # Slurm's time formats: MM, MM:SS, H:MM:SS, D-H...
 
 
@@ -130,6 +133,8 @@ def _queue_watcher() -> Any:
         def __init__(self) -> None:
             super().__init__(delay_s=2)
             self.squeue_calls = 0
+            self.failing_since: float | None = None  # squeue failing (slurmctld down) since then
+            self.error = ""
 
         def _make_command(self) -> list[str] | None:
             to_check = sorted({x.split("_")[0] for x in self._registered - self._finished})
@@ -150,12 +155,29 @@ def _queue_watcher() -> Any:
             if command is None:
                 return
             self.squeue_calls += 1
-            done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-            if done.returncode == 0 or "Invalid job id" in done.stderr:
-                info = self.read_info("JobID|State|NodeList\n" + done.stdout)
+            started = time.monotonic()
+            try:  # a client retries an unreachable slurmctld for a while: bound each call
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=SQUEUE_TIMEOUT, check=False
+                )
+                ok, error, out = (
+                    done.returncode == 0 or "Invalid job id" in done.stderr,
+                    done.stderr,
+                    done.stdout,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                ok, error, out = False, str(exc), ""
+            if ok:
+                info = self.read_info("JobID|State|NodeList\n" + out)
                 for job_id in self._registered - self._finished:
                     # sbatch returned, so slurmctld knew the job: gone from squeue means purged (ended)
                     self._info_dict[job_id] = info.get(job_id, {"State": "ENDED"})
+                self.failing_since, self.error = None, ""
+            else:
+                lines = [ln.strip() for ln in error.splitlines() if ln.strip()]
+                self.error = lines[-1] if lines else "no output"
+                if self.failing_since is None:
+                    self.failing_since = started
             self._last_status_check = time.time()
             for job_id in self._registered - self._finished:
                 if self.is_done(job_id, mode="cache"):
@@ -192,7 +214,7 @@ def _call(fn: Callable[[Any], Any], item: Any) -> _Outcome:
 def _result(job: Any) -> Any:
     """The value of a finished job, or its exception raised; a job without a result (killed by
     Slurm, failed before the task ran) raises :class:`SlurmJobError` naming the job and its state."""
-    from submitit.core.utils import UncompletedJobError
+    from submitit.core.utils import FailedJobError, UncompletedJobError
 
     try:
         outcome = job.result()
@@ -201,6 +223,10 @@ def _result(job: Any) -> Any:
         raise SlurmJobError(
             f"Slurm job {job.job_id} ended {state} without a result{_log_tail(job)}"
         ) from None
+    except FailedJobError as exc:  # the task ran but its outcome did not pickle back
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("-")]
+        cause = next((ln for ln in reversed(lines) if "Error" in ln and "job.stderr" not in ln), "")
+        raise SlurmJobError(f"Slurm job {job.job_id} sent back no result: {cause[:200]}") from None
     if outcome.error is not None:
         raise outcome.error
     return outcome.value
@@ -221,6 +247,11 @@ def _completed(jobs: Sequence[Any], watcher: Any, poll: float) -> Iterator[Any]:
     pending = list(jobs)
     while pending:
         watcher.update_if_long_enough("standard")
+        if watcher.failing_since is not None and time.monotonic() - watcher.failing_since > SQUEUE_GRACE:
+            raise SkyplugError(
+                f"slurm: squeue has failed for {SQUEUE_GRACE:.0f} s, {len(pending)} jobs not seen to end: "
+                f"{watcher.error}"
+            )
         still = []
         for job in pending:
             if job.paths.result_pickle.exists() or watcher.is_done(job.job_id, mode="cache"):
@@ -234,12 +265,16 @@ def _completed(jobs: Sequence[Any], watcher: Any, poll: float) -> Iterator[Any]:
 
 def _cancel(jobs: Sequence[Any], watcher: Any, wait: float = 30) -> None:
     """Cancel the array job and wait (at most ``wait`` s) until Slurm reports its tasks ended."""
+    if watcher.failing_since is not None:
+        return  # slurmctld does not answer: it cannot cancel either
     ids = sorted({job.job_id.split("_")[0] for job in jobs})
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         subprocess.run(["scancel", *ids], capture_output=True, timeout=30, check=False)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         watcher.update()
+        if watcher.failing_since is not None:
+            return  # slurmctld does not answer: nothing more to learn
         if all(watcher.is_done(job.job_id, mode="cache") for job in jobs):
             return
         time.sleep(0.5)
@@ -288,7 +323,7 @@ class SlurmEngine(Engine):
                 ) from None
             for job in jobs:
                 job.watcher = watcher
-                job._results_timeout_s = 2  # a job Slurm ended without a result: no 15 s wait
+                job._results_timeout_s = RESULT_WAIT  # submitit's default: 15 s
                 watcher.register_job(job.job_id)
             return ordered_map(
                 self.name,
