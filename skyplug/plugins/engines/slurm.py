@@ -165,6 +165,8 @@ def _queue_watcher() -> Any:
                     done.stderr,
                     done.stdout,
                 )
+            except subprocess.TimeoutExpired:
+                ok, error, out = False, f"squeue gave no answer in {SQUEUE_TIMEOUT:.0f} s", ""
             except (OSError, subprocess.SubprocessError) as exc:
                 ok, error, out = False, str(exc), ""
             if ok:
