@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from skyplug.core.config import Config, set_config
-from skyplug.core.errors import ConfigError, SkyplugError, TaskError
+from skyplug.core.errors import ConfigError, TaskError
 from tests.test_engines import (
     ORDER_SCRIPT,
     _fail_partition_2,
@@ -39,7 +39,7 @@ from tests.test_engines import (
 pytest.importorskip("submitit")
 pytestmark = pytest.mark.slurm
 
-from skyplug.plugins.engines.slurm import SlurmEngine, SlurmOptions  # noqa: E402
+from skyplug.plugins.engines.slurm import SlurmEngine, SlurmError, SlurmOptions  # noqa: E402
 
 
 def queue(env: dict[str, str] | None = None) -> list[str]:
@@ -277,13 +277,33 @@ def test_a_job_over_its_memory_is_named(slurm: Any) -> None:
     assert "Exceeded job memory limit" in message and "\n" not in message
 
 
-def test_sbatch_refusing_the_job_is_one_line(slurm: Any) -> None:
-    with pytest.raises(SkyplugError) as info:
+def test_sbatch_refusing_the_job_is_one_line(
+    cube: tuple[Path, np.ndarray],  # noqa: F811
+    tmp_path: Path,
+    slurm: Any,
+) -> None:
+    refused = "sbatch: error: Batch job submission failed: Invalid partition name specified"
+    with pytest.raises(SlurmError) as info:
         SlurmEngine({"partition": "nosuch"}).map(str, range(2), progress=False)
-    assert str(info.value) == (
-        "slurm: sbatch refused the job for 2 partitions: "
-        "sbatch: error: Batch job submission failed: Invalid partition name specified"
-    )
+    assert str(info.value) == f"slurm: sbatch refused the job for 2 partitions: {refused}"
+    set_config(Config.from_dict({"engines": {"slurm": {"partition": "nosuch"}}}))
+    args = [
+        "fetch",
+        str(cube[0]),
+        "--by",
+        "rows",
+        "-n",
+        "3",
+        "--out",
+        str(tmp_path / "o"),
+        "--engine",
+        "slurm",
+    ]
+    code, _, err = run_in_process(*args)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"skyplug: error: slurm: sbatch refused the job for 3 partitions: {refused}"
+    ]
 
 
 # --- a step of the TASKA workflow -------------------------------------------------------------
@@ -369,7 +389,7 @@ def test_a_controller_that_dies_mid_map_is_an_error_not_a_hang(
         assert not worker.is_alive() and len(errors) == 1
         assert time.monotonic() - t0 < 60  # one squeue call (SQUEUE_TIMEOUT) and the grace
         message = str(errors[0])
-        assert type(errors[0]) is SkyplugError and "\n" not in message
+        assert type(errors[0]) is SlurmError and "\n" not in message
         assert re.fullmatch(
             r"slurm: squeue has failed for 3 s, [12] jobs not seen to end: "
             r"(.*Unable to contact slurm controller.*|squeue gave no answer in 3 s)",

@@ -45,6 +45,10 @@ RESULT_WAIT = 5  # seconds a result file may take to appear after Slurm says the
 _WALLTIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")  # Slurm's time formats: MM, MM:SS, H:MM:SS, D-H...
 
 
+class SlurmError(SkyplugError):
+    """The cluster refused a job (sbatch) or stopped answering (squeue)."""
+
+
 class SlurmJobError(RuntimeError):
     """A Slurm job that ended without a result (cancelled, out of memory, timed out, failed)."""
 
@@ -250,7 +254,7 @@ def _completed(jobs: Sequence[Any], watcher: Any, poll: float) -> Iterator[Any]:
     while pending:
         watcher.update_if_long_enough("standard")
         if watcher.failing_since is not None and time.monotonic() - watcher.failing_since > SQUEUE_GRACE:
-            raise SkyplugError(
+            raise SlurmError(
                 f"slurm: squeue has failed for {SQUEUE_GRACE:.0f} s, {len(pending)} jobs not seen to end: "
                 f"{watcher.error}"
             )
@@ -320,7 +324,7 @@ class SlurmEngine(Engine):
                     jobs = executor.map_array(run, items)
             except (submitit.core.utils.FailedJobError, OSError) as exc:
                 cause = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
-                raise SkyplugError(
+                raise SlurmError(
                     f"slurm: sbatch refused the job for {len(items)} {desc}: {cause[0]}"
                 ) from None
             for job in jobs:
