@@ -400,3 +400,9 @@ def test_a_controller_that_dies_mid_map_is_an_error_not_a_hang(
         cluster.stop()
     jobs = services.slurmservers.job_processes(cluster.workdir, cluster.conf)
     assert not jobs, "the stopped cluster left its jobs running"
+
+
+def test_no_slurm_client_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SlurmError, match=r"^slurm: no Slurm client here \(sbatch is not on PATH\)$"):
+        SlurmEngine({}).map(str, range(2), progress=False)

@@ -316,6 +316,8 @@ class SlurmEngine(Engine):
         watcher = _queue_watcher()
         jobs: list[Any] = []
         try:
+            if shutil.which("sbatch") is None:
+                raise SlurmError("slurm: no Slurm client here (sbatch is not on PATH)")
             executor = submitit.SlurmExecutor(folder=folder, python=opts.python)
             executor.update_parameters(**opts.sbatch())
             run = functools.partial(_call, task(self.name, fn))
