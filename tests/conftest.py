@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.servers.pg_services",
     "tests.servers.rdf_services",
     "tests.servers.mqtt_services",
+    "tests.servers.slurm_services",
     "tests.docs_collector",
 ]
 

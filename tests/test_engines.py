@@ -135,14 +135,16 @@ def test_engines_are_registered_lazily() -> None:
     code = (
         "import sys; from skyplug.core import plugins; "
         "specs = {s.name: s for s in plugins.registered('engines')}; "
-        "print(sorted(specs), specs['lithops'].err, specs['dask'].err, "
-        "'lithops' in sys.modules, 'distributed' in sys.modules, 'dask' in sys.modules)"
+        "print(sorted(specs), specs['lithops'].err, specs['dask'].err, specs['slurm'].err, "
+        "'lithops' in sys.modules, 'distributed' in sys.modules, 'dask' in sys.modules, "
+        "'submitit' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == [
-        "['dask',", "'lithops',", "'local']",
+        "['dask',", "'lithops',", "'local',", "'slurm']",
         "pip", "install", "'skyplug[lithops]'", "pip", "install", "'skyplug[dask]'",
-        "False", "False", "False",
+        "pip", "install", "'skyplug[slurm]'",
+        "False", "False", "False", "False",
     ]  # fmt: skip
 
 

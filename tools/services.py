@@ -22,6 +22,7 @@ Usage::
     python tools/services.py up --backend swift --site edge:eu-west-1 \
         --site lake:us-east-1 --state DIR
     python tools/services.py up --backend moto --mqtt --state DIR  # + a Mosquitto broker
+    python tools/services.py up --backend moto --slurm --state DIR  # + a one-node Slurm
     python tools/services.py down --state DIR
 """
 
@@ -43,6 +44,7 @@ if _TOOLS not in sys.path:
 import mqttservers  # noqa: E402
 import rdfservers  # noqa: E402
 import s3servers  # noqa: E402
+import slurmservers  # noqa: E402
 import svcbase  # noqa: E402
 from mqttservers import MQTT_SERVICES, MqttService, ensure_mqtt_installed, start_mqtt  # noqa: E402
 from rdfservers import (  # noqa: E402
@@ -67,6 +69,7 @@ from s3servers import (  # noqa: E402
     ensure_installed,
     start_s3,
 )
+from slurmservers import SLURM_SERVICES, SlurmService, ensure_slurm_installed, start_slurm  # noqa: E402
 from svcbase import LOG_TAIL_LINES, STOP_TIMEOUT, ServiceError, services_home  # noqa: E402
 
 __all__ = [
@@ -79,6 +82,7 @@ __all__ = [
     "RDF_SERVICES",
     "SEAWEEDFS_VERSION",
     "SEAWEEDFS_WHEEL_SHA256",
+    "SLURM_SERVICES",
     "STOP_TIMEOUT",
     "SWIFT_VERSION",
     "VIRTUOSO_DBA",
@@ -88,17 +92,21 @@ __all__ = [
     "RdfService",
     "S3Service",
     "ServiceError",
+    "SlurmService",
     "ensure_installed",
     "ensure_mqtt_installed",
     "ensure_rdf_installed",
+    "ensure_slurm_installed",
     "main",
     "mqttservers",
     "rdfservers",
     "s3servers",
     "services_home",
+    "slurmservers",
     "start_mqtt",
     "start_rdf",
     "start_s3",
+    "start_slurm",
     "svcbase",
     "virtuoso_sql",
 ]
@@ -119,6 +127,8 @@ def _cmd_install(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         if backend in MQTT_SERVICES:
             ensure_mqtt_installed()
+        elif backend in SLURM_SERVICES:
+            ensure_slurm_installed()
         else:
             (ensure_rdf_installed if backend in RDF_SERVICES else ensure_installed)(backend)
         print(f"{backend}: installed ({time.monotonic() - t0:.1f} s) under {services_home()}")
@@ -163,6 +173,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
             return 1
         (state / "mqtt.json").write_text(json.dumps(broker.to_json(), indent=2) + "\n")
         data.append(broker.to_json())
+    if args.slurm:  # a one-node Slurm cluster beside them, its files under STATE/slurm
+        try:
+            cluster = start_slurm(str(state / "slurm"), timeout=args.timeout)
+        except ServiceError as exc:
+            _cmd_down(args)
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        (state / "slurm.json").write_text(json.dumps(cluster.to_json(), indent=2) + "\n")
+        data.append(cluster.to_json())
     print(json.dumps(data, indent=2))
     return 0
 
@@ -172,6 +191,12 @@ def _load_state(path: Path) -> list[S3Service]:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
+    slurm_file = Path(args.state) / "slurm.json"
+    if slurm_file.exists():
+        cluster = SlurmService(**json.loads(slurm_file.read_text()))
+        cluster.stop()
+        slurm_file.unlink()
+        print(f"stopped slurm ({cluster.conf})", file=sys.stderr)
     mqtt_file = Path(args.state) / "mqtt.json"
     if mqtt_file.exists():
         broker = MqttService(**json.loads(mqtt_file.read_text()))
@@ -202,7 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("install", help="install a backend (default: all)")
     p.add_argument(
-        "backend", nargs="?", default="all", choices=[*BACKENDS, *RDF_SERVICES, *MQTT_SERVICES, "all"]
+        "backend",
+        nargs="?",
+        default="all",
+        choices=[*BACKENDS, *RDF_SERVICES, *MQTT_SERVICES, *SLURM_SERVICES, "all"],
     )
     p.set_defaults(func=_cmd_install)
     p = sub.add_parser(
@@ -219,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--state", required=True, help="dir for services.json")
     p.add_argument("--timeout", type=float, default=60, help="start-up timeout per instance (s)")
     p.add_argument("--mqtt", action="store_true", help="also start a Mosquitto broker (STATE/mqtt.json)")
+    p.add_argument(
+        "--slurm", action="store_true", help="also start a one-node Slurm cluster (STATE/slurm.json)"
+    )
     p.set_defaults(func=_cmd_up)
     p = sub.add_parser("down", help="stop the servers listed in STATE/services.json")
     p.add_argument("--state", required=True, help="dir holding services.json")

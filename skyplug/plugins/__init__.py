@@ -14,6 +14,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "skyplug.plugins.engines.local",
     "skyplug.plugins.engines.lithops",
     "skyplug.plugins.engines.dask",
+    "skyplug.plugins.engines.slurm",
     "skyplug.catalog.plugin",
     "skyplug.plugins.provenance",
     "skyplug.plugins.publishers.sparql",
