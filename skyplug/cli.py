@@ -557,7 +557,9 @@ def show_cmd(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @click.option("--workflow", is_flag=True, help="Run the TASKA workflow (DP3, WSClean; docs/workflow.md).")
-@click.option("--engine", default="local", show_default=True, help="With --workflow: local, dask, slurm...")
+@click.option(
+    "--engine", default="local", show_default=True, help="With --workflow: local, lithops, dask, slurm."
+)
 @click.option("--sites", help="With --workflow: a skyplug.toml (or its folder) with sites edge and lake.")
 def demo_cmd(workdir: str | None, as_json: bool, workflow: bool, engine: str, sites: str | None) -> None:
     """Run the main job on the embedded default: two local sites, datasets indexed and partitioned."""
