@@ -282,8 +282,11 @@ def open_dataset(
     fmt: Any = ds.format
     h = fmt._hdu(index, hdu)
     if h["kind"] != "image":
+        what = {"compressed": "tile-compressed image (decompress it first: funpack)"}.get(
+            h["kind"], h["kind"]
+        )
         raise PluginError(
-            f"{ds.uri}: HDU {h['hdu']} is a {h['kind']}, not an image; xarray reads image and cube "
+            f"{ds.uri}: HDU {h['hdu']} is a {what}, not an image; xarray reads image and cube "
             "HDUs (load tables with load(as_='arrays'))"
         )
     target = ds.target
