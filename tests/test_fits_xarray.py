@@ -59,9 +59,28 @@ def check_coords(ds: Any, w: WCS, shape: tuple[int, ...]) -> None:
         warnings.simplefilter("ignore")
         world = w.pixel_to_world(*(grids[naxis - 1 - k] for k in range(naxis)))
     world = world if isinstance(world, list) else [world]
+    keys = list(dict.fromkeys(c[0] for c in w.world_axis_object_components))
+    corr = w.axis_correlation_matrix
     seen = set()
-    for obj in world:
+    for key, obj in zip(keys, world, strict=True):
         kind = type(obj).__name__
+        if kind in ("Quantity", "Time"):  # a plain world axis (TIME, non-standard types): one pixel axis
+            (j,) = [j for j, c in enumerate(w.world_axis_object_components) if c[0] == key]
+            p = int(np.argmax(corr[j]))
+            if not w.wcs.ctype[p]:
+                continue  # an axis without CTYPE has no coordinate (astropy: pixel + 1)
+            name = dims[naxis - 1 - p]
+            idx = tuple(slice(None) if d == name else 0 for d in dims)
+            if kind == "Quantity":
+                want_values = obj[idx].value  # in the WCS's unit, as ours
+            else:  # astropy.time.Time: its world values in the header's unit, by the low-level API
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    want_values = np.asarray(
+                        w.pixel_to_world_values(*(grids[naxis - 1 - k] for k in range(naxis)))[j]
+                    )[idx]
+            np.testing.assert_array_equal(ds[name].values, want_values)
+            seen.add(name)
         if kind == "SkyCoord":
             sph = obj.spherical
             lon, lat = ("ra", "dec") if "ra" in ds.coords else ("glon", "glat")

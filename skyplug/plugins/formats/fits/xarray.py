@@ -171,10 +171,13 @@ def _sky(
     with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore")
         world = w.pixel_to_world_values(*pix)
+    from astropy.coordinates import Longitude
+
     j_lon, j_lat = w.wcs.lng, w.wcs.lat
     dims = tuple(names[k - 1] for k in plane)
+    lon_deg = Longitude(np.asarray(world[j_lon]), unit="deg").deg  # wrapped to [0, 360) as SkyCoord
     return {
-        lon_name: (dims, np.asarray(world[j_lon]), {"units": "deg"}),
+        lon_name: (dims, lon_deg, {"units": "deg"}),
         lat_name: (dims, np.asarray(world[j_lat]), {"units": "deg"}),
     }
 
