@@ -24,9 +24,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def soltabs(path: Path) -> list[str]:
     with h5py.File(path) as f:
-        return [
-            f"{s}/{t}" for s in f for t in f[s] if isinstance(f[s][t], h5py.Group) and "val" in f[s][t]
-        ]
+        return [f"{s}/{t}" for s in f for t in f[s] if isinstance(f[s][t], h5py.Group) and "val" in f[s][t]]
 
 
 def same_bits(got: np.ndarray, want: np.ndarray) -> bool:
@@ -121,7 +119,9 @@ def test_time_block_on_s3_reads_only_its_bytes(files: dict[str, Path], s3env: An
             start, end = d.id.get_offset(), d.id.get_offset() + d.id.get_storage_size()
             block = (start + 20 * row, start + 30 * row)
             for lo, hi in spans:
-                outside = max(0, min(hi, block[0]) - max(lo, start)) + max(0, min(hi, end) - max(lo, block[1]))
+                before = max(0, min(hi, block[0]) - max(lo, start))
+                after = max(0, min(hi, end) - max(lo, block[1]))
+                outside = before + after
                 assert outside == 0, f"{name}: request {lo}-{hi} reads rows outside [20, 30)"
             assert same_bits(got[name].values, d[20:30])
     assert sum(hi - lo for lo, hi in spans) < 2 * (30 - 20) * row + 64 * 1024
