@@ -204,6 +204,8 @@ def test_bad_input_is_one_clear_error(files: dict[str, Path], tmp_path: Path) ->
         open_dataset(str(files["compressed"]), hdu=1)
     with pytest.raises(PluginError, match=r"chunks name no dim \['chan'\]"):
         open_dataset(str(files["cube4"]), chunks={"chan": 2})
+    with pytest.raises(PluginError, match=r"takes hdu, chunks and site, not mask_and_scale"):
+        open_dataset(str(files["cube4"]), mask_and_scale=False)
     with pytest.raises(PluginError, match=r"not a FITS object"):
         npy = tmp_path / "x.npy"
         np.save(npy, np.zeros(3))
@@ -211,3 +213,14 @@ def test_bad_input_is_one_clear_error(files: dict[str, Path], tmp_path: Path) ->
     table = skyplug.open(str(files["multi"])).plan("rows", 2, hdu=2)[0]
     with pytest.raises(PluginError, match=r"only image HDUs load as xarray"):
         table.load(as_="xarray")
+
+
+def test_tasks_pickle_for_process_schedulers(files: dict[str, Path]) -> None:
+    """Chunk tasks travel without the opened object; each process opens it from the partition."""
+    import dask
+
+    ds = open_dataset(str(files["cube4"]))
+    with dask.config.set(scheduler="processes", num_workers=2):
+        got = ds["data"].isel(freq=slice(2, 6)).values
+    with fits.open(files["cube4"]) as hdul:
+        assert same_bits(got, hdul[0].data[:, 2:6])

@@ -137,6 +137,8 @@ def test_bad_input_is_one_clear_error(files: dict[str, Path], tmp_path: Path) ->
         open_dataset(path, solset="sol9")
     with pytest.raises(PluginError, match=r"chunks name no axis \['chan'\]"):
         open_dataset(path, soltab=soltabs(files["dp3"])[0], chunks={"chan": 2})
+    with pytest.raises(PluginError, match=r"takes solset, soltab, chunks and site, not decode_times"):
+        open_dataset(path, soltab="phase000", decode_times=False)
     plain = tmp_path / "plain.h5"
     with h5py.File(plain, "w") as f:
         f["x"] = np.arange(10)

@@ -52,6 +52,11 @@ def _attrs(obj: Any) -> dict[str, Any]:
     return out
 
 
+def _no_options(uri: str, options: dict[str, Any], known: str) -> None:
+    if options:
+        raise PluginError(f"{uri}: h5parm xarray takes {known}, not {', '.join(options)}")
+
+
 def _open(uri: str, site: str | None) -> tuple[Any, dict[str, Any]]:
     """The skyplug Dataset of an h5parm and its index (refusing anything else)."""
     from skyplug.core.dataset import open as open_ds
@@ -215,6 +220,7 @@ def open_dataset(
     soltab: str | None = None,
     chunks: Any = None,
     site: str | None = None,
+    **options: Any,
 ) -> Any:
     """One soltab of an h5parm as a lazy xarray Dataset (schema in the module docstring).
 
@@ -222,6 +228,7 @@ def open_dataset(
     when the file (or ``solset``) holds more than one. ``chunks``: ``{axis: length}`` choosing the
     axis the partitions cut (the others are rechunked by dask) or one length along ``time``.
     """
+    _no_options(uri, options, "solset, soltab, chunks and site")
     ds, index = _open(uri, site)
     tab = _pick(index, solset, soltab)
     with _h5(ds) as f:
@@ -248,11 +255,12 @@ def _tables(f: Any, solset: str, datasets: dict[str, Any]) -> Any:
     return out
 
 
-def open_datatree(uri: str, *, chunks: Any = None, site: str | None = None) -> Any:
+def open_datatree(uri: str, *, chunks: Any = None, site: str | None = None, **options: Any) -> Any:
     """Every soltab of every solset of an h5parm: a DataTree ``/<solset>/<soltab>``; each solset
     node holds its antenna and source tables."""
     import xarray as xr
 
+    _no_options(uri, options, "chunks and site")
     ds, index = _open(uri, site)
     tree: dict[str, Any] = {"/": xr.Dataset()}
     with _h5(ds) as f:
