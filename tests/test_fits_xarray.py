@@ -224,3 +224,15 @@ def test_tasks_pickle_for_process_schedulers(files: dict[str, Path]) -> None:
         got = ds["data"].isel(freq=slice(2, 6)).values
     with fits.open(files["cube4"]) as hdul:
         assert same_bits(got, hdul[0].data[:, 2:6])
+
+
+def test_large_planes_get_lazy_sky_coords(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over EAGER_SKY_PIXELS, ra/dec are dask arrays in row blocks, equal to the eager ones."""
+    from skyplug.plugins.formats.fits import xarray as fx
+
+    eager = open_dataset(str(files["cube4"]))
+    monkeypatch.setattr(fx, "EAGER_SKY_PIXELS", 100)  # 36 x 40 pixels: blocks of 2 rows
+    lazy = open_dataset(str(files["cube4"]))
+    assert type(lazy["ra"].data).__module__.startswith("dask") and len(lazy["ra"].data.chunks[0]) == 18
+    for name in ("ra", "dec"):
+        assert np.array_equal(lazy[name].values, eager[name].values, equal_nan=True)

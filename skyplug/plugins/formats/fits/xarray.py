@@ -40,6 +40,7 @@ CELESTIAL = {  # CTYPE longitude prefix -> (longitude, latitude) coordinate name
     "HPLN": ("hpln", "hplt"),
 }
 LATITUDES = {"DEC": "RA", "GLAT": "GLON", "ELAT": "ELON", "SLAT": "SLON", "HPLT": "HPLN"}
+EAGER_SKY_PIXELS = 1 << 22  # larger celestial planes get lazy ra/dec coordinates, in row blocks
 ROW_BLOCK_BYTES = 64 << 20  # row blocks of a 2-D image (and the default when no axis has planes)
 
 
@@ -158,28 +159,52 @@ def _celestial(header: Any, naxis: int) -> tuple[int, int] | None:
 def _sky(
     w: Any, header: Any, shape: Sequence[int], names: Sequence[str], cel: tuple[int, int]
 ) -> dict[str, Any]:
-    """2-D longitude/latitude coordinates (degrees) of every pixel of the celestial plane."""
+    """2-D longitude/latitude coordinates (degrees) of every pixel of the celestial plane; lazy
+    (dask, blocks of rows) for planes over ``EAGER_SKY_PIXELS``."""
     lon, lat = cel
-    naxis = len(shape)
     lon_name, lat_name = CELESTIAL[_base(str(header.get(f"CTYPE{lon}", "")))]
-    # the plane's dims in numpy order (the higher FITS axis first)
-    plane = sorted((lon, lat), reverse=True)
-    grids = np.meshgrid(*(np.arange(shape[k - 1], dtype=float) for k in plane), indexing="ij")
+    plane = sorted((lon, lat), reverse=True)  # the plane's dims in numpy order (higher FITS axis first)
+    dims = tuple(names[k - 1] for k in plane)
+    rows, cols = (shape[k - 1] for k in plane)
+    if rows * cols <= EAGER_SKY_PIXELS:
+        lon_deg, lat_deg = _sky_block(w, shape, plane, 0, rows)
+    else:
+        import dask
+        import dask.array as da
+
+        step = max(1, EAGER_SKY_PIXELS // max(cols, 1))
+        lons, lats = [], []
+        for a in range(0, rows, step):
+            b = min(a + step, rows)
+            block = dask.delayed(_sky_block, pure=True)(w, shape, plane, a, b)
+            lons.append(da.from_delayed(block[0], (b - a, cols), np.float64))
+            lats.append(da.from_delayed(block[1], (b - a, cols), np.float64))
+        lon_deg, lat_deg = da.concatenate(lons, axis=0), da.concatenate(lats, axis=0)
+    return {
+        lon_name: (dims, lon_deg, {"units": "deg"}),
+        lat_name: (dims, lat_deg, {"units": "deg"}),
+    }
+
+
+def _sky_block(
+    w: Any, shape: Sequence[int], plane: Sequence[int], a: int, b: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(longitude wrapped to [0, 360) as SkyCoord wraps it, latitude) in degrees of rows [a, b) of
+    the celestial plane (``plane``: its FITS axes in numpy order), the other axes at CRPIX."""
+    from astropy.coordinates import Longitude
+
+    naxis = len(shape)
+    grids = np.meshgrid(
+        np.arange(a, b, dtype=float), np.arange(shape[plane[1] - 1], dtype=float), indexing="ij"
+    )
     by_axis = dict(zip(plane, grids, strict=True))
     ref = np.asarray(w.wcs.crpix, dtype=float) - 1.0
     pix = [by_axis.get(q + 1, np.full(grids[0].shape, ref[q])) for q in range(naxis)]
     with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore")
         world = w.pixel_to_world_values(*pix)
-    from astropy.coordinates import Longitude
-
-    j_lon, j_lat = w.wcs.lng, w.wcs.lat
-    dims = tuple(names[k - 1] for k in plane)
-    lon_deg = Longitude(np.asarray(world[j_lon]), unit="deg").deg  # wrapped to [0, 360) as SkyCoord
-    return {
-        lon_name: (dims, lon_deg, {"units": "deg"}),
-        lat_name: (dims, np.asarray(world[j_lat]), {"units": "deg"}),
-    }
+    lon_deg = Longitude(np.asarray(world[w.wcs.lng]), unit="deg").deg
+    return lon_deg, np.asarray(world[w.wcs.lat])
 
 
 def image_dataset(cards: Sequence[str], shape: Sequence[int], data: Any, scale: Sequence[Any]) -> Any:
