@@ -242,11 +242,16 @@ class FitsFormat(Format):
 
     def load(self, partition: Partition, target: Source | Tree, as_: str = "arrays") -> Any:
         """``arrays``: {"data": array or {column: array}, "header": adjusted header text};
-        ``array``: the data alone (no header read)."""
+        ``array``: the data alone (no header read); ``xarray``: an image block as an xarray
+        Dataset (the schema of ``fits.xarray.open_dataset``)."""
         source = self._source(target)
-        if as_ not in ("arrays", "array"):
-            raise PluginError(f"{partition.uri}: FITS loads as 'arrays' or 'array', not {as_!r}")
-        raw, cards = self._fetch(partition, source, want_header=as_ == "arrays")
+        if as_ not in ("arrays", "array", "xarray"):
+            raise PluginError(f"{partition.uri}: FITS loads as 'arrays', 'array' or 'xarray', not {as_!r}")
+        if as_ == "xarray" and partition.meta["kind"] != "image":
+            raise PluginError(
+                f"{partition.uri}: only image HDUs load as xarray (this is a {partition.meta['kind']})"
+            )
+        raw, cards = self._fetch(partition, source, want_header=as_ != "array")
         m, axis = partition.meta, partition.selection["axis"]
         a, b = partition.selection["range"]
         if m["kind"] == "image":
@@ -254,6 +259,10 @@ class FitsFormat(Format):
             if as_ == "array":
                 return data
             cards = rewrite.adjust_image_header(cards, axis, a, b)
+            if as_ == "xarray":
+                from skyplug.plugins.formats.fits.xarray import partition_dataset
+
+                return partition_dataset(partition, cards, data)
         else:
             data, heaps = bintable.decode_table(m, b - a, source, raw)
             if as_ == "array":

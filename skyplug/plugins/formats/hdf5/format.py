@@ -122,16 +122,22 @@ class Hdf5Format(Format):
 
     # --- loading ------------------------------------------------------------------------------
     def load(self, partition: Partition, target: Source | Tree, as_: str = "arrays") -> Any:
-        """{HDF5 path: array} for every dataset of the partition, plus ``path@AXES`` names."""
+        """{HDF5 path: array} for every dataset of the partition, plus ``path@AXES`` names;
+        ``xarray``: the same as a DataTree of soltabs (``hdf5.xarray.partition_xarray``)."""
         if not isinstance(target, Source):
             raise FormatError(target.uri, "an HDF5 file is one object, not a folder")
-        if as_ != "arrays":
-            raise PluginError(f"{partition.uri}: HDF5 loads as 'arrays', not {as_!r}")
+        if as_ not in ("arrays", "xarray"):
+            raise PluginError(f"{partition.uri}: HDF5 loads as 'arrays' or 'xarray', not {as_!r}")
         reads = partition.meta["reads"]
         out: dict[str, Any] = load_reads(reads, target)
         for path, names in partition.meta.get("axes", {}).items():
             out[f"{path}@AXES"] = np.array(names)
-        return {r["p"]: out[r["p"]] for r in reads} | {k: v for k, v in out.items() if "@" in k}
+        arrays = {r["p"]: out[r["p"]] for r in reads} | {k: v for k, v in out.items() if "@" in k}
+        if as_ == "xarray":
+            from skyplug.plugins.formats.hdf5.xarray import partition_xarray
+
+            return partition_xarray(partition, arrays)
+        return arrays
 
     def write(self, partition: Partition, target: Source | Tree, out: Path, as_: str) -> list[Path]:
         if as_ not in self.outputs:
