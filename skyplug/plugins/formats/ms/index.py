@@ -7,15 +7,17 @@ index opens a sparse mirror with python-casacore, where they are holes of their 
 
 from __future__ import annotations
 
+import base64
 import math
 import warnings
+import zlib
 from typing import Any
 
 import numpy as np
 
 from skyplug.core.errors import FormatError, SkyplugWarning
 from skyplug.core.source import Tree
-from skyplug.plugins.formats.ms import dysco, limits, mirror, tsm
+from skyplug.plugins.formats.ms import dysco, limits, mirror, tsm, where
 from skyplug.plugins.formats.ms import layout as lay
 from skyplug.plugins.formats.ms.tabledat import Truncated, parse_table_dat
 
@@ -147,6 +149,7 @@ def _read_main(
     spans = _time_spans(tab, columns, time, times, tidx, a1, a2, ddid) if nrow else {}
     return {
         **spans,
+        "keys": _keys(tab, columns),
         "nrow": nrow,
         "endian": tab.endianformat(),
         "columns": columns,
@@ -160,6 +163,47 @@ def _read_main(
         "exposure": exposure,
         "sorted_by_time": bool(np.all(np.diff(time) >= 0)),
     }
+
+
+def _keys(tab: Any, columns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-row values of the scalar columns a ``where`` predicate or a key partition may use.
+
+    Only columns in the small files (StandardStMan, IncrementalStMan) are kept; TIME comes from
+    ``groups`` and ``times``. Each is packed by :func:`pack` (a few bytes per run of equal values).
+    """
+    out = {}
+    for col in where.COLUMNS:
+        info = columns.get(col)
+        if (
+            col == "TIME"
+            or not info
+            or info["ndim"]
+            or info["dm"] not in ("StandardStMan", "IncrementalStMan")
+        ):
+            continue
+        out[col] = pack(np.asarray(tab.getcol(col)))
+    return out
+
+
+def pack(values: np.ndarray) -> dict[str, Any]:
+    """A 1-D column as JSON: dtype and base64 of zlib of the bytes (integers delta-coded first)."""
+    kind = values.dtype
+    raw = np.diff(values.astype(np.int64), prepend=0) if kind.kind in "iub" else values.astype("<f8")
+    return {
+        "dtype": kind.str,
+        "z": base64.b64encode(
+            zlib.compress(raw.astype("<i8" if kind.kind in "iub" else "<f8").tobytes(), 9)
+        ).decode(),
+    }
+
+
+def unpack(packed: dict[str, Any]) -> np.ndarray:
+    """The column :func:`pack` stored."""
+    kind = np.dtype(packed["dtype"])
+    raw = zlib.decompress(base64.b64decode(packed["z"]))
+    if kind.kind in "iub":
+        return np.cumsum(np.frombuffer(raw, "<i8")).astype(kind)
+    return np.frombuffer(raw, "<f8").astype(kind)
 
 
 def _time_spans(
@@ -307,6 +351,13 @@ def _read_subtables(ms: Any, problems: dict[str, str]) -> dict[str, Any]:
             {"name": str(n), "phase_dir": [float(v) for v in np.asarray(d).reshape(-1, 2)[0]]}
             for n, d in zip(col(t, "NAME", []), col(t, "PHASE_DIR", []), strict=False)
         ]
+        t.close()
+    if (
+        "STATE" not in problems
+        and (ms / "STATE" / "table.dat").is_file()
+        and (t := read("STATE")) is not None
+    ):
+        out["states"] = [str(x) for x in col(t, "OBS_MODE", [""] * t.nrows())]  # intents per STATE_ID
         t.close()
     if (t := read("OBSERVATION")) is not None:
         out["observation"] = {
