@@ -33,7 +33,7 @@ class MsFormat(Format):
     options = {
         "baselines": "keep only these antenna pairs: [[a1, a2], ...]",
         "columns": "load only these main-table columns (their bulk bytes alone are fetched)",
-        "where": "keep only rows matching a predicate on scalar columns, e.g. 'ANTENNA1 < 10 AND SCAN_NUMBER = 3'",
+        "where": "keep only rows matching a predicate on scalar columns, e.g. 'ANTENNA1 < 10'",
     }
     outputs = ("ms", "npz")
 
