@@ -181,11 +181,22 @@ def _baselines(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return pairs
 
 
-PLAN_OPTIONS = ("hdu", "dataset", "solset", "soltab", "baselines", "columns")  # what _plan_options adds
+PLAN_OPTIONS = (
+    "hdu",
+    "dataset",
+    "solset",
+    "soltab",
+    "baselines",
+    "columns",
+    "where",
+)  # what _plan_options adds
 
 
 def _plan_options(f: Any) -> Any:
     """The formats' plan options; each goes to ``Dataset.plan`` only when given (see Format.options)."""
+    f = click.option(
+        "--where", help="MS: keep only rows matching, e.g. 'ANTENNA1 < 10 AND SCAN_NUMBER = 3'."
+    )(f)
     f = click.option(
         "--columns",
         callback=lambda ctx, param, v: [c.strip() for c in v.split(",") if c.strip()] if v else None,

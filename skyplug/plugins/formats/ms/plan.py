@@ -1,7 +1,7 @@
 """Partitions of an indexed MS: by time (whole timestamps), rows, spectral window, channels, or a
 metadata key: ``field`` (FIELD_ID), ``scan`` (SCAN_NUMBER), ``state`` (STATE_ID), ``intent`` (the
-STATE subtable's OBS_MODE: the STATE_IDs of one intent stay together), ``obs`` (OBSERVATION_ID)
-and ``ant`` (ANTENNA1 only: a baseline goes with its first antenna, so each row is in one
+STATE subtable's OBS_MODE: the STATE_IDs of one intent stay together), ``observation``
+(OBSERVATION_ID) and ``antenna1`` (a baseline goes with its first antenna, so each row is in one
 partition). A key plan groups the distinct values, whole, into ``n`` partitions of near-equal
 rows. ``where`` (see :mod:`~skyplug.plugins.formats.ms.where`) restricts the rows of any plan.
 
@@ -39,8 +39,8 @@ KEYS = {
     "scan": "SCAN_NUMBER",
     "state": "STATE_ID",
     "intent": "STATE_ID",
-    "obs": "OBSERVATION_ID",
-    "ant": "ANTENNA1",
+    "observation": "OBSERVATION_ID",
+    "antenna1": "ANTENNA1",
 }
 AXES = ("time", "rows", "spw", "chan", *KEYS)
 MAX_EXPLICIT = 16  # more ranges than this are stored as strided groups in ``meta``
@@ -249,6 +249,9 @@ def _partition(
                 per_file[root + cube["file"]] = tsm.cube_ranges(cube, rows, tsm.chan_of(cube, chan, nchan))
         elif dm["type"] == "DyscoStMan":
             per_file[root + dm["file"]] = dysco.ranges(dm, rows)
+    for dm in index["managers"]:  # casacore opens no MS whose Dysco header is a hole
+        if dm["type"] == "DyscoStMan" and dm not in managers:
+            per_file[root + dm["file"]] = [(0, dm["header_size"])]
     # near ranges are joined exactly as Source.read_ranges will, so planned bytes = fetched bytes
     requests = [
         (m, s, e) for m, rs in per_file.items() for s, e in plan_ranges(rs, Source.max_gap, max_part=1 << 62)
@@ -269,8 +272,8 @@ def _partition(
     selection = {k: v for k, v in selection.items() if v is not None}
     total = sum(e - s for _, s, e in requests)
     explicit = requests if len(requests) <= MAX_EXPLICIT else []
-    casacore_bulk = any(
-        dm["type"] == "DyscoStMan" or (dm["type"] in lay.TILED and not dm.get("numpy")) for dm in managers
+    casacore_bulk = any(dm["type"] == "DyscoStMan" for dm in index["managers"]) or any(
+        dm["type"] in lay.TILED and not dm.get("numpy") for dm in managers
     )
     # bulk file sizes travel with the partition: a worker needs no listing of a zip to load it
     big = index["big_sizes"] if "big_sizes" in index else index["big"]

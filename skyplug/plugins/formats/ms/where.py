@@ -36,17 +36,19 @@ COLUMNS = (
     "INTERVAL",
     "EXPOSURE",
 )
-MAX_LENGTH = 1000
+MAX_LENGTH = 4096
 MAX_DEPTH = 32
 KEYWORDS = ("AND", "OR", "NOT", "IN", "BETWEEN", "TRUE", "FALSE")
 OPS = {"=": "==", "==": "==", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?))(?![A-Za-z0-9_.])"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><=|>=|==|!=|<>|=|<|>)|(?P<punct>[(),]))"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><=|>=|==|!=|<>|=|<|>)|(?P<punct>[(),]))",
+    re.ASCII,
 )
 
 Node = tuple[Any, ...]  # ("cmp", col, op, x) | ("in", col, values) | ("between", col, lo, hi)
-# | ("and", a, b) | ("or", a, b) | ("not", a)
+# | ("and", a, b, ...) | ("or", a, b, ...) | ("not", a): AND/OR chains are flat, so only
+# parentheses and NOT nest (at most MAX_DEPTH), whatever the length
 
 
 class WhereError(PluginError):
@@ -129,16 +131,16 @@ class _Parser:
             raise self.fail(self.peek(), f"nested deeper than {MAX_DEPTH}")
 
     def or_(self) -> Node:
-        node = self.and_()
+        terms = [self.and_()]
         while self.accept("kw", "OR"):
-            node = ("or", node, self.and_())
-        return node
+            terms.append(self.and_())
+        return ("or", *terms) if len(terms) > 1 else terms[0]
 
     def and_(self) -> Node:
-        node = self.not_()
+        terms = [self.not_()]
         while self.accept("kw", "AND"):
-            node = ("and", node, self.not_())
-        return node
+            terms.append(self.not_())
+        return ("and", *terms) if len(terms) > 1 else terms[0]
 
     def not_(self) -> Node:
         if self.accept("kw", "NOT"):
@@ -197,10 +199,8 @@ def parse(text: str, columns: tuple[str, ...] = COLUMNS, obj: str = "where") -> 
 
 def used(node: Node) -> set[str]:
     """The columns a parsed predicate reads."""
-    if node[0] in ("and", "or"):
-        return used(node[1]) | used(node[2])
-    if node[0] == "not":
-        return used(node[1])
+    if node[0] in ("and", "or", "not"):
+        return set().union(*(used(term) for term in node[1:]))
     return {node[1]}
 
 
@@ -217,10 +217,9 @@ _CMP: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
 def evaluate(node: Node, column: Callable[[str], np.ndarray]) -> np.ndarray:
     """The boolean row mask of a parsed predicate; ``column(name)`` gives a column's values."""
     kind = node[0]
-    if kind == "and":
-        return evaluate(node[1], column) & evaluate(node[2], column)
-    if kind == "or":
-        return evaluate(node[1], column) | evaluate(node[2], column)
+    if kind in ("and", "or"):
+        masks = [evaluate(term, column) for term in node[1:]]
+        return np.logical_and.reduce(masks) if kind == "and" else np.logical_or.reduce(masks)
     if kind == "not":
         return ~evaluate(node[1], column)
     values = np.asarray(column(node[1]))
