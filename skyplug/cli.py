@@ -181,15 +181,8 @@ def _baselines(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return pairs
 
 
-PLAN_OPTIONS = (
-    "hdu",
-    "dataset",
-    "solset",
-    "soltab",
-    "baselines",
-    "columns",
-    "where",
-)  # what _plan_options adds
+# what _plan_options adds
+PLAN_OPTIONS = ("hdu", "dataset", "solset", "soltab", "baselines", "columns", "where")
 
 
 def _plan_options(f: Any) -> Any:
