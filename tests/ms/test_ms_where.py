@@ -209,3 +209,15 @@ def test_rows_equal_taql_on_every_layout(ms_factory, layout: str) -> None:
                     ds.plan(by, n, where=text)
                 continue
             assert np.array_equal(loaded_rows(ds, by, n, text), want), (layout, text, by)
+
+
+def test_worker_rechecks_the_predicate_it_carries(tcsm) -> None:
+    """A descriptor whose predicate was changed after planning fails to load, in one line."""
+    import dataclasses
+
+    p = tcsm.plan("rows", 1, where="ANTENNA1 < 2", columns=["TIME"])[0]
+    for text, error in (("ANTENNA1 < 3", "were planned"), ("ANTENNA1 = 1; DROP", "position 12")):
+        tampered = dataclasses.replace(p, selection={**p.selection, "where": text})
+        with pytest.raises(SkyplugError, match=error) as info:
+            load_partition(tampered)
+        assert "\n" not in str(info.value)
