@@ -202,3 +202,18 @@ def test_cli_partition_by_scan_with_where(keyed) -> None:
     assert [p["selection"]["values"] for p in parts] == [[1], [2], [3]]
     assert all(p["selection"]["where"] == "ANTENNA1 < 2" for p in parts)
     assert sum(p["selection"]["nrows"] for p in parts) == len(taql_rows(ms, "ANTENNA1 < 2"))
+
+
+def test_cli_without_n_gives_one_partition_per_value(keyed) -> None:
+    ms = keyed("tcsm")
+    exe = str(Path(sys.executable).parent / "skyplug")
+    res = subprocess.run(
+        [exe, "partition", str(ms), "--by", "antenna1", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0 and "not" not in res.stderr, res.stderr  # no "fewer partitions" warning
+    assert [p["selection"]["values"] for p in json.loads(res.stdout)] == [[a] for a in range(6)]
+    res = subprocess.run(
+        [exe, "partition", str(ms), "--by", "time"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2 and "-n is required for --by time" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

@@ -30,6 +30,7 @@ class MsFormat(Format):
     # 5: per-row key columns (index["keys"]) and STATE intents, for key partitions and where=
     extensions = (".ms", ".ms.zip")
     axes = plan_mod.AXES
+    per_value_axes = tuple(plan_mod.KEYS)  # CLI: with no -n, one partition per key value
     options = {
         "baselines": "keep only these antenna pairs: [[a1, a2], ...]",
         "columns": "load only these main-table columns (their bulk bytes alone are fetched)",
