@@ -217,3 +217,22 @@ def test_cli_without_n_gives_one_partition_per_value(keyed) -> None:
     )
     assert res.returncode == 2 and "-n is required for --by time" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_columns_leaving_out_dysco_fetch_only_its_header(keyed) -> None:
+    """columns= without the Dysco columns: the Dysco file's header alone (casacore needs it to open
+    the MS), plus the tiles of the columns asked for."""
+    ms = keyed("dysco")
+    ds = skyplug.open(str(ms))
+    dm = next(d for d in ds.index()["managers"] if d["type"] == "DyscoStMan")
+    p = plan(ds, "scan", 3, columns=["TIME"])[1]
+    assert p.expected_bytes == dm["header_size"]
+    target = open_target(p.uri, version=p.version)
+    got = load_partition(p, target=target)
+    assert bytes_read(target) == p.expected_bytes
+    assert np.array_equal(got["TIME"], reference(ms, got["ROWID"])["TIME"])
+    uvw = plan(ds, "scan", 3, columns=["UVW"])[1]
+    target = open_target(uvw.uri, version=uvw.version)
+    got = load_partition(uvw, target=target)
+    assert bytes_read(target) == uvw.expected_bytes < plan(ds, "scan", 3)[1].expected_bytes / 4
+    assert np.array_equal(got["UVW"], reference(ms, got["ROWID"])["UVW"])
