@@ -3,7 +3,9 @@ they and ``columns=`` fetch."""
 
 from __future__ import annotations
 
+import base64
 import json
+import lzma
 import subprocess
 import sys
 import warnings
@@ -236,3 +238,36 @@ def test_columns_leaving_out_dysco_fetch_only_its_header(keyed) -> None:
     got = load_partition(uvw, target=target)
     assert bytes_read(target) == uvw.expected_bytes < plan(ds, "scan", 3)[1].expected_bytes / 4
     assert np.array_equal(got["UVW"], reference(ms, got["ROWID"])["UVW"])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([3, 3, 3], np.int32),
+        np.array([0, 1, 2, 0, 1, 2, 5, 70000, -3], np.int32),
+        np.array([False, True, True], bool),
+        np.array([10.0, 10.0, 9.5]),
+        np.array([], np.int32),
+        np.array([2**40, 0, -(2**40)], np.int64),
+    ],
+)
+def test_pack_round_trips(values: np.ndarray) -> None:
+    from skyplug.plugins.formats.ms.index import pack, unpack
+
+    packed = json.loads(json.dumps(pack(values)))
+    got = unpack(packed)
+    assert got.dtype == values.dtype and np.array_equal(got, values)
+
+
+def test_corrupt_packed_keys_are_one_line(keyed) -> None:
+    from skyplug.plugins.formats.ms.index import pack
+
+    ds = skyplug.open(str(keyed("tcsm")))
+    index = ds.index()
+    bomb = pack(np.zeros(10, np.int32) + np.arange(10))
+    bomb["xz"] = base64.b64encode(lzma.compress(bytes(50_000_000))).decode()
+    for bad in (bomb, {"dtype": "<i4", "n": 3}, {**bomb, "xz": "!!"}):
+        broken = {**index, "keys": {**index["keys"], "SCAN_NUMBER": bad}}
+        with pytest.raises(PluginError, match="SCAN_NUMBER") as info:
+            ds.format.plan(broken, "scan", 2)
+        assert "\n" not in str(info.value)

@@ -154,7 +154,17 @@ def column(index: dict[str, Any], name: str) -> np.ndarray:
             f"{index.get('uri')}: column {name} is not in the MS's small files, "
             f"so it cannot select rows (usable: TIME, {', '.join(keys)})"
         )
-    return unpack(keys[name])
+    try:
+        values = unpack(keys[name])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PluginError(
+            f"{index.get('uri')}: the index's {name} is corrupt ({exc}); rebuild it (--refresh)"
+        ) from exc
+    if len(values) != index["nrow"]:
+        raise PluginError(
+            f"{index.get('uri')}: the index's {name} has {len(values)} rows, not {index['nrow']}"
+        )
+    return values
 
 
 def intent_of(index: dict[str, Any], state: int) -> str:
