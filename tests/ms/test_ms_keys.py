@@ -183,6 +183,9 @@ def test_index_carries_keys_and_intents(keyed) -> None:
         index["keys"]
     )
     assert index["states"] == list(INTENTS)
+    assert ds.format.summary(index)["key_values"] == (
+        "field 2, scan 3, state 3, intent 2, observation 2, antenna1 6"
+    )
     assert len(json.dumps(index["keys"])) < 8000  # a few bytes per run of equal values
 
 

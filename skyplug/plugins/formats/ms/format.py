@@ -122,6 +122,7 @@ class MsFormat(Format):
             ),
             "spectral_windows": spws,
             "antennas": len(index.get("antennas", {}).get("names", [])),
+            "key_values": plan_mod.key_counts(index) or None,  # partitions by key, one per value
             "managers": layouts,
             "ms_bytes": index["ms_bytes"],
             "small_bytes": index["small_bytes"],

@@ -167,6 +167,17 @@ def column(index: dict[str, Any], name: str) -> np.ndarray:
     return values
 
 
+def key_counts(index: dict[str, Any]) -> str:
+    """``scan 3, field 2, ...``: how many partitions each key axis gives with one per value."""
+    out = []
+    for by, col in KEYS.items():
+        if col in index.get("keys", {}):
+            values = np.unique(column(index, col))
+            count = len({intent_of(index, int(v)) for v in values}) if by == "intent" else len(values)
+            out.append(f"{by} {count}")
+    return ", ".join(out)
+
+
 def intent_of(index: dict[str, Any], state: int) -> str:
     """The OBS_MODE of a STATE_ID (``STATE_ID <n>`` when the STATE subtable does not name it)."""
     states = index.get("states") or []
