@@ -274,3 +274,27 @@ def test_corrupt_packed_keys_are_one_line(keyed) -> None:
         with pytest.raises(PluginError, match="SCAN_NUMBER") as info:
             ds.format.plan(broken, "scan", 2)
         assert "\n" not in str(info.value)
+
+
+def test_fetch_as_ms_writes_the_rows_of_key_and_where(keyed, tmp_path: Path) -> None:
+    """``--as ms`` of a scan partition with --where: a valid MS of exactly TaQL's rows."""
+    from casacore import tables
+
+    ms = keyed("tcsm")
+    exe = str(Path(sys.executable).parent / "skyplug")
+    args = ["fetch", str(ms), "--by", "scan", "--where", "ANTENNA2 IN (1, 4)", "--only", "1"]
+    res = subprocess.run(
+        [exe, *args, "--out", str(tmp_path / "o"), "--as", "ms", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert res.returncode == 0, res.stderr
+    text = "SCAN_NUMBER = 2 AND ANTENNA2 IN (1, 4)"
+    with (
+        tables.taql(f"SELECT FROM $ms WHERE {text}", locals={"ms": str(ms)}) as want,
+        tables.table(str(tmp_path / "o" / "part-0001.ms"), ack=False) as got,
+    ):
+        assert got.nrows() == want.nrows() > 0
+        for col in ("TIME", "ANTENNA1", "ANTENNA2", "DATA", "FLAG", "UVW"):
+            assert np.array_equal(got.getcol(col), want.getcol(col), equal_nan=col != "FLAG"), col
