@@ -181,11 +181,15 @@ def _baselines(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return pairs
 
 
-PLAN_OPTIONS = ("hdu", "dataset", "solset", "soltab", "baselines", "columns")  # what _plan_options adds
+# what _plan_options adds
+PLAN_OPTIONS = ("hdu", "dataset", "solset", "soltab", "baselines", "columns", "where")
 
 
 def _plan_options(f: Any) -> Any:
     """The formats' plan options; each goes to ``Dataset.plan`` only when given (see Format.options)."""
+    f = click.option(
+        "--where", help="MS: keep only rows matching, e.g. 'ANTENNA1 < 10 AND SCAN_NUMBER = 3'."
+    )(f)
     f = click.option(
         "--columns",
         callback=lambda ctx, param, v: [c.strip() for c in v.split(",") if c.strip()] if v else None,
@@ -203,12 +207,21 @@ def _plan_options(f: Any) -> Any:
     return f
 
 
-def _plan(ds: Dataset, by: str, n: int, opts: dict[str, Any]) -> list[Any]:
+def _plan(ds: Dataset, by: str, n: int | None, opts: dict[str, Any]) -> list[Any]:
     """Plan through the API with the plan options given on the command line."""
     given = {k: opts.pop(k) for k in PLAN_OPTIONS if opts.get(k) is not None}
     for k in PLAN_OPTIONS:
         opts.pop(k, None)
-    return ds.plan(by, n, **given)
+    return ds.plan(by, _one_per_value(ds, by, given) if n is None else n, **given)
+
+
+def _one_per_value(ds: Dataset, by: str, given: dict[str, Any]) -> int:
+    """``-n`` left out: one partition per value of the axis, for the axes a format plans by value."""
+    axes = getattr(ds.format, "per_value_axes", ())
+    if by not in axes:
+        keys = f" (only --by {', '.join(axes)} may leave it out)" if axes else ""
+        raise click.UsageError(f"-n is required for --by {by}{keys}")
+    return max(1, len(ds.format.plan(ds.index(), by, 1 << 20, **given)))
 
 
 def _dataset(uri: str, site: str | None, fmt: str | None, verify: bool) -> Dataset:
@@ -259,7 +272,7 @@ def _format_summary(summary: dict[str, Any], indent: str = "") -> list[str]:
 @cli.command("partition")
 @_dataset_options
 @click.option("--by", required=True, help="Axis to partition along (time, rows, chan, pol, ...; aliases ok).")
-@click.option("-n", "n", type=click.IntRange(min=1), required=True, help="Number of partitions.")
+@click.option("-n", "n", type=click.IntRange(min=1), help="Number of partitions (by key: default one each).")
 @_plan_options
 @click.option("--json", "as_json", is_flag=True, help="Print the partitions as JSON.")
 @click.option(
@@ -273,7 +286,7 @@ def partition_cmd(
     fmt: str | None,
     verify: bool,
     by: str,
-    n: int,
+    n: int | None,
     as_json: bool,
     plot: str | None,
     **plan_opts: Any,
@@ -344,9 +357,7 @@ def plan_cmd(
     worker kind and memory, workers) candidate with the price table of [advisor.prices] and
     recommends one (docs/advisor.md).
     """
-    if not advise:
-        if n is None:
-            raise click.UsageError("give -n N (or --advise to be told)")
+    if not advise:  # a plan, as ``skyplug partition`` makes it
         ctx.invoke(
             partition_cmd,
             uri=uri,
@@ -385,7 +396,7 @@ def plan_cmd(
 @cli.command("fetch")
 @_dataset_options
 @click.option("--by", required=True, help="Axis to partition along (aliases ok, see docs/plugins.md).")
-@click.option("-n", "n", type=click.IntRange(min=1), required=True, help="Number of partitions.")
+@click.option("-n", "n", type=click.IntRange(min=1), help="Number of partitions (by key: default one each).")
 @_plan_options
 @click.option("--only", "only", type=int, multiple=True, help="Fetch only partition I (repeatable).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output folder.")
@@ -406,7 +417,7 @@ def fetch_cmd(
     fmt: str | None,
     verify: bool,
     by: str,
-    n: int,
+    n: int | None,
     only: tuple[int, ...],
     out: str,
     as_: str,

@@ -149,7 +149,7 @@ def test_cli_plan_without_advise_is_partition_and_needs_n(ms: Path) -> None:
     plain = runner.invoke(cli, ["plan", str(ms), "--by", "time", "-n", "3"])
     assert plain.exit_code == 0 and plain.stdout.count("part ") == 3
     bad = runner.invoke(cli, ["plan", str(ms), "--by", "time"])
-    assert bad.exit_code != 0 and "give -n N (or --advise" in bad.output
+    assert bad.exit_code != 0 and "-n is required for --by time" in bad.output
     neg = runner.invoke(cli, ["plan", str(ms), "--by", "time", "--advise", "--budget", "-1"])
     assert neg.exit_code != 0 and "must be positive" in neg.output
     config.set_config(config.Config.from_dict({}))

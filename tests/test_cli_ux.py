@@ -92,7 +92,7 @@ def test_baselines_and_columns_options(files: dict[str, Path], tmp_path: Path) -
 
 @pytest.mark.parametrize(
     ("name", "opts", "valid"),
-    [("ms", {"baseline": [[0, 1]]}, "baselines, columns"), ("cube4", {"columns": ["DATA"]}, "hdu"),
+    [("ms", {"baseline": [[0, 1]]}, "baselines, columns, where"), ("cube4", {"columns": ["DATA"]}, "hdu"),
      ("dp3", {"hdu": 1}, "dataset, solset, soltab")],
 )  # fmt: skip
 def test_unknown_plan_option_is_one_line_listing_the_valid_ones(

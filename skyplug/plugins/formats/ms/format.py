@@ -21,16 +21,20 @@ from skyplug.plugins.formats.ms import write as write_mod
 
 
 class MsFormat(Format):
-    """Index from the small files, partition by time/rows/spw/chan, load as arrays or a valid MS."""
+    """Index from the small files, partition by time/rows/spw/chan or a metadata key, load as arrays
+    or a valid MS."""
 
     name = "ms"
     kind = "tree"
-    version = 4  # 2: index["big_sizes"], carried by partitions; 3: time slots, subtable health; 4: dishes
+    version = 5  # 2: index["big_sizes"], carried by partitions; 3: time slots, subtable health; 4: dishes
+    # 5: per-row key columns (index["keys"]) and STATE intents, for key partitions and where=
     extensions = (".ms", ".ms.zip")
     axes = plan_mod.AXES
+    per_value_axes = tuple(plan_mod.KEYS)  # CLI: with no -n, one partition per key value
     options = {
         "baselines": "keep only these antenna pairs: [[a1, a2], ...]",
         "columns": "load only these main-table columns (their bulk bytes alone are fetched)",
+        "where": "keep only rows matching a predicate on scalar columns, e.g. 'ANTENNA1 < 10'",
     }
     outputs = ("ms", "npz")
 
@@ -118,6 +122,7 @@ class MsFormat(Format):
             ),
             "spectral_windows": spws,
             "antennas": len(index.get("antennas", {}).get("names", [])),
+            "key_values": plan_mod.key_counts(index) or None,  # partitions by key, one per value
             "managers": layouts,
             "ms_bytes": index["ms_bytes"],
             "small_bytes": index["small_bytes"],

@@ -22,9 +22,9 @@ import numpy as np
 from skyplug.core.errors import FormatError
 from skyplug.core.partition import Partition
 from skyplug.core.source import Tree
-from skyplug.plugins.formats.ms import mirror, tsm
+from skyplug.plugins.formats.ms import mirror, tsm, where
 from skyplug.plugins.formats.ms.layout import TILED
-from skyplug.plugins.formats.ms.plan import requests
+from skyplug.plugins.formats.ms.plan import KEYS, requests
 
 SHARED = ("ANTENNA_NAME", "ANTENNA_POSITION")  # the same for every DATA_DESC_ID group
 GROUP = "@"  # ``DATA@2``: a column of the rows of DATA_DESC_ID 2 in a partition of several shapes
@@ -88,7 +88,8 @@ def opened(
 
 
 def select_rows(tab: Any, p: Partition, uri: str) -> np.ndarray:
-    """Rows of the partition: its span filtered by time window, DATA_DESC_ID and baselines."""
+    """Rows of the partition: its span filtered by time window, DATA_DESC_ID, key values, the
+    ``where`` predicate (all read from the small files) and baselines."""
     sel = p.selection
     a, b = sel["span"]
     keep = np.ones(b - a, bool)
@@ -97,6 +98,13 @@ def select_rows(tab: Any, p: Partition, uri: str) -> np.ndarray:
         keep &= (time >= sel["time"][0]) & (time <= sel["time"][1])
     if "ddid" in sel:
         keep &= tab.getcol("DATA_DESC_ID", a, b - a) == sel["ddid"]
+    if "values" in sel:
+        if sel.get("key") not in KEYS.values():
+            raise FormatError(uri, f"partition {p.index}: {sel.get('key')!r} is not a key column")
+        keep &= np.isin(tab.getcol(sel["key"], a, b - a), np.asarray(sel["values"], np.int64))
+    if "where" in sel:
+        node = where.parse(sel["where"], tuple(tab.colnames()), f"{uri}: where")
+        keep &= where.evaluate(node, lambda col: tab.getcol(col, a, b - a))
     rows = a + np.flatnonzero(keep)
     if len(rows) != sel["nrows"]:
         raise FormatError(

@@ -1,4 +1,9 @@
-"""Partitions of an indexed MS: by time (whole timestamps), rows, spectral window or channels.
+"""Partitions of an indexed MS: by time (whole timestamps), rows, spectral window, channels, or a
+metadata key: ``field`` (FIELD_ID), ``scan`` (SCAN_NUMBER), ``state`` (STATE_ID), ``intent`` (the
+STATE subtable's OBS_MODE: the STATE_IDs of one intent stay together), ``observation``
+(OBSERVATION_ID) and ``antenna1`` (a baseline goes with its first antenna, so each row is in one
+partition). A key plan groups the distinct values, whole, into ``n`` partitions of near-equal
+rows. ``where`` (see :mod:`~skyplug.plugins.formats.ms.where`) restricts the rows of any plan.
 
 Time partitions hold whole time slots: in a baseline-dependent averaged MS a slot is a run of
 timestamps that some row's averaging window spans, so no averaged row straddles two partitions.
@@ -26,8 +31,18 @@ from skyplug.core.partition import Partition
 from skyplug.core.source import Source, plan_ranges
 from skyplug.plugins.formats.ms import dysco, tsm
 from skyplug.plugins.formats.ms import layout as lay
+from skyplug.plugins.formats.ms import where as where_mod
+from skyplug.plugins.formats.ms.index import unpack
 
-AXES = ("time", "rows", "spw", "chan")
+KEYS = {
+    "field": "FIELD_ID",
+    "scan": "SCAN_NUMBER",
+    "state": "STATE_ID",
+    "intent": "STATE_ID",
+    "observation": "OBSERVATION_ID",
+    "antenna1": "ANTENNA1",
+}
+AXES = ("time", "rows", "spw", "chan", *KEYS)
 MAX_EXPLICIT = 16  # more ranges than this are stored as strided groups in ``meta``
 
 
@@ -46,10 +61,12 @@ def plan(
     *,
     baselines: Sequence[Sequence[int]] | None = None,
     columns: Sequence[str] | None = None,
+    where: str | None = None,
     **opts: Any,
 ) -> list[Partition]:
     """``n`` partitions along ``by`` (per DATA_DESC_ID where shapes differ); ``baselines`` filters
-    rows, ``columns`` names the main-table columns to load (only their bulk bytes are fetched)."""
+    rows, ``columns`` names the main-table columns to load (only their bulk bytes are fetched),
+    ``where`` is a predicate on scalar columns the rows must match."""
     if by not in AXES:
         raise PluginError(f"{index.get('uri')}: MS partitions by {', '.join(AXES)}, not {by!r}")
     if columns is not None:
@@ -64,8 +81,18 @@ def plan(
     ddids = index["ddids_used"]
     shapes = {d: cell_shape(index, d) for d in ddids}
     per_ddid = ddids if by in ("spw", "chan") else [None]
+    mask = None
+    if where is not None:
+        node = where_mod.parse(where, ("TIME", *_keys(index)), f"{index.get('uri')}: where")
+        mask = np.asarray(where_mod.evaluate(node, lambda c: column(index, c)), bool)
+        if not mask.any():
+            raise PluginError(f"{index.get('uri')}: no row matches where {where!r}")
     sels: list[dict[str, Any]] = []
-    if by == "time":  # whole slots: no row's averaging window reaches across a cut
+    values = None
+    if by in KEYS:
+        values = column(index, KEYS[by])
+        sels = _key_selections(index, by, n, values if mask is None else values[mask])
+    elif by == "time":  # whole slots: no row's averaging window reaches across a cut
         times = index["times"]
         bounds = [*(index.get("time_slots") or range(len(times))), len(times)]
         for i, j in split_even(len(bounds) - 1, n) if times else []:
@@ -90,16 +117,104 @@ def plan(
     parts = []
     for sel in sels:
         rows = _rows(groups, sel)
+        if values is not None:
+            rows = rows[np.isin(values[rows], sel["values"])]
+        if mask is not None:
+            rows = rows[mask[rows]]
         if len(rows):
             used, counts = np.unique(row_ddid[rows], return_counts=True)
             if sel.get("ddid") is None and len({shapes.get(int(d)) for d in used}) > 1:
                 sel["ddids"] = [[int(d), int(c)] for d, c in zip(used, counts, strict=True)]
             parts.append((sel, rows))
     note = _fewer_note(index, by, n, len(parts)) if len(parts) < n else None
+    if where is not None:
+        for sel, _ in parts:
+            sel["where"] = where
     return [
         _partition(index, i, len(parts), sel, rows, baselines, note, columns)
         for i, (sel, rows) in enumerate(parts)
     ]
+
+
+def _keys(index: dict[str, Any]) -> dict[str, Any]:
+    if "keys" not in index:
+        raise PluginError(f"{index.get('uri')}: the index predates key partitions; rebuild it (--refresh)")
+    return dict(index["keys"])
+
+
+def column(index: dict[str, Any], name: str) -> np.ndarray:
+    """Every row's value of a scalar column the index carries (TIME from its row groups)."""
+    groups = np.asarray(index["groups"], dtype=np.int64).reshape(-1, 4)
+    if name == "TIME":
+        tidx = np.repeat(groups[:, 2], groups[:, 1] - groups[:, 0])
+        return np.asarray(index["times"], np.float64)[tidx]
+    keys = _keys(index)
+    if name not in keys:
+        raise PluginError(
+            f"{index.get('uri')}: column {name} is not in the MS's small files, "
+            f"so it cannot select rows (usable: TIME, {', '.join(keys)})"
+        )
+    try:
+        values = unpack(keys[name])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PluginError(
+            f"{index.get('uri')}: the index's {name} is corrupt ({exc}); rebuild it (--refresh)"
+        ) from exc
+    if len(values) != index["nrow"]:
+        raise PluginError(
+            f"{index.get('uri')}: the index's {name} has {len(values)} rows, not {index['nrow']}"
+        )
+    return values
+
+
+def key_counts(index: dict[str, Any]) -> str:
+    """``scan 3, field 2, ...``: how many partitions each key axis gives with one per value."""
+    out = []
+    for by, col in KEYS.items():
+        if col in index.get("keys", {}):
+            values = np.unique(column(index, col))
+            count = len({intent_of(index, int(v)) for v in values}) if by == "intent" else len(values)
+            out.append(f"{by} {count}")
+    return ", ".join(out)
+
+
+def intent_of(index: dict[str, Any], state: int) -> str:
+    """The OBS_MODE of a STATE_ID (``STATE_ID <n>`` when the STATE subtable does not name it)."""
+    states = index.get("states") or []
+    return states[state] if 0 <= state < len(states) and states[state] else f"STATE_ID {state}"
+
+
+def _key_selections(index: dict[str, Any], by: str, n: int, values: np.ndarray) -> list[dict[str, Any]]:
+    """Whole key values grouped into ``n`` runs (in value order) of near-equal row counts."""
+    distinct, counts = np.unique(values, return_counts=True)
+    if by == "intent":  # one unit per intent, holding all its STATE_IDs
+        names = [intent_of(index, int(v)) for v in distinct]
+        order = sorted(set(names))
+        units = [[int(v) for v, m in zip(distinct, names, strict=True) if m == name] for name in order]
+        weights = [int(sum(c for c, m in zip(counts, names, strict=True) if m == name)) for name in order]
+    else:
+        units = [[int(v)] for v in distinct]
+        weights = [int(c) for c in counts]
+    sels = []
+    for i, j in _balanced(weights, n):
+        vals = sorted(v for u in units[i:j] for v in u)
+        sel: dict[str, Any] = {"key": KEYS[by], "values": vals, "ddid": None}
+        if by in ("state", "intent"):
+            sel["intents"] = sorted({intent_of(index, v) for v in vals})
+        sels.append(sel)
+    return sels
+
+
+def _balanced(weights: Sequence[int], n: int) -> list[tuple[int, int]]:
+    """[start, stop) bounds of ``min(n, len(weights))`` runs of whole units, near-equal in weight."""
+    k = max(1, min(n, len(weights)))
+    cum = np.concatenate([[0], np.cumsum(weights)])
+    cuts = [0]
+    for j in range(1, k):
+        target = cum[-1] * j / k
+        c = int(np.argmin(np.abs(cum - target)))
+        cuts.append(min(max(c, cuts[-1] + 1), len(weights) - (k - j)))
+    return list(zip(cuts, [*cuts[1:], len(weights)], strict=True))
 
 
 def _fewer_note(index: dict[str, Any], by: str, n: int, got: int) -> str:
@@ -115,6 +230,9 @@ def _fewer_note(index: dict[str, Any], by: str, n: int, got: int) -> str:
         return f"{got} partitions, not {n}: the MS has {index['nrow']} rows"
     if by == "spw":
         return f"{got} partitions, not {n}: one per DATA_DESC_ID in use ({got})"
+    if by in KEYS:
+        what = "intents" if by == "intent" else f"{KEYS[by]} values"
+        return f"{got} partitions, not {n}: the selected rows hold {got} distinct {what}"
     return f"{got} partitions, not {n}: the spectral windows have fewer channels than {n}"
 
 
@@ -153,7 +271,7 @@ def _partition(
         elif dm["type"] == "DyscoStMan":
             per_file[root + dm["file"]] = dysco.ranges(dm, rows)
     for dm in index["managers"]:  # casacore opens every Dysco manager: the others need their header
-        if dm["type"] == "DyscoStMan" and root + dm["file"] not in per_file:
+        if dm["type"] == "DyscoStMan" and dm not in managers:
             per_file[root + dm["file"]] = [(0, dm["header_size"])]
     # near ranges are joined exactly as Source.read_ranges will, so planned bytes = fetched bytes
     requests = [
@@ -167,13 +285,16 @@ def _partition(
         "chan": chan,
         "baselines": [[int(a), int(b)] for a, b in baselines] if baselines else None,
         "columns": list(columns) if columns else None,
+        "key": sel.get("key"),
+        "values": sel.get("values"),
+        "where": sel.get("where"),
         "nrows": len(rows),
     }
     selection = {k: v for k, v in selection.items() if v is not None}
     total = sum(e - s for _, s, e in requests)
     explicit = requests if len(requests) <= MAX_EXPLICIT else []
-    casacore_bulk = any(
-        dm["type"] == "DyscoStMan" or (dm["type"] in lay.TILED and not dm.get("numpy")) for dm in managers
+    casacore_bulk = any(dm["type"] == "DyscoStMan" for dm in index["managers"]) or any(
+        dm["type"] in lay.TILED and not dm.get("numpy") for dm in managers
     )
     # bulk file sizes travel with the partition: a worker needs no listing of a zip to load it
     big = index["big_sizes"] if "big_sizes" in index else index["big"]
@@ -188,6 +309,8 @@ def _partition(
         meta["range_count"] = len(requests)
     if note:
         meta["note"] = note
+    if "intents" in sel:
+        meta["intents"] = sel["intents"]
     if chan is not None and nchan:
         meta["nchan"] = nchan  # the window's channels: a block cuts only cells of (corr, nchan)
     return make_partition(index, i, count, selection, explicit, expected_bytes=total, **meta)
