@@ -21,8 +21,10 @@ def tool(name: str) -> str:
 
 
 def run_tool(args: list[str], cwd: Path | None = None, timeout: float = 600) -> None:
-    """Run a tool; a non-zero exit fails the test with the tail of its output."""
-    run = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    """Run a tool; a non-zero exit fails the test with the tail of its output. OpenBLAS runs one
+    thread (WSClean refuses a multi-threaded one, which Debian's slurm-wlm pulls in)."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    run = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
 
 
