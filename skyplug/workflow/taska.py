@@ -266,7 +266,7 @@ def image(
 
 DEFAULTS: dict[str, Any] = {
     "n": 2,  # time partitions per target subband
-    "flag": {"timestep": 2, "freqstep": 4},
+    "flag": {"timestep": 2, "freqstep": 4, "tilesize": 64},  # tiles in KiB: partitions are small
     "solve": {"solint": 1, "maxiter": 50},
     "imaging": {"size": 256, "scale_arcmin": 1.0},  # the rest: parsets.wsclean_args' defaults
 }
