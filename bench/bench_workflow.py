@@ -11,7 +11,8 @@ Both use the same subbands, the same DP3 parsets and WSClean arguments
 (:mod:`skyplug.workflow.parsets`), the same bricks and the same number of worker threads. The
 ``edge`` and ``lake`` sites are one SeaweedFS server behind two counting proxies
 (tools/faultproxy.py in pass-through). Reported per route: bytes and requests from S3 (responses,
-heads included) and to it, peak local disk (the scratch folders sampled every 50 ms), time to the
+heads included) and to it, peak local disk (blocks allocated in the scratch folders and skyplug's
+cache, sampled every 50 ms), time to the
 first image on the lake (polled directly, not through the proxies) and total time; the timed part
 starts once the raw subbands are on the edge site and ends when the last image is published.
 
@@ -56,12 +57,14 @@ def _faultproxy() -> Any:
 
 
 def tree_size(path: Path) -> int:
-    """Bytes of the files under ``path`` now (files vanishing meanwhile are skipped)."""
+    """Disk bytes allocated to the files under ``path`` now (``st_blocks``: skyplug's sparse
+    mirrors and cached MSs hold holes of the true sizes, which use no disk), files vanishing
+    meanwhile skipped."""
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
             with suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
     return total
 
 
