@@ -267,9 +267,10 @@ def write_h5(
     attributes, soltab groups get their ``TITLE`` and solsets an ``h5parm_version``, so h5py, losoto
     and DP3 read a partition as they read the source file.
 
-    Fixed-length strings are stored as ``strings`` (from the index: the source's padding, character
-    set and attribute sizes) says, else NUL-terminated ASCII as DP3 and PyTables write them (h5py's
-    default, NUL-padded, loses a full-length name's last character in DP3), and written unconverted."""
+    Fixed-length strings are stored as ``strings`` describes them (from the index: the source's
+    padding, character set and attribute sizes), else NUL-terminated ASCII as DP3 and PyTables
+    write them (h5py's default, NUL-padded, loses a full-length name's last character in DP3); their
+    bytes are written unconverted."""
     import h5py
 
     specs = strings or {}
