@@ -208,6 +208,10 @@ def test_proxy_passthrough_keeps_signatures(
     assert st["requests"] == st["forwarded_requests"] == 3
     # moto's werkzeug server closes each connection; swift and seaweedfs keep them alive.
     assert 1 <= st["upstream_connections"] == st["connections"] <= 3
+    # byte counters (bench_workflow's "bytes moved"): bodies both ways, plus the HTTP heads
+    assert st["methods"] == {"PUT": 1, "GET": 2}
+    assert 3 * MiB < st["bytes_to_upstream"] < 3 * MiB + 16 * 1024
+    assert 3 * MiB + 5 < st["bytes_from_upstream"] < 3 * MiB + 5 + 16 * 1024
 
 
 def test_proxy_status_503(fault_proxy: Any, proxied: Callable[..., Any], bucket: str) -> None:

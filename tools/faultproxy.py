@@ -63,6 +63,9 @@ class FaultProxy:
         self.upstream_connections = 0
         self.forwarded_requests = 0
         self.faults_applied: dict[str, int] = {m: 0 for m in MODES if m}
+        self.bytes_to_upstream = 0  # request heads and bodies forwarded
+        self.bytes_from_upstream = 0  # response bytes (heads included) sent back to clients
+        self.methods: dict[str, int] = {}  # forwarded requests by HTTP method
 
     # ------------------------------------------------------------------ control
 
@@ -134,6 +137,9 @@ class FaultProxy:
                 "upstream_connections": self.upstream_connections,
                 "forwarded_requests": self.forwarded_requests,
                 "faults_applied": dict(self.faults_applied),
+                "bytes_to_upstream": self.bytes_to_upstream,
+                "bytes_from_upstream": self.bytes_from_upstream,
+                "methods": dict(self.methods),
             }
 
     # ------------------------------------------------------------------ internals
@@ -292,6 +298,8 @@ class _Conn:
                             raise _Closed
                         self.cut_left -= len(data)
                 self.client.sendall(data)
+                with self.proxy._lock:
+                    self.proxy.bytes_from_upstream += len(data)
         except (OSError, _Closed):
             pass
         finally:
@@ -328,9 +336,14 @@ class _Conn:
             up = self._ensure_upstream()
             with self.proxy._lock:
                 self.proxy.forwarded_requests += 1
+                name = method.decode("latin-1")
+                self.proxy.methods[name] = self.proxy.methods.get(name, 0) + 1
+                self.proxy.bytes_to_upstream += len(head)
             up.sendall(head)
             for piece in self._iter_body(headers):
                 up.sendall(piece)
+                with self.proxy._lock:
+                    self.proxy.bytes_to_upstream += len(piece)
 
 
 def _parse_headers(head: bytes) -> dict[str, str]:

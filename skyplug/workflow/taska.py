@@ -110,29 +110,6 @@ def _check_cover(h5part: Partition, ms: Path) -> None:
         )
 
 
-def nullterm_strings(path: Path) -> None:
-    """Store the h5parm's fixed-length string datasets NUL-terminated, as DP3 writes them: h5py
-    writes them NUL-padded, and DP3 then reads ``MR000`` (5 bytes in 5) as ``MR00``."""
-    import h5py
-    import numpy as np
-
-    with h5py.File(path, "r+") as f:
-        names: list[str] = []
-        f.visititems(
-            lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) and o.dtype.kind == "S" else None
-        )
-        for name in names:
-            data, attrs = f[name][()], dict(f[name].attrs)
-            del f[name]
-            tid = h5py.h5t.C_S1.copy()
-            tid.set_size(data.dtype.itemsize)
-            tid.set_strpad(h5py.h5t.STR_NULLTERM)
-            dsid = h5py.h5d.create(f.id, name.encode(), tid, h5py.h5s.create_simple(data.shape))
-            dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(data), mtype=tid)
-            for key, value in attrs.items():
-                f[name].attrs[key] = value
-
-
 def correct_task(
     part: Partition,
     *,
@@ -156,7 +133,6 @@ def correct_task(
         _flag_rebin(msin, out, tmp, flag, what)
         _check_cover(h5part, out)
         local_h5 = h5part.write(tmp / "h5", as_="h5")[0]
-        nullterm_strings(local_h5)
         dp3(applycal(local_h5, out, "."), workdir=tmp, what=what)
         pub = publish(
             out,
@@ -290,7 +266,7 @@ def image(
 
 DEFAULTS: dict[str, Any] = {
     "n": 2,  # time partitions per target subband
-    "flag": {"timestep": 2, "freqstep": 4},
+    "flag": {"timestep": 2, "freqstep": 4, "tilesize": 64},  # tiles in KiB: partitions are small
     "solve": {"solint": 1, "maxiter": 50},
     "imaging": {"size": 256, "scale_arcmin": 1.0},  # the rest: parsets.wsclean_args' defaults
 }

@@ -114,20 +114,25 @@ def same_products(run: dict[str, Any], ref: dict[str, Any]) -> None:
             np.testing.assert_allclose(a[tab], b[tab], rtol=1e-6, atol=1e-9)
 
 
-def test_demo_workflow_on_dask_gives_the_same_products(local_run: dict[str, Any], tmp_path: Path) -> None:
+def demo(engine: str, where: Path) -> dict[str, Any]:
+    """``skyplug demo --workflow --engine ENGINE`` as a user runs it; its JSON report."""
     out = subprocess.run(
-        [SKYPLUG, "demo", "--workflow", "--engine", "dask", "--dir", str(tmp_path), "--json"],
+        [SKYPLUG, "demo", "--workflow", "--engine", engine, "--dir", str(where), "--json"],
         capture_output=True,
         text=True,
-        timeout=600,
-        env={**os.environ, "SKYPLUG_CACHE_DIR": str(tmp_path / "cache")},
+        timeout=900,
+        env={**os.environ, "SKYPLUG_CACHE_DIR": str(where / "cache")},
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    same_products(json.loads(out.stdout), local_run)
+    return json.loads(out.stdout)
 
 
-def test_lithops_gives_the_same_products(local_run: dict[str, Any], tmp_path: Path) -> None:
-    same_products(taska.run_workflow(tmp_path, engine="lithops"), local_run)
+def test_demo_workflow_on_dask_gives_the_same_products(local_run: dict[str, Any], tmp_path: Path) -> None:
+    same_products(demo("dask", tmp_path), local_run)
+
+
+def test_demo_workflow_on_lithops_gives_the_same_products(local_run: dict[str, Any], tmp_path: Path) -> None:
+    same_products(demo("lithops", tmp_path), local_run)
 
 
 def test_workflow_on_s3_sites(s3env: Any, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ class Hdf5Format(Format):
 
     name = "hdf5"
     kind = "object"
-    version = 2  # 2: axis values kept per soltab
+    version = 3  # 2: axis values kept per soltab; 3: string types of h5parms
     extensions = (".h5", ".hdf5", ".h5parm", ".he5")
     axes = (*H5PARM_AXES, "rows")
     options = {
@@ -149,7 +149,7 @@ class Hdf5Format(Format):
             return [path]
         path = out.with_suffix(".h5")
         with atomic_file(path) as fh:
-            write_h5(fh, arrays, partition.meta.get("titles", {}))
+            write_h5(fh, arrays, partition.meta.get("titles", {}), partition.meta.get("strings"))
         return [path]
 
     # --- catalogue ---------------------------------------------------------------------------

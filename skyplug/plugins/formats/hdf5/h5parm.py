@@ -5,6 +5,10 @@ back as a valid h5parm.
 ``/solXXX/<soltab>/{val,weight}`` carry an ``AXES`` attribute naming their axes in stored order;
 a partition slices val and weight along one named axis, by value where soltabs' axes differ, and
 carries the axis values and the solset's antenna and source tables.
+
+Strings are written with the source's own HDF5 string types (padding, character set, size): h5py
+alone writes fixed-length strings NUL-padded, and DP3 reads a NUL-padded ``CS001HBA0`` stored in 9
+bytes as ``CS001HBA`` where the source (PyTables, DP3) had it NUL-terminated.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from skyplug.plugins.formats.hdf5.reads import axis_index, make_read, partition_
 
 H5PARM_AXES = ("time", "freq", "ant", "dir", "pol")
 MAX_AXIS_VALUES = 100_000  # axis values kept in the index (to slice soltabs by value)
+STRING_ATTRS = ("AXES", "TITLE", "h5parm_version")  # the attributes a written partition carries
 
 
 # --- index ---------------------------------------------------------------------------------------
@@ -60,7 +65,73 @@ def h5parm_index(f: Any, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
         solsets.setdefault(
             solset, {"tables": [t for t in (f"{solset}/antenna", f"{solset}/source") if t in datasets]}
         )
-    return {"solsets": solsets, "soltabs": soltabs} if soltabs else {}
+    if not soltabs:
+        return {}
+    return {"solsets": solsets, "soltabs": soltabs, "strings": string_types(f)}
+
+
+def string_types(f: Any) -> dict[str, Any]:
+    """How the file stores its fixed-length strings, compactly: ``*`` is the commonest
+    ``[pad, cset]`` (h5py's ``STR_*`` and ``CSET_*`` codes); ``path`` a string dataset's
+    ``[pad, cset]`` or a compound's ``{member: [pad, cset]}``, and ``path@ATTR`` an attribute's
+    ``[pad, cset, size]`` (``STRING_ATTRS``; ``@ATTR`` at the root), where they differ from it (an
+    attribute also where its size is not its value's length), so a partition is written as stored."""
+    import h5py
+
+    found: dict[str, Any] = {}
+    attrs: dict[str, tuple[list[int], int]] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            spec = _string_spec(obj.id.get_type())
+            if spec is not None:
+                found[name] = spec[:2] if isinstance(spec, list) else spec
+        for attr in STRING_ATTRS:
+            if attr in obj.attrs:
+                spec = _string_spec(h5py.h5a.open(obj.id, attr.encode()).get_type())
+                value = obj.attrs[attr]
+                if isinstance(spec, list) and isinstance(value, bytes):
+                    attrs[f"{name}@{attr}"] = (spec, len(value))
+
+    visit("", f)
+    f.visititems(visit)
+    pairs = [tuple(s) for s in _leaves(found)] + [tuple(s[:2]) for s, _ in attrs.values()]
+    if not pairs:
+        return {}
+    common = list(max(set(pairs), key=lambda p: (pairs.count(p), p == (0, 0))))
+    out: dict[str, Any] = {"*": common}
+    for name, spec in found.items():
+        if isinstance(spec, dict):
+            spec = {m: s for m, s in spec.items() if s != common}
+        if spec and spec != common:
+            out[name] = spec
+    for key, (spec, length) in attrs.items():
+        if spec[:2] != common or spec[2] != length:
+            out[key] = spec
+    return out
+
+
+def _leaves(specs: dict[str, Any]) -> list[list[int]]:
+    return [s for v in specs.values() for s in (v.values() if isinstance(v, dict) else [v])]
+
+
+def _string_spec(tid: Any) -> Any:
+    """A fixed-length string type's ``[pad, cset]`` (attributes: ``[pad, cset, size]``), a
+    compound's ``{member: [pad, cset]}``; None when it holds none."""
+    import h5py
+
+    if isinstance(tid, h5py.h5t.TypeArrayID):
+        return _string_spec(tid.get_super())
+    if isinstance(tid, h5py.h5t.TypeStringID) and not tid.is_variable_str():
+        return [int(tid.get_strpad()), int(tid.get_cset()), int(tid.get_size())]
+    if isinstance(tid, h5py.h5t.TypeCompoundID):
+        members = {}
+        for i in range(tid.get_nmembers()):
+            sub = _string_spec(tid.get_member_type(i))
+            if isinstance(sub, list):
+                members[tid.get_member_name(i).decode()] = sub[:2]
+        return members or None
+    return None
 
 
 # --- planning ------------------------------------------------------------------------------------
@@ -133,12 +204,18 @@ def plan_solset(index: dict[str, Any], by: str, n: int, opts: dict[str, Any]) ->
             for path in info["arrays"]:
                 axes_meta[path] = datasets[path].get("AXES", ",".join(info["axes"]))
         reads += [make_read(t, datasets[t], None, 0, 0) for t in index["solsets"][solset]["tables"]]
+        objects = {"*", "", solset, *tabs, *(r["p"] for r in reads)}
+        strings = {k: v for k, v in index.get("strings", {}).items() if k.partition("@")[0] in objects}
         selection: dict[str, Any] = {"solset": solset, "soltab": ref, "by": by, "range": [a, b]}
         if ref_values is not None and isinstance(ref_values[0], float):
             selection["interval"] = [ref_values[a], ref_values[b - 1]]
         selection["soltabs"] = ranges
         titles = {t: soltabs[t]["type"] for t in tabs}
-        parts.append(partition_of(index, i, len(blocks), selection, reads, axes=axes_meta, titles=titles))
+        parts.append(
+            partition_of(
+                index, i, len(blocks), selection, reads, axes=axes_meta, titles=titles, strings=strings
+            )
+        )
     return parts
 
 
@@ -183,21 +260,87 @@ def _soltab_reads(
 
 
 # --- output --------------------------------------------------------------------------------------
-def write_h5(fh: Any, arrays: dict[str, Any], titles: dict[str, str]) -> None:
+def write_h5(
+    fh: Any, arrays: dict[str, Any], titles: dict[str, str], strings: dict[str, Any] | None = None
+) -> None:
     """The loaded datasets as an HDF5 file under their own paths: ``path@AXES`` become ``AXES``
     attributes, soltab groups get their ``TITLE`` and solsets an ``h5parm_version``, so h5py, losoto
-    and DP3 read a partition as they read the source file."""
+    and DP3 read a partition as they read the source file.
+
+    Fixed-length strings are stored as ``strings`` describes them (from the index: the source's
+    padding, character set and attribute sizes), else NUL-terminated ASCII as DP3 and PyTables
+    write them (h5py's default, NUL-padded, loses a full-length name's last character in DP3); their
+    bytes are written unconverted."""
     import h5py
 
+    specs = strings or {}
+    common = specs.get("*", [0, 0])
     with h5py.File(fh, "w") as f:
         for path, value in arrays.items():
             if "@" not in path:
-                f.create_dataset(path, data=value)
+                _write_dataset(f, path, np.asarray(value), specs.get(path, common))
         for key, value in arrays.items():
             path, _, attr = key.partition("@")
             if attr:
-                f[path].attrs[attr] = np.bytes_(str(value))
+                _write_attr(f[path], attr, str(value), specs.get(key, common))
         for tab, title in titles.items():
             if tab in f:
-                f[tab].attrs["TITLE"] = np.bytes_(title)
-                f[tab.split("/")[0]].attrs["h5parm_version"] = np.bytes_("1.0")
+                solset = tab.split("/")[0]
+                _write_attr(f[tab], "TITLE", title, specs.get(f"{tab}@TITLE", common))
+                _write_attr(f[solset], "h5parm_version", "1.0", specs.get(f"{solset}@h5parm_version", common))
+
+
+def _typed(dtype: np.dtype, spec: Any) -> Any:
+    """The HDF5 type of ``dtype`` with its fixed-length strings padded as ``spec`` says (default
+    NUL-terminated ASCII); the same type serves in memory and in the file, so nothing converts."""
+    import h5py
+
+    if dtype.kind == "S":
+        pad, cset = (spec[0], spec[1]) if isinstance(spec, list) else (0, 0)
+        tid = h5py.h5t.C_S1.copy()
+        tid.set_size(max(dtype.itemsize, 1))
+        tid.set_strpad(pad)
+        tid.set_cset(cset)
+        return tid
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return h5py.h5t.array_create(_typed(base, spec), shape)
+    if dtype.names:
+        out = h5py.h5t.create(h5py.h5t.COMPOUND, dtype.itemsize)
+        members, common = (spec, None) if isinstance(spec, dict) else ({}, spec)
+        for name in dtype.names:
+            sub, offset = dtype.fields[name][:2]  # type: ignore[index]
+            out.insert(name.encode(), offset, _typed(sub, members.get(name, common)))
+        return out
+    return h5py.h5t.py_create(dtype, logical=True)
+
+
+def _write_dataset(f: Any, path: str, value: np.ndarray, spec: Any) -> None:
+    import h5py
+
+    if value.dtype.kind not in "SV":
+        f.create_dataset(path, data=value)
+        return
+    tid = _typed(value.dtype, spec)
+    parent, _, name = path.rpartition("/")
+    group = f.require_group(parent) if parent else f
+    space = h5py.h5s.create_simple(value.shape) if value.shape else h5py.h5s.create(h5py.h5s.SCALAR)
+    dsid = h5py.h5d.create(group.id, name.encode(), tid, space)
+    dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(value), mtype=tid)
+
+
+def _write_attr(obj: Any, name: str, text: str, spec: Any) -> None:
+    """A scalar string attribute, padded and sized as ``spec`` says (default: NUL-terminated ASCII
+    of the text's length)."""
+    import h5py
+
+    data = text.encode()
+    pad, cset, size = [*spec, len(data)][:3] if isinstance(spec, list) else (0, 0, len(data))
+    tid = h5py.h5t.C_S1.copy()
+    tid.set_size(max(size, len(data), 1))
+    tid.set_strpad(pad)
+    tid.set_cset(cset)
+    if name in obj.attrs:
+        del obj.attrs[name]
+    value = np.array(data, dtype=f"S{tid.get_size()}")
+    h5py.h5a.create(obj.id, name.encode(), tid, h5py.h5s.create(h5py.h5s.SCALAR)).write(value, mtype=tid)
