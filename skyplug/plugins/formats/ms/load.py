@@ -38,15 +38,22 @@ EXTRA_DIMS = {
 }
 
 
-def _prepare(p: Partition, tree: Tree) -> tuple[str, Path, dict[str, int], list[tuple[str, int, int]]]:
+LOAD_SUBTABLES = ("ANTENNA", "DATA_DESCRIPTION", "SPECTRAL_WINDOW")  # what arrays() reads of them
+
+
+def _prepare(
+    p: Partition, tree: Tree, whole: bool = True
+) -> tuple[str, Path, dict[str, int], list[tuple[str, int, int]]]:
     """(MS root in the tree, cached small files, bulk file sizes, the partition's requests).
 
     The bulk sizes come with the partition (``meta["big"]``), so a warm worker never lists the
     tree: a zip opened from a partition reads no central directory. Older partitions carry only
-    the names; their sizes come from the listing.
+    the names; their sizes come from the listing. ``whole=False`` (arrays) fetches only the small
+    files the arrays come from (``LOAD_SUBTABLES``); a copy needs them all.
     """
     root, big = p.meta["root"], p.meta["big"]
-    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, root, list(big))
+    subs = None if whole else LOAD_SUBTABLES
+    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, root, list(big), subtables=subs)
     if isinstance(big, dict):
         sizes = {str(b): int(n) for b, n in big.items()}
     else:
@@ -141,7 +148,7 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
     multi-column hypercubes), the fetched ranges go into a per-call sparse mirror first.
     """
     t0 = time.perf_counter()
-    root, small, sizes, reqs = _prepare(p, tree)
+    root, small, sizes, reqs = _prepare(p, tree, whole=False)
     groups = _by_file(reqs)
     fetch_pool, decode_pool = _pool()
     arrived: list[float] = []
