@@ -132,6 +132,12 @@ def plots(res: dict[str, Any], img: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def plain_log(axis: Any) -> None:
+        """Log scale with plain numbers on the major ticks and no minor labels."""
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
 
     img.mkdir(parents=True, exist_ok=True)
     made = []
@@ -145,6 +151,8 @@ def plots(res: dict[str, Any], img: Path) -> list[Path]:
         ax.plot(xs, ys, marker="o", label=route)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plain_log(ax.xaxis)
+    plain_log(ax.yaxis)
     ax.set_xlabel("MS size (MB)")
     ax.set_ylabel("seconds to the first 1/8 time partition")
     ax.set_title(f"Time to the first partition ({res['server']}, median of {res['repeat']})")
@@ -176,11 +184,17 @@ def plots(res: dict[str, Any], img: Path) -> list[Path]:
     a1.barh(pos, byts, color="tab:blue")
     a1.set_yticks(list(pos), labels, fontsize=8)
     a1.set_xscale("log")
+    plain_log(a1.xaxis)
     a1.set_xlabel("MB moved (counting proxy)")
     a2.barh(pos, reqs, color="tab:orange")
     a2.set_yticks(list(pos), [""] * len(labels))
     a2.set_xscale("log")
+    plain_log(a2.xaxis)
     a2.set_xlabel("HTTP requests")
+    for ax, vals, fmt in ((a1, byts, "{:.3g}"), (a2, reqs, "{:d}")):
+        for y, val in zip(pos, vals, strict=True):
+            ax.text(val, y, " " + fmt.format(val), va="center", fontsize=7)
+        ax.set_xlim(right=max(vals) * 4)
     for ax in (a1, a2):
         ax.invert_yaxis()
         ax.grid(True, axis="x", which="both", alpha=0.3)
@@ -322,6 +336,7 @@ def markdown(res: dict[str, Any], images: list[Path], docs: Path) -> str:
             f"| {_fmt_bytes(r.get('peak_rss'))} "
             f"| {r.get('correct')} | {r.get('note', '')} |"
         )
+    out += _changes(docs.parent / "bench" / "results" / "cold_small_files.json")
     sc = res.get("scaling")
     if sc:
         out += [
@@ -357,6 +372,43 @@ def markdown(res: dict[str, Any], images: list[Path], docs: Path) -> str:
             + ".",
         ]
     return "\n".join(out) + "\n"
+
+
+def _changes(path: Path) -> list[str]:
+    """The section on what was made faster, from its own before/after measurement."""
+    import json
+
+    if not path.is_file():
+        return []
+    ab = json.loads(path.read_text())
+    rows = []
+    for name, r in ab["results"].items():
+        before, after = r["before (31ddc2f)"], r["after"]
+        rows.append(
+            f"| {name} | {r['floor_requests']} / {r['floor_bytes'] / MB:.2f} MB "
+            f"| {before['requests']} / {before['bytes'] / MB:.2f} MB "
+            f"| {after['requests']} / {after['bytes'] / MB:.2f} MB "
+            f"| {before['wall_median']:.2f} s | {after['wall_median']:.2f} s |"
+        )
+    return [
+        "",
+        "## What was made faster",
+        "",
+        "A cold worker fetched every small file of the MS (all subtables: POINTING, HISTORY, FEED, ...) "
+        "before loading its partition: about 70 requests on an S3 prefix where the floor makes 5 or 6. "
+        "Loading arrays now fetches only the main table's small files and the three subtables the arrays "
+        "come from (ANTENNA, DATA_DESCRIPTION, SPECTRAL_WINDOW) into a cache folder of their own; a copy "
+        "(`--as ms`) still fetches them all. Measured apart ("
+        + ab["what"]
+        + f"; load average {_la(ab['load_avg'])}):",
+        "",
+        "| MS | floor requests / bytes | cold before | cold after | cold wall before | cold wall after |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "A zip is unchanged: its small members are read in merged ranges (gaps under 256 KiB are read "
+        "through), so skipping subtables saves no request there.",
+    ]
 
 
 def _la(la: Any) -> str:
