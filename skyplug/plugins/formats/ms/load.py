@@ -176,7 +176,7 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
             with mirror.sparse_mirror(small, sizes, got) as ms:
                 tab = mirror.open_table(ms, tree.uri)
                 try:
-                    out = read(mirror.CachedTable(ms, tab))
+                    out = _with_subtables(small, mirror.CachedTable(ms, tab), read)
                 finally:
                     tab.close()
         else:
@@ -192,6 +192,30 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
         "fetch": (max(arrived) if arrived else t_started) - t0,
         "total": end - t0,
     }
+    return out
+
+
+_SUBTABLES: dict[str, dict[Any, Any]] = {}  # small-files folder -> what its subtables gave
+_SUBTABLES_MAX = 16
+_subtables_lock = threading.Lock()
+
+
+def _with_subtables(
+    small: Path, cached: mirror.CachedTable, read: Callable[[mirror.CachedTable], Any]
+) -> Any:
+    """``read(cached)`` on a temporary mirror, its subtables' values kept for the next loads.
+
+    The mirror links its subtables from ``small`` (one object version): frequencies and antennas
+    are read once per process, not at every load (three casacore table opens, Dysco's path).
+    """
+    with _subtables_lock:
+        cached.memo.update(_SUBTABLES.get(str(small), {}))
+    out = read(cached)
+    subs = {k: v for k, v in cached.memo.items() if isinstance(k, tuple) and k[:1] == ("subtables",)}
+    with _subtables_lock:
+        _SUBTABLES.setdefault(str(small), {}).update(subs)
+        while len(_SUBTABLES) > _SUBTABLES_MAX:
+            del _SUBTABLES[next(iter(_SUBTABLES))]
     return out
 
 
