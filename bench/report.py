@@ -38,6 +38,41 @@ def first_partition(res: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+FINDINGS = [
+    "- The run shared 2 cores with other work (load average 9 to 19 throughout): absolute seconds are "
+    "inflated and noisy, the byte and request counts are exact.",
+    "- Bytes: skyplug moves what the floor moves (median 1.00x); the worst, 1.18x, is a cold worker's "
+    "small files on the 200 MB MS.",
+    "- Requests: a warm time partition makes exactly the floor's requests. Ranges over 16 MiB are split "
+    "into 16 MiB parts fetched at once (`MAX_PART` in skyplug/core/source.py), so a channel block of "
+    "whole-cell tiles (which needs every tile) makes 16 requests where the floor makes 6, and the 1 GB "
+    "MS's 1/8 partition 12 for 6. A cold worker adds a LIST and the small files it needs: 22 to 42 "
+    "requests in all (about 70 before this branch, see below). The goal of 2x is not met for cold workers.",
+    "- Warm: median 1.26x the floor; the worst, 4.17x, is Dysco, decoded by casacore on a sparse local "
+    "mirror (CPU-bound, on a loaded 2-core machine).",
+    "- Cold: median 1.87x the floor's fresh process. A worker's imports to load a partition (648 ms "
+    "here, beside 24 ms for `import skyplug` itself) are mostly boto3/botocore, which the floor pays "
+    "too, then numpy, python-casacore and skyplug's format and plugin modules; then the small files "
+    "and casacore's open of the mirror.",
+    "- Peak RSS: see the goal's row; the figures in the partitions table below are not valid for this run.",
+    "- Index: 0.55% to 0.7% of the MS for whole-cell and channel-split tiles at 200 MB and 1 GB; "
+    "2.5% for Dysco at 200 MB, whose compressed bulk makes the MS 51 MB while the small files the index "
+    "reads stay at 1.27 MB (about 1% would need an MS of about 130 MB of Dysco data).",
+    "- The whole-file route runs here at loopback speed (the 1 GB zip downloads in a few seconds), so "
+    "it is as fast as a cold skyplug worker; it moves about 7x the bytes (the whole zip, for a 1/8 "
+    "partition) and takes 2.1x the MS on disk. The 10x goal assumes a network where bytes cost time: it is not met "
+    "on loopback and was not measured over a real network.",
+    "- Scaling: on 2 cores, each fresh worker's interpreter and imports cost more than its 1/8 of a "
+    "200 MB MS, so more workers are slower (speed-up 0.69 at 2, 0.22 at 8): the figure shows the "
+    "per-worker start-up cost, not the server. The bytes left on disk were counted as apparent sizes "
+    "in this run (the small-files cache holds sparse, empty stand-ins of the bulk files of the main "
+    "table's sizes: 192 MB apparent); measured apart as allocated blocks, a cold worker on a 38 MB MS "
+    "leaves 0.7 MB (10.5 MB apparent) in its cache. The suite now counts allocated blocks.",
+    "- Competitor routes (Dataplug, casacore/dask-ms/xarray-ms/xradio over FUSE, xradio's conversion) "
+    "come from bench/routes/ and were not part of this run.",
+]
+
+
 def goals(res: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(goal, figure, verdict) for every goal of issue 20."""
     parts = [p for _, p in _parts(res)]
@@ -60,7 +95,19 @@ def goals(res: dict[str, Any]) -> list[tuple[str, str, str]]:
     ratio_goal("requests <= 2x the floor (warm and cold)", ("requests", "requests_cold"), 2.0)
     ratio_goal("warm load <= 1.1x the floor", ("warm",), 1.1)
     ratio_goal("cold worker <= 1.3x the floor's fresh process", ("cold",), 1.3)
-    ratio_goal("peak RSS (above the worker's start) <= 2x the partition", ("rss",), 2.0)
+    if res.get("peak_rss_source") == "VmHWM":
+        ratio_goal("peak RSS (above the worker's start) <= 2x the partition", ("rss",), 2.0)
+    else:
+        rows.append(
+            (
+                "peak RSS (above the worker's start) <= 2x the partition",
+                "not measured right in this run (its workers read ``ru_maxrss``, which Linux carries "
+                "over from the parent across fork and exec); measured apart on a 38 MB MS "
+                "(bench/results/cold_rss.json, VmHWM): 20 MB above a zip worker's start for 5.2 MB "
+                "of arrays (3.9x), 48 MB on a prefix, where the boto3 client is made during the load (9.2x)",
+                "not met",
+            )
+        )
     imp = res.get("imports")
     if imp:
         s = imp["import_skyplug_seconds"]
@@ -132,10 +179,11 @@ def plots(res: dict[str, Any], img: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     def plain_log(axis: Any) -> None:
         """Log scale with plain numbers on the major ticks and no minor labels."""
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(NullFormatter())
 
@@ -268,6 +316,10 @@ def markdown(res: dict[str, Any], images: list[Path], docs: Path) -> str:
         "|---|---|---|",
         *[f"| {g} | {f} | {v} |" for g, f, v in goals(res)],
         "",
+        "## Reading these figures",
+        "",
+        *FINDINGS,
+        "",
         "## Time to the first partition",
         "",
         "skyplug: the index (once, by the driver) plus a cold worker's load of the first 1/8 time "
@@ -311,7 +363,7 @@ def markdown(res: dict[str, Any], images: list[Path], docs: Path) -> str:
             f"| {s['floor_warm']['median']:.3f} | {s['warm']['median']:.3f} | {q['warm']:.2f} "
             f"| {s['floor_fresh']['median']:.3f} | {s['cold']['median']:.3f} | {q['cold']:.2f} "
             f"| {q['bytes']:.2f} / {q['bytes_cold']:.2f} | {q['requests']:.2f} / {q['requests_cold']:.2f} "
-            f"| {q['rss']:.2f} | {p['correct']} |"
+            f"| {q['rss'] if res.get('peak_rss_source') == 'VmHWM' else '(invalid)'} | {p['correct']} |"
         )
     out += ["", *[f"![{p.stem}](img/{p.name})" for p in images if "bytes" in p.name], ""]
     out += [

@@ -117,10 +117,10 @@ def stats(values: Sequence[float]) -> dict[str, float]:
 
 
 def du(path: Path) -> int:
-    """Bytes of the files under ``path`` (0 if absent)."""
+    """Bytes of disk the files under ``path`` take (allocated blocks: sparse files count what they hold)."""
     if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+        return path.stat().st_blocks * 512
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
 class Counted:
@@ -560,6 +560,7 @@ def run(
             "versions": _versions(),
             "machine": machine(),
             "repeat": size.repeat,
+            "peak_rss_source": "VmHWM",
             "data": bench.build(),
             "datasets": [],
             "routes": [],

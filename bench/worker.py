@@ -3,7 +3,7 @@
     python bench/worker.py floor SPEC.json      # boto3 client + concurrent ranged GETs of SPEC's ranges
     python bench/worker.py load P1.pkl [P2...]  # unpickle skyplug partitions and load them (arrays)
 
-Prints one JSON line: peak RSS (``ru_maxrss``), RSS before the work, bytes got, seconds of the work.
+Prints one JSON line: peak RSS (VmHWM), RSS before the work, bytes got, seconds of the work.
 Imports only what such a worker needs, so that the parent's wall clock is interpreter start +
 imports + work. Credentials come from the environment (AWS_* for the floor, SKYPLUG_SITE_* for skyplug).
 """
@@ -19,6 +19,16 @@ import time
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS: VmHWM, which starts afresh at exec (Linux's ``ru_maxrss`` is
+    inherited across fork and exec: a child of a big parent reports the parent's peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def floor(spec_path: str) -> dict[str, float]:
@@ -78,7 +88,7 @@ def load(paths: list[str]) -> dict[str, float]:
 def main() -> None:
     mode, args = sys.argv[1], sys.argv[2:]
     out = floor(args[0]) if mode == "floor" else load(args)
-    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["peak_rss"] = _peak_rss()
     print(json.dumps(out))
 
 
