@@ -60,8 +60,8 @@ FINDINGS = [
     "reads stay at 1.27 MB (about 1% would need an MS of about 130 MB of Dysco data).",
     "- The whole-file route runs here at loopback speed (the 1 GB zip downloads in a few seconds), so "
     "it is as fast as a cold skyplug worker; it moves about 7x the bytes (the whole zip, for a 1/8 "
-    "partition) and takes 2.1x the MS on disk. The 10x goal assumes a network where bytes cost time: it is not met "
-    "on loopback and was not measured over a real network.",
+    "partition) and takes 2.1x the MS on disk. The 10x goal assumes a network where bytes cost "
+    "time: it is not met on loopback and was not measured over a real network.",
     "- Scaling: on 2 cores, each fresh worker's interpreter and imports cost more than its 1/8 of a "
     "200 MB MS, so more workers are slower (speed-up 0.69 at 2, 0.22 at 8): the figure shows the "
     "per-worker start-up cost, not the server. The bytes left on disk were counted as apparent sizes "
