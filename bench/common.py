@@ -7,6 +7,7 @@ SeaweedFS (default) or Swift through tools/services.py on loopback.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -29,6 +30,17 @@ def _services() -> Any:
     name = "skyplug_tools_services"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "services.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _faultproxy() -> Any:
+    name = "skyplug_tools_faultproxy"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "faultproxy.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -67,10 +79,22 @@ class Server:
 
     service: Any
     bucket: str
+    proxy: Any = None  # the counting proxy (tools/faultproxy.py) in front of the server, if any
 
     @property
     def name(self) -> str:
         return self.service.version
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint clients use (the counting proxy's when there is one)."""
+        return str(self.service.endpoint)
+
+    def counter(self) -> tuple[int, int]:
+        """Cumulative (requests, response bytes) seen by the counting proxy."""
+        if self.proxy is None:
+            raise RuntimeError("this server has no counting proxy (s3_server(..., counting=True))")
+        return self.proxy.counts()  # type: ignore[no-any-return]
 
     def client(self) -> Any:
         from skyplug.core.config import get_config
@@ -94,29 +118,43 @@ class Server:
 
 
 @contextlib.contextmanager
-def s3_server(backend: str = "seaweedfs", region: str = "us-east-1") -> Iterator[Server]:
-    """Start a real S3 server, point skyplug at it as site ``bench``, stop it afterwards."""
+def s3_server(
+    backend: str = "seaweedfs", region: str = "us-east-1", counting: bool = False
+) -> Iterator[Server]:
+    """Start a real S3 server, point skyplug at it as site ``bench``, stop it afterwards.
+
+    ``counting``: every client (skyplug, the floor, other routes through ``server.service.endpoint``)
+    goes through a loopback proxy that counts requests and bytes (``server.counter()``).
+    """
     if backend == "moto":
         raise SystemExit("benchmarks never run on moto: it reads the whole object for every ranged GET")
     from skyplug.core import config
 
     services = _services()
     svc = services.start_s3(backend, "bench", region)
+    proxy = None
     try:
+        if counting:
+            host, port = svc.endpoint.split("//", 1)[1].rsplit(":", 1)
+            proxy = _faultproxy().FaultProxy(host, int(port))
+            proxy.start()
+        seen = dataclasses.replace(svc, endpoint=proxy.endpoint) if proxy else svc
         os.environ["SKYPLUG_SITE_BENCH_ACCESS_KEY_ID"] = svc.access_key
         os.environ["SKYPLUG_SITE_BENCH_SECRET_ACCESS_KEY"] = svc.secret_key
         config.set_config(
             config.Config.from_dict(
                 {
                     "default_site": "bench",
-                    "sites": {"bench": {"type": "s3", "endpoint": svc.endpoint, "region": svc.region}},
+                    "sites": {"bench": {"type": "s3", "endpoint": seen.endpoint, "region": svc.region}},
                 }
             )
         )
-        server = Server(svc, f"bench-{uuid.uuid4().hex[:10]}")
+        server = Server(seen, f"bench-{uuid.uuid4().hex[:10]}", proxy)
         server.client().create_bucket(Bucket=server.bucket)
         yield server
     finally:
+        if proxy is not None:
+            proxy.stop()
         svc.stop()
 
 

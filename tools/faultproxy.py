@@ -142,6 +142,11 @@ class FaultProxy:
                 "methods": dict(self.methods),
             }
 
+    def counts(self) -> tuple[int, int]:
+        """Cumulative (requests, response bytes) seen: what a benchmark charges to a route."""
+        with self._lock:
+            return self.requests, self.bytes_from_upstream
+
     # ------------------------------------------------------------------ internals
 
     def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:

@@ -38,15 +38,22 @@ EXTRA_DIMS = {
 }
 
 
-def _prepare(p: Partition, tree: Tree) -> tuple[str, Path, dict[str, int], list[tuple[str, int, int]]]:
+LOAD_SUBTABLES = ("ANTENNA", "DATA_DESCRIPTION", "SPECTRAL_WINDOW")  # what arrays() reads of them
+
+
+def _prepare(
+    p: Partition, tree: Tree, whole: bool = True
+) -> tuple[str, Path, dict[str, int], list[tuple[str, int, int]]]:
     """(MS root in the tree, cached small files, bulk file sizes, the partition's requests).
 
     The bulk sizes come with the partition (``meta["big"]``), so a warm worker never lists the
     tree: a zip opened from a partition reads no central directory. Older partitions carry only
-    the names; their sizes come from the listing.
+    the names; their sizes come from the listing. ``whole=False`` (arrays) fetches only the small
+    files the arrays come from (``LOAD_SUBTABLES``); a copy needs them all.
     """
     root, big = p.meta["root"], p.meta["big"]
-    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, root, list(big))
+    subs = None if whole else LOAD_SUBTABLES
+    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, root, list(big), subtables=subs)
     if isinstance(big, dict):
         sizes = {str(b): int(n) for b, n in big.items()}
     else:
@@ -149,7 +156,7 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
     multi-column hypercubes), the fetched ranges go into a per-call sparse mirror first.
     """
     t0 = time.perf_counter()
-    root, small, sizes, reqs = _prepare(p, tree)
+    root, small, sizes, reqs = _prepare(p, tree, whole=False)
     groups = _by_file(reqs)
     fetch_pool, decode_pool = _pool()
     arrived: list[float] = []
@@ -177,7 +184,7 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
             with mirror.sparse_mirror(small, sizes, got) as ms:
                 tab = mirror.open_table(ms, tree.uri)
                 try:
-                    out = read(mirror.CachedTable(ms, tab))
+                    out = _with_subtables(small, mirror.CachedTable(ms, tab), read)
                 finally:
                     tab.close()
         else:
@@ -193,6 +200,30 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
         "fetch": (max(arrived) if arrived else t_started) - t0,
         "total": end - t0,
     }
+    return out
+
+
+_SUBTABLES: dict[str, dict[Any, Any]] = {}  # small-files folder -> what its subtables gave
+_SUBTABLES_MAX = 16
+_subtables_lock = threading.Lock()
+
+
+def _with_subtables(
+    small: Path, cached: mirror.CachedTable, read: Callable[[mirror.CachedTable], Any]
+) -> Any:
+    """``read(cached)`` on a temporary mirror, its subtables' values kept for the next loads.
+
+    The mirror links its subtables from ``small`` (one object version): frequencies and antennas
+    are read once per process, not at every load (three casacore table opens, Dysco's path).
+    """
+    with _subtables_lock:
+        cached.memo.update(_SUBTABLES.get(str(small), {}))
+    out = read(cached)
+    subs = {k: v for k, v in cached.memo.items() if isinstance(k, tuple) and k[:1] == ("subtables",)}
+    with _subtables_lock:
+        _SUBTABLES.setdefault(str(small), {}).update(subs)
+        while len(_SUBTABLES) > _SUBTABLES_MAX:
+            del _SUBTABLES[next(iter(_SUBTABLES))]
     return out
 
 

@@ -89,23 +89,39 @@ def _bulk_name(name: str, root: str, obj: str) -> str:
     return name
 
 
-def ensure_small(tree: Tree, uri: str, version: str, root: str, big: Sequence[str]) -> tuple[Path, int]:
+def ensure_small(
+    tree: Tree,
+    uri: str,
+    version: str,
+    root: str,
+    big: Sequence[str],
+    subtables: Sequence[str] | None = None,
+) -> tuple[Path, int]:
     """The cached small files of this version, fetched if absent; (folder, bytes fetched).
 
     Only a cold cache lists the tree (for a zip, its whole central directory). ``big`` (from a
-    partition) must name plain main-table files: mirrors create them.
+    partition) must name plain main-table files: mirrors create them. ``subtables`` (loading
+    arrays) asks only for the main table's small files and those subtables: a cold worker then
+    fetches a few files, not every subtable (a folder of its own, unless the whole set is cached).
     """
     for name in big:
         _bulk_name(name, root, uri)
     path = cache_dir(uri, version)
     if path.is_dir():
         return path, 0
+    if subtables is not None:
+        path = path.with_name(path.name + "-" + "-".join(sorted(subtables)).lower())
+        if path.is_dir():
+            return path, 0
     members = tree.members()
     missing = [b for b in big if root + b not in members]
     if missing:
         raise FormatError(tree.uri, f"bulk file {root}{missing[0]} is missing")
     names = small_members(members, root, big)
     limits.check_small(uri, members, names)
+    if subtables is not None:
+        wanted = tuple(f"{sub}/" for sub in subtables)
+        names = [m for m in names if "/" not in m[len(root) :] or m[len(root) :].startswith(wanted)]
     datas = tree.read_ranges([(m, 0, members[m]) for m in names])
     store(path, root, dict(zip(names, datas, strict=True)), {b: members[root + b] for b in big}, obj=uri)
     return path, sum(map(len, datas))
