@@ -62,6 +62,7 @@ class FaultProxy:
         self.requests = 0
         self.upstream_connections = 0
         self.forwarded_requests = 0
+        self.response_bytes = 0  # upstream -> client, heads included
         self.faults_applied: dict[str, int] = {m: 0 for m in MODES if m}
 
     # ------------------------------------------------------------------ control
@@ -133,8 +134,14 @@ class FaultProxy:
                 "requests": self.requests,
                 "upstream_connections": self.upstream_connections,
                 "forwarded_requests": self.forwarded_requests,
+                "response_bytes": self.response_bytes,
                 "faults_applied": dict(self.faults_applied),
             }
+
+    def counts(self) -> tuple[int, int]:
+        """Cumulative (requests, response bytes) seen: what a benchmark charges to a route."""
+        with self._lock:
+            return self.requests, self.response_bytes
 
     # ------------------------------------------------------------------ internals
 
@@ -292,6 +299,8 @@ class _Conn:
                             raise _Closed
                         self.cut_left -= len(data)
                 self.client.sendall(data)
+                with self.proxy._lock:
+                    self.proxy.response_bytes += len(data)
         except (OSError, _Closed):
             pass
         finally:
