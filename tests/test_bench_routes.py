@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("casacore")
 
-from bench.routes import fuse
+from bench.routes import dataplug, fuse
 from bench.routes.base import RouteContext, RouteResult
 from bench.routes.standalone import contexts
 
@@ -86,3 +86,20 @@ def test_a_broken_reader_is_reported_incorrect(ctxs: dict[str, RouteContext], tm
         "FLAG",
         "UVW",
     ]
+
+
+def test_dataplug_is_checked_before_it_is_timed(ctxs: dict[str, RouteContext]) -> None:
+    """Its happy path (whole-cell tiles, exploded MS) is exact, so timed; a zip is not possible."""
+    got = _by_route(dataplug.run(ctxs["plain"]))
+    res = got["Dataplug 1.0.2 slice.get()"]
+    assert res.correct is True and len(res.seconds) == 1, res.note
+    assert (res.requests or 0) > 0 and "disk left" in res.note
+    (zipped,) = dataplug.run(ctxs["zip"])
+    assert zipped.correct is None and zipped.note.startswith("not possible")
+
+
+def test_dataplug_on_channel_split_tiles_is_reported_wrong(real_service: Any, tmp_path: Path) -> None:
+    """DP3's channel-split layout (with its uChar LOFAR_FULL_RES_FLAG): Dataplug fails, untimed."""
+    with contexts(real_service, "small", tmp_path, repeat=1, layout="chansplit") as made:
+        results = dataplug.run(made[0])
+    assert results and all(r.correct is False and r.seconds == [] for r in results), results

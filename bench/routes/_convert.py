@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
 
     start = time.perf_counter()
     try:
-        convert_msv2_to_processing_set(in_file=ms, out_file=out, overwrite=True, parallel_mode="none")
+        convert_msv2_to_processing_set(in_file=ms, out_file=out, persistence_mode="w", parallel_mode="none")
     except Exception as exc:  # the route reports it in one line
         print(json.dumps({"error": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"}))
         return 1

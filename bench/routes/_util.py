@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,54 @@ from bench.common import ROOT
 
 COLUMNS = ("DATA", "FLAG", "UVW")
 READ_TIMEOUT = 600.0  # seconds for one reader process
+INSTALL_TIMEOUT = 900.0  # seconds to make a route's own venv
+
+
+class VenvError(RuntimeError):
+    """A route's own venv could not be made."""
+
+
+def cache_dir() -> Path:
+    """Where the routes keep their venvs (``$SKYPLUG_BENCH_CACHE``, default ~/.cache/skyplug/bench)."""
+    return Path(os.environ.get("SKYPLUG_BENCH_CACHE") or Path.home() / ".cache" / "skyplug" / "bench")
+
+
+def cached_venv(name: str, python: str, packages: Sequence[str]) -> Path:
+    """The python of venv ``name`` under :func:`cache_dir`, made once with ``packages``.
+
+    Built aside and renamed when complete, so an interrupted install is never reused (the
+    renamed venv's bin/python works; only its pip shebangs would not, and pip runs as ``-m``).
+    """
+    venv = cache_dir() / f"{name}-venv"
+    target = venv / "bin" / "python"
+    if target.exists():
+        return target
+    base = shutil.which(python)
+    if base is None:
+        raise VenvError(f"the {name} venv needs {python}; none on PATH")
+    tmp = venv.with_name(f"{venv.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run([base, "-m", "venv", str(tmp)], check=True, capture_output=True, timeout=120)
+        proc = subprocess.run(
+            [str(tmp / "bin" / "python"), "-m", "pip", "install", "-q", *packages],
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+            check=False,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise VenvError(f"pip install {' '.join(packages)} for the {name} venv failed: {tail}")
+        tmp.rename(venv)
+    except subprocess.TimeoutExpired as exc:
+        raise VenvError(f"making the {name} venv timed out after {exc.timeout:.0f} s") from None
+    except subprocess.CalledProcessError as exc:
+        raise VenvError(f"{python} -m venv failed for the {name} venv (exit {exc.returncode})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 @dataclass
@@ -51,10 +100,12 @@ def run_python(
     return wall, lines[-1]
 
 
-def read_partition(tool: str, ms: Path | str, time_slice: tuple[int, int], out: Path) -> Run:
+def read_partition(
+    tool: str, ms: Path | str, time_slice: tuple[int, int], out: Path, python: str = sys.executable
+) -> Run:
     """Read the partition with ``tool`` in a fresh process (bench.routes._read)."""
     wall, line = run_python(
-        ["-m", "bench.routes._read", tool, str(ms), str(time_slice[0]), str(time_slice[1]), str(out)]
+        ["-m", "bench.routes._read", tool, str(ms), str(time_slice[0]), str(time_slice[1]), str(out)], python
     )
     info: dict[str, Any] = json.loads(line)
     if "error" in info:

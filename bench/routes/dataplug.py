@@ -22,63 +22,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.routes._util import antenna_names, compare, reference
+from bench.routes._util import VenvError, antenna_names, cached_venv, compare, reference
 from bench.routes.base import RouteContext, RouteResult
 
 VERSION = "1.0.2"
 PYTHON = "python3.11"  # Dataplug does not import on 3.12+ (pathlib._PosixFlavour)
 STEP_TIMEOUT = 600.0
-INSTALL_TIMEOUT = 900.0
 WORKER = Path(__file__).with_name("_dataplug_worker.py")
 ROUTE = f"Dataplug {VERSION} slice.get()"
 
 
-class DataplugSetupError(RuntimeError):
-    """The Dataplug venv could not be made."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SKYPLUG_BENCH_CACHE") or Path.home() / ".cache" / "skyplug" / "bench")
-
-
 def venv_python() -> Path:
-    """The Dataplug venv's python, made on first use (atomically: built aside, then renamed)."""
-    venv = cache_dir() / f"dataplug-{VERSION}-venv"
-    python = venv / "bin" / "python"
-    if python.exists():
-        return python
-    base = shutil.which(PYTHON)
-    if base is None:
-        raise DataplugSetupError(f"Dataplug needs {PYTHON} (it does not import on 3.12+); none on PATH")
-    tmp = venv.with_name(venv.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run([base, "-m", "venv", str(tmp)], check=True, capture_output=True, timeout=120)
-        proc = subprocess.run(
-            [
-                str(tmp / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                f"cloud-dataplug=={VERSION}",
-                "python-casacore",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT,
-            check=False,
-        )
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise DataplugSetupError(f"pip install cloud-dataplug=={VERSION} python-casacore failed: {tail}")
-        tmp.rename(venv)  # bin/python still works after the rename (only pip's shebangs would not)
-    except subprocess.TimeoutExpired as exc:
-        raise DataplugSetupError(f"making the Dataplug venv timed out after {exc.timeout:.0f} s") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return python
+    """The Dataplug venv's python (made on first use, then reused)."""
+    return cached_venv(f"dataplug-{VERSION}", PYTHON, [f"cloud-dataplug=={VERSION}", "python-casacore"])
 
 
 def _unshare_ok() -> bool:
@@ -159,7 +115,7 @@ def run(ctx: RouteContext) -> list[RouteResult]:
         return [RouteResult(ROUTE, [], None, None, None, None, note)]
     try:
         python = venv_python()
-    except DataplugSetupError as exc:
+    except VenvError as exc:
         return [RouteResult(ROUTE, [], None, None, None, None, f"not run: {exc}")]
     tmp = ctx.workdir / "dataplug-tmp"
     svc = ctx.server.service
@@ -175,9 +131,8 @@ def run(ctx: RouteContext) -> list[RouteResult]:
         pre = _step(ctx, python, {**base, "mode": "preprocess"}, tmp)
         r1, b1 = ctx.counter()
         if "error" in pre:
-            return [
-                RouteResult(f"Dataplug {VERSION} preprocess", [], r1 - r0, b1 - b0, None, False, pre["error"])
-            ]
+            failed = f"failed: {pre['error']}"
+            return [RouteResult(f"Dataplug {VERSION} preprocess", [], r1 - r0, b1 - b0, None, False, failed)]
         results = [
             RouteResult(
                 f"Dataplug {VERSION} preprocess",

@@ -21,13 +21,29 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.routes._util import Run, antenna_names, compare, du, read_partition, reference, run_python
+from bench.routes._util import (
+    Run,
+    VenvError,
+    antenna_names,
+    cached_venv,
+    compare,
+    du,
+    read_partition,
+    reference,
+    run_python,
+)
 from bench.routes.base import RouteContext, RouteResult
 
 TOOLS = ("casacore", "dask-ms", "xarray-ms", "xradio")
 MOUNT_TIMEOUT = 30.0
 UNMOUNT_TIMEOUT = 15.0
 REMOTE = "skybench"
+
+
+def xradio_venv() -> Path:
+    """xradio's processing sets need s3fs, whose aiobotocore pins a botocore older than skyplug's
+    boto3: the conversion route runs in its own venv (same xradio) under the bench cache."""
+    return cached_venv("xradio-1.3.0", "python3.11", ["xradio==1.3.0", "s3fs", "zarr>=3", "python-casacore"])
 
 
 class MountError(RuntimeError):
@@ -179,6 +195,10 @@ def conversion_route(ctx: RouteContext) -> list[RouteResult]:
     if ctx.key.endswith(".zip"):
         note = "not possible: xradio's conversion cannot open a .ms.zip over FUSE (no CASA table directory)"
         return [RouteResult("xradio convert over rclone FUSE", [], None, None, None, None, note)]
+    try:
+        python = str(xradio_venv())
+    except VenvError as exc:
+        return [RouteResult("xradio convert over rclone FUSE", [], None, None, None, None, f"not run: {exc}")]
     ref, names = reference(ctx.local_ms, ctx.time_slice), antenna_names(ctx.local_ms)
     conv_s, conv_wall, reqs, nbytes, disk, rss = [], [], [], [], [], []
     read_s, read_rss = [], []
@@ -190,7 +210,7 @@ def conversion_route(ctx: RouteContext) -> list[RouteResult]:
         shutil.rmtree(store, ignore_errors=True)
         r0, b0 = ctx.counter()
         with mount(ctx) as point:
-            wall, line = run_python(["-m", "bench.routes._convert", str(point / ctx.key), str(store)])
+            wall, line = run_python(["-m", "bench.routes._convert", str(point / ctx.key), str(store)], python)
         r1, b1 = ctx.counter()
         info = json.loads(line)
         if "error" in info:
@@ -202,7 +222,7 @@ def conversion_route(ctx: RouteContext) -> list[RouteResult]:
         reqs.append(r1 - r0)
         nbytes.append(b1 - b0)
         disk.append(du(store))
-        run = read_partition("xradio-ps", store, ctx.time_slice, ctx.workdir / f"ps-{i}.npz")
+        run = read_partition("xradio-ps", store, ctx.time_slice, ctx.workdir / f"ps-{i}.npz", python)
         if run.error:
             error = f"reading the converted store: {run.error}"
             break
