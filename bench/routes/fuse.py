@@ -43,7 +43,9 @@ REMOTE = "skybench"
 def xradio_venv() -> Path:
     """xradio's processing sets need s3fs, whose aiobotocore pins a botocore older than skyplug's
     boto3: the conversion route runs in its own venv (same xradio) under the bench cache."""
-    return cached_venv("xradio-1.3.0", "python3.11", ["xradio==1.3.0", "s3fs", "zarr>=3", "python-casacore"])
+    return cached_venv(
+        "xradio-1.3.0", "python3.11", ["xradio[casacore]==1.3.0", "dask[array]", "python-casacore"]
+    )
 
 
 class MountError(RuntimeError):
