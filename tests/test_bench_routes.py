@@ -46,21 +46,27 @@ def _by_route(results: list[RouteResult]) -> dict[str, RouteResult]:
     return {r.route: r for r in results}
 
 
-def test_casacore_over_fuse_is_exact_and_counted(ctxs: dict[str, RouteContext]) -> None:
-    ctx = ctxs["plain"]
-    res = fuse.read_route(ctx, "casacore")
+@pytest.fixture(scope="module")
+def fuse_results(ctxs: dict[str, RouteContext]) -> dict[str, RouteResult]:
+    """Every FUSE route once on the plain MS (each tool in a fresh process on a fresh mount)."""
+    return _by_route(fuse.run(ctxs["plain"]))
+
+
+def test_casacore_over_fuse_is_exact_and_counted(
+    ctxs: dict[str, RouteContext], fuse_results: dict[str, RouteResult]
+) -> None:
+    res = fuse_results["casacore over rclone FUSE"]
     assert res.correct is True, res.note
     assert res.requests and res.requests > 0 and res.bytes and res.bytes > 0
-    assert res.peak_rss and res.peak_rss > 0 and len(res.seconds) == ctx.repeat
-    assert not os.path.ismount(ctx.workdir / "mnt")
+    assert res.peak_rss and res.peak_rss > 0 and len(res.seconds) == ctxs["plain"].repeat
+    assert not os.path.ismount(ctxs["plain"].workdir / "mnt")
 
 
-def test_fuse_readers_all_run(ctxs: dict[str, RouteContext]) -> None:
-    got = _by_route(fuse.run(ctxs["plain"]))
+def test_every_fuse_reader_and_the_conversion_are_exact(fuse_results: dict[str, RouteResult]) -> None:
     for tool in fuse.TOOLS:
-        res = got[f"{tool} over rclone FUSE"]
+        res = fuse_results[f"{tool} over rclone FUSE"]
         assert res.correct is True, f"{tool}: {res.note}"
-    conv = got["xradio conversion route, to first partition"]
+    conv = fuse_results["xradio conversion route, to first partition"]
     assert conv.correct is True, conv.note
     assert "disk used" in conv.note and (conv.bytes or 0) > 0
 
