@@ -12,6 +12,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
@@ -25,6 +26,9 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"error": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"}))
         return 1
     op = time.perf_counter() - start
+    if not Path(out).exists():  # xradio logs a failed partition and goes on
+        print(json.dumps({"error": "convert_msv2_to_processing_set wrote no store (see its log on stderr)"}))
+        return 1
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"op": op, "rss": rss}))
     return 0

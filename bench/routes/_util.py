@@ -94,6 +94,11 @@ def run_python(
         return time.perf_counter() - t0, json.dumps({"error": f"timed out after {timeout:.0f} s"})
     wall = time.perf_counter() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    logged = [ln.strip() for ln in proc.stderr.splitlines() if "ERROR" in ln or "Error" in ln]
+    if lines and logged and '"error"' in lines[-1]:  # what the tool logged before giving up
+        info = json.loads(lines[-1])
+        info["error"] = f"{info['error']}; last logged: {logged[-1][-300:]}"
+        return wall, json.dumps(info)
     if not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return wall, json.dumps({"error": f"exit {proc.returncode}: {tail}"})

@@ -208,7 +208,7 @@ def conversion_route(ctx: RouteContext) -> list[RouteResult]:
     note = ""
     error = ""
     for i in range(ctx.repeat):
-        store = ctx.workdir / f"ps-{i}.zarr"
+        store = ctx.workdir / f"ps-{i}.ps.zarr"  # xradio appends .ps.zarr to any other name
         shutil.rmtree(store, ignore_errors=True)
         r0, b0 = ctx.counter()
         with mount(ctx) as point:
