@@ -24,6 +24,7 @@ def two_workers(backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     cat.close()
 
 
+TOP3 = "SELECT TOP 3 obs_id FROM ivoa.obscore"
 CONE = (
     "SELECT obs_publisher_did FROM ivoa.obscore WHERE "
     "1 = CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', 30, 10, 10))"
@@ -53,7 +54,7 @@ def test_workers_errors_and_async(two_workers: TapServer) -> None:
     assert missing.status_code == 400 and b"nosuch" in missing.content
     td = requests.post(
         f"{url}/sync",
-        data={"LANG": "ADQL", "QUERY": "SELECT TOP 3 obs_id FROM ivoa.obscore", "RESPONSEFORMAT": "votable/td"},
+        data={"LANG": "ADQL", "QUERY": TOP3, "RESPONSEFORMAT": "votable/td"},
         timeout=60,
     )
     assert b"<TABLEDATA>" in td.content and len(parse(io.BytesIO(td.content)).get_first_table().array) == 3
