@@ -138,15 +138,21 @@ def same_rows(services: dict[str, str], n_cones: int = 200, n_windows: int = 20)
     }
 
 
-def _client(args: tuple[str, list[str]]) -> list[float]:
-    """One client process: its queries in turn, each on a new connection; the latencies."""
-    base, queries = args
+def _client(args: tuple[str, list[str], str]) -> list[float]:
+    """One client process: its queries in turn, each on a new connection from ``source``; the latencies.
+
+    Each client has its own loopback address, as distinct users would (skyplug limits the queries
+    running at once per client address).
+    """
+    base, queries, source = args
     u = urlsplit(base)
     out = []
     for q in queries:
         body = urlencode({"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": q})
         t0 = time.perf_counter()
-        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=120)
+        conn = http.client.HTTPConnection(
+            u.hostname or "127.0.0.1", u.port, timeout=120, source_address=(source, 0)
+        )
         try:
             conn.request(
                 "POST", f"{u.path}/sync", body, {"Content-Type": "application/x-www-form-urlencoded"}
@@ -170,7 +176,7 @@ def throughput(
     for k in clients:
         cones = [CONE.format(ra=ra, dec=dec, r=1.0) for ra, dec in centres(k * per_client, seed=100 + k)]
         for name, base in services.items():
-            jobs = [(base, cones[i::k]) for i in range(k)]
+            jobs = [(base, cones[i::k], f"127.0.0.{10 + i}") for i in range(k)]
             with ctx.Pool(k) as pool:
                 load = os.getloadavg()[0]
                 t0 = time.perf_counter()
