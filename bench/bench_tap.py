@@ -6,12 +6,20 @@ Builds the catalogue (SQLite file; PostgreSQL via tools/pg.py unless --pg-url), 
 as in the DaCHS anchor run) with pyvo (keep-alive) and with a new HTTP connection per query.
 
     python bench/bench_tap.py [--rows 1000000] [--backends sqlite,postgres] [--workdir DIR]
+
+``--dachs`` instead serves the same PostgreSQL rows with skyplug and with GAVO DaCHS (bench_dachs.py)
+and measures both interleaved (query by query, A B A B): 1-degree cones via pyvo and on a new
+connection, 1-day time windows, 5-degree COUNTs, throughput at 1/4/8 client processes, and that
+both return the same obs_publisher_did sets; it writes bench/results/tap_dachs.json.
+
+    python bench/bench_tap.py --dachs [--rows 1000000] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import math
 import os
@@ -23,8 +31,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
+from astropy.io.votable import parse as parse_votable
 
 ROOT = Path(__file__).resolve().parents[1]
 CONE = (
@@ -54,7 +64,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def serve(url: str, workdir: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -69,19 +79,22 @@ def serve(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
             str(port),
             "--jobs",
             str(workdir / f"jobs-{port}"),
+            "--workers",
+            str(workers),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}/tap"
-    for _ in range(200):
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
         try:
-            if requests.get(f"{base}/availability", timeout=1).ok:
+            if requests.get(f"{base}/availability", timeout=3).ok:
                 return proc, base
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.05)
     proc.terminate()
-    raise RuntimeError("the TAP server did not start")
+    raise RuntimeError("the TAP server did not start within 300 s")
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -108,7 +121,7 @@ def run(base: str) -> dict[str, dict[str, float]]:
                     headers={"Connection": "close"},
                     timeout=60,
                 )
-                n = r.content.count(b"<TR>")
+                n = len(parse_votable(io.BytesIO(r.content)).get_first_table().array)
             times.append(time.perf_counter() - t0)
             nrows.append(n)
         out[mode] = {
@@ -119,16 +132,89 @@ def run(base: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def _count(url: str) -> int:
+    from skyplug.catalog.db import open_catalog
+
+    with open_catalog(url) as cat:
+        return cat.count()
+
+
+def _tools_pg() -> Any:
+    spec = importlib.util.spec_from_file_location("skyplug_tools_pg", ROOT / "tools" / "pg.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def side_by_side(args: argparse.Namespace, work: Path) -> int:
+    """skyplug on PostgreSQL (``--workers`` processes, and 1 for throughput) beside DaCHS on the same rows."""
+    import platform
+
+    sys.path.insert(0, str(ROOT))
+    from bench import bench_dachs, tap_side_by_side
+    from skyplug.catalog.model import OBSCORE
+
+    pg = None if args.pg_url else _tools_pg().start_pg(work / "pg")
+    url = args.pg_url or pg.url
+    procs: list[subprocess.Popen[bytes]] = []
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores, {platform.python_version()}",
+        "rows": args.rows,
+        "skyplug_workers": args.workers,
+        "load_avg_start": [round(x, 1) for x in os.getloadavg()],
+    }
+    try:
+        if args.reuse and _count(url) == args.rows:  # a catalogue loaded before (--pg-url)
+            report["skyplug_load_seconds"] = "reused"
+        else:
+            report["skyplug_load_seconds"] = round(build(url, args.rows), 1)
+        dachs_base, report["dachs_setup"] = bench_dachs.start(url, [c.name for c in OBSCORE.columns])
+        report["dachs_version"] = bench_dachs.version()
+        proc, base = serve(url, work, args.workers)
+        procs.append(proc)
+        proc1, base1 = serve(url, work, 1)
+        procs.append(proc1)
+        services = {"skyplug": base, "dachs": dachs_base}
+        report["latency"] = tap_side_by_side.latency(services)
+        print(json.dumps(report["latency"]), flush=True)
+        report["same_rows"] = tap_side_by_side.same_rows(services)
+        print(json.dumps(report["same_rows"]), flush=True)
+        report["throughput"] = tap_side_by_side.throughput(
+            {f"skyplug --workers {args.workers}": base, "skyplug --workers 1": base1, "dachs": dachs_base}
+        )
+        report["load_avg_end"] = [round(x, 1) for x in os.getloadavg()]
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=20)
+        bench_dachs.stop()
+        if pg is not None:
+            pg.stop()
+    out = ROOT / "bench" / "results" / "tap_dachs.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--pg-url", default=os.environ.get("SKYPLUG_PG_URL"))
-    ap.add_argument("--reuse", action="store_true", help="Keep an existing WORKDIR/bench.db (SQLite).")
+    ap.add_argument(
+        "--reuse", action="store_true", help="Keep WORKDIR/bench.db (SQLite) or the --pg-url rows."
+    )
+    ap.add_argument("--dachs", action="store_true", help="skyplug (PostgreSQL) beside GAVO DaCHS, same rows.")
+    ap.add_argument("--workers", type=int, default=2, help="skyplug catalog serve --workers (with --dachs).")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="skyplug-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.dachs:
+        return side_by_side(args, work)
     report: dict[str, object] = {"rows": args.rows, "queries": 200, "radius_deg": 1.0}
     pg = None
     try:

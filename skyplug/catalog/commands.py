@@ -90,7 +90,14 @@ def _fmt(v: Any, name: str = "") -> str:
     type=click.Path(file_okay=False),
     help="Folder of the async jobs (default: tap-jobs in the cache folder).",
 )
-def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processes running the sync queries (translation, query, VOTable); more than 1 uses more cores.",
+)
+def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None, workers: int) -> None:
     """Serve the catalogue over TAP at http://HOST:PORT/tap (read-only)."""
     from skyplug.catalog.db import CatalogError, CatalogUnreachable
     from skyplug.catalog.server import TapServer
@@ -111,7 +118,7 @@ def serve_cmd(host: str, port: int, db_url: str | None, jobs_dir: str | None) ->
     # waiting behind threads busy refusing or formatting others (docs/security.md).
     sys.setswitchinterval(0.001)
     jobs = Path(jobs_dir) if jobs_dir else get_config().cache_dir / "tap-jobs"
-    server = TapServer(cat, host, port, jobs_dir=jobs, maxrec=settings().maxrec)
+    server = TapServer(cat, host, port, jobs_dir=jobs, maxrec=settings().maxrec, workers=workers)
     click.echo(
         f"skyplug TAP service at {server.url} (catalogue {redact_url(cat.url)}); Ctrl-C stops it", err=True
     )

@@ -113,6 +113,9 @@ class PgCatalog(Catalog):
                     vals[names.index("s_region")] = self._region(rec.get("s_region"))
                     cp.write_row(vals)
                     n += 1
+            # rows near on the sky near on disk (as DaCHS does): a 5-degree COUNT reads ~3000 heap
+            # blocks unclustered, ~100 ms from a cold cache
+            conn.execute("CLUSTER ivoa.obscore USING obscore_spoint")
             conn.execute("VACUUM ANALYZE ivoa.obscore")
         finally:
             conn.close()

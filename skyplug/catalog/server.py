@@ -278,9 +278,10 @@ class TapServer:
         port: int = 0,
         jobs_dir: Path | None = None,
         maxrec: int = 10_000,
+        workers: int = 1,
     ) -> None:
         self._own_jobs = jobs_dir is None  # a temporary folder, removed by stop()
-        self.service = TapService(catalog, maxrec)
+        self.service = TapService(catalog, maxrec, workers)
         root = jobs_dir or Path(tempfile.mkdtemp(prefix="skyplug-tap-jobs-"))
         self.jobs = uws.JobStore(root, self.service.execute, self.service.execution_duration)
         self.socket = socket.create_server((host, port), backlog=MAX_CONNECTIONS)
@@ -328,6 +329,7 @@ class TapServer:
 
     def _close(self) -> None:
         self.jobs.close()
+        self.service.close()
         self.socket.close()
         if self._own_jobs:
             shutil.rmtree(self.jobs.root, ignore_errors=True)

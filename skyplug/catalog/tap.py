@@ -11,11 +11,15 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from skyplug.catalog import adql, votable
 from skyplug.catalog.db import Catalog, CatalogError, QueryTimeout
 from skyplug.core.errors import SkyplugError
+
+if TYPE_CHECKING:
+    from skyplug.catalog.workers import QueryPool
 
 # Abuse bounds (docs/security.md); the HTTP ones are in server.py, the job ones in uws.py.
 MAX_PARAM_BYTES = adql.MAX_QUERY_BYTES  # of any one parameter value (QUERY, UPLOAD, ...)
@@ -96,8 +100,13 @@ def _multipart(raw: bytes, ctype: str) -> list[tuple[str, str]]:
 class TapService:
     """Query execution over one catalogue, with the per-client limit on queries running at once."""
 
-    def __init__(self, catalog: Catalog, maxrec: int = 10_000) -> None:
+    def __init__(self, catalog: Catalog, maxrec: int = 10_000, workers: int = 1) -> None:
         self.catalog = catalog
+        self.pool: QueryPool | None = None
+        if workers > 1:  # sync queries on worker processes (workers.py); async jobs stay here
+            from skyplug.catalog.workers import QueryPool
+
+            self.pool = QueryPool(catalog, workers)
         self.maxrec = min(maxrec, catalog.hard_maxrec)
         self.execution_duration = max(1, int(catalog.timeout))  # async jobs: the statement timeout
         self._running: dict[str, int] = {}
@@ -156,6 +165,9 @@ class TapService:
                 raise TapError("MAXREC must not be negative")
             maxrec = min(maxrec, self.catalog.hard_maxrec)
         slot = self._slot(client)
+        if self.pool is not None and timeout is None and cancel is None:
+            with slot:
+                return self.pool.run(query, maxrec, mime), mime
         result = self.catalog.query(query, maxrec=maxrec, timeout=timeout, cancel=cancel, slot=slot)
         return votable.render(result, mime, query), mime
 
@@ -172,3 +184,8 @@ class TapService:
         except (adql.ADQLError, CatalogError) as exc:
             return Reply(400, votable.error_votable(str(exc)), votable.VOTABLE_MIME)
         return Reply(200, body, mime)
+
+    def close(self) -> None:
+        """Stop the worker processes, if any."""
+        if self.pool is not None:
+            self.pool.close()

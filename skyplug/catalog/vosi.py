@@ -52,9 +52,13 @@ def capabilities(service: TapService, base: str) -> str:
     """VOSI capabilities with TAPRegExt: data model, ADQL features, formats and limits."""
     feats = "".join(f"<feature><form>{f}</form></feature>" for f in GEO_FEATURES)
     formats = (
-        '<outputFormat ivo-id="ivo://ivoa.net/std/TAPRegExt#output-votable-td">'
-        "<mime>application/x-votable+xml</mime><alias>votable</alias><alias>votable/td</alias>"
+        '<outputFormat ivo-id="ivo://ivoa.net/std/TAPRegExt#output-votable-binary2">'
+        "<mime>application/x-votable+xml;serialization=BINARY2</mime><alias>votable/b2</alias>"
         "</outputFormat>"
+        '<outputFormat ivo-id="ivo://ivoa.net/std/TAPRegExt#output-votable-td">'
+        "<mime>application/x-votable+xml;serialization=TABLEDATA</mime><alias>votable/td</alias>"
+        "</outputFormat>"
+        "<outputFormat><mime>application/x-votable+xml</mime><alias>votable</alias></outputFormat>"
         "<outputFormat><mime>text/csv</mime><alias>csv</alias></outputFormat>"
         "<outputFormat><mime>application/json</mime><alias>json</alias></outputFormat>"
     )

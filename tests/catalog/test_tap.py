@@ -65,7 +65,13 @@ def test_maxrec_overflow(tap_url: str) -> None:
 
 @pytest.mark.parametrize(
     "fmt, ctype",
-    [("csv", "text/csv"), ("json", "application/json"), ("votable", "application/x-votable+xml")],
+    [
+        ("csv", "text/csv"),
+        ("json", "application/json"),
+        ("votable", "application/x-votable+xml"),
+        ("votable/td", "application/x-votable+xml;serialization=TABLEDATA"),
+        ("votable/b2", "application/x-votable+xml;serialization=BINARY2"),
+    ],
 )
 def test_response_formats_get(tap_url: str, fmt: str, ctype: str) -> None:
     r = requests.get(
@@ -78,6 +84,9 @@ def test_response_formats_get(tap_url: str, fmt: str, ctype: str) -> None:
         assert r.text.splitlines()[0] == "obs_id" and len(r.text.splitlines()) == 4
     if fmt == "json":
         assert len(r.json()["data"]) == 3
+    if fmt.startswith("votable"):
+        assert len(parse(io.BytesIO(r.content)).get_first_table().array) == 3
+        assert (b"<TABLEDATA>" in r.content) == (fmt == "votable/td")
 
 
 def test_error_document(tap_url: str) -> None:
@@ -107,7 +116,8 @@ def test_uws_lifecycle(tap_url: str) -> None:
         time.sleep(0.05)
     assert s.get(f"{job}/phase", timeout=30).text == "COMPLETED"
     assert "<uws:jobId>" in xml
-    assert b"<TR>" in s.get(f"{job}/results/result", timeout=30).content
+    result = s.get(f"{job}/results/result", timeout=30).content
+    assert len(parse(io.BytesIO(result)).get_first_table().array) == 2
     assert 'id="result"' in s.get(f"{job}/results", timeout=30).text
     assert s.delete(job, allow_redirects=False, timeout=30).status_code == 303
     assert s.get(job, timeout=30).status_code == 404
