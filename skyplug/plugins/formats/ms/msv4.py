@@ -114,7 +114,30 @@ class _Msv4Builder:
             _Var("EFFECTIVE_INTEGRATION_TIME", "EXPOSURE", np.nan, np.float64, False),
         ]
         self.vars = [v for v in self.vars if v.column in cols]
-        self.meta = xds._column_meta(ds, self.index, [v.column for v in self.vars])
+        self.ws_defined = self._defined("WEIGHT_SPECTRUM") if "WEIGHT_SPECTRUM" in cols else None
+
+    def _defined(self, col: str) -> np.ndarray:
+        """Per row (of ``keys``' order): has ``col`` a cell? Read by TaQL from the small files."""
+        from casacore import tables
+
+        from skyplug.plugins.formats.ms import mirror
+
+        cached = mirror.cached_table(self.small, self.uri)
+        with cached.lock, mirror.casacore_errors(self.uri):
+            tab = cached.table  # noqa: F841 (named in the TaQL below)
+            got = tables.taql(f"SELECT ISDEFINED({col}) AS D FROM $tab").getcol("D")
+        return np.asarray(got, bool)[self.keys["ROWID"]]
+
+    def _vars(self, at: np.ndarray) -> list[_Var]:
+        """The variables of a partition: WEIGHT from WEIGHT_SPECTRUM only when every row of the
+        partition has a cell there, else from WEIGHT (as xradio)."""
+        if self.ws_defined is None or self.ws_defined[at].all():
+            return self.vars
+        return [
+            dataclasses.replace(v, column="WEIGHT") if v.column == "WEIGHT_SPECTRUM" else v
+            for v in self.vars
+            if v.column != "WEIGHT_SPECTRUM" or "WEIGHT" in self.index["columns"]
+        ]
 
     def _column(self, name: str) -> np.ndarray:
         return self.keys[name] if name in self.keys else np.zeros(len(self.keys["ROWID"]), np.int64)
@@ -160,12 +183,8 @@ class _Msv4Builder:
         tblocks = [(a, min(a + tstep, nt)) for a in range(0, nt, tstep)]
         fblocks = [(a, min(a + fstep, nf)) for a in range(0, nf, fstep)]
         data_vars: dict[str, Any] = {}
-        for v in self.vars:
-            spec = self.meta(v.column, int(rows[0]))
-            if spec is None:
-                continue
-            _, dtype = spec
-            dtype = np.result_type(dtype, v.dtype) if v.name != "FLAG" else np.bool_
+        for v in self._vars(at):
+            dtype = v.dtype
             grid = []
             for a, b in tblocks:
                 sel = (ti >= a) & (ti < b)
@@ -384,19 +403,34 @@ def _grid_chunk(
     ncorr: int,
     dtype: Any,
 ) -> np.ndarray:
-    """Load one chunk's partition and place its rows on the (time, baseline) grid."""
-    from skyplug.plugins.formats.ms import xds
+    """Load one chunk's partition and place its rows on the (time, baseline) grid (rows with
+    no cell get the fill value)."""
+    from skyplug.core.load import load_partition
+    from skyplug.plugins.formats.ms.load import DEFINED, GROUP
 
-    values = xds._load_chunk(p, reader, v.column, rows)
-    if v.spectral:
-        if v.column == "WEIGHT":  # no WEIGHT_SPECTRUM: one weight per correlation, all channels
-            values = np.broadcast_to(values[:, None, :], (len(rows), nchan or 1, ncorr))
-        out = np.full((*grid, values.shape[1], ncorr), v.fill, dtype)
-    else:
-        out = np.full((*grid, *values.shape[1:]), v.fill, dtype)
+    got = load_partition(p, target=reader.get(p))
+    if any(GROUP in name for name in got):
+        raise PluginError(f"{p.uri}: cells of {v.column} differ in shape across the rows of one MSv4 chunk")
+    rowid = got["ROWID"]
+    at = np.searchsorted(rowid, rows)
+    if np.any(at >= len(rowid)) or np.any(rowid[np.minimum(at, len(rowid) - 1)] != rows):
+        raise PluginError(f"{p.uri}: the rows of an MSv4 chunk of {v.name} are not all in its partition")
+
+    def column(name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in got:  # no row of the chunk has a cell
+            shape = (nchan or 1, ncorr) if v.spectral else (3,) if v.name == "UVW" else ()
+            return np.zeros((len(rows), *shape), dtype), np.zeros(len(rows), bool)
+        values = got[name][at]
+        if v.spectral and values.ndim == 2:  # WEIGHT: one weight per correlation, all channels
+            values = np.broadcast_to(values[:, None, :], (len(rows), nchan or 1, values.shape[1]))
+        mask = got[name + DEFINED][at] if name + DEFINED in got else np.ones(len(rows), bool)
+        return values, mask
+
+    values, defined = column(v.column)
     if v.name == "TIME_CENTROID":
         values = values - UNIX_MJD_OFFSET
-    out[ti, bi] = values
+    out = np.full((*grid, *values.shape[1:]), v.fill, dtype)
+    out[ti[defined], bi[defined]] = values[defined]
     return out
 
 
