@@ -59,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     "set_config": "skyplug.core.config",
     "step": "skyplug.core.provenance",
     "xds_from_ms": "skyplug.plugins.formats.ms.xds",
+    "open_msv4": "skyplug.plugins.formats.ms.msv4",
 }
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "set_config",
     "step",
     "xds_from_ms",
+    "open_msv4",
 ]
 
 
