@@ -84,11 +84,11 @@ __all__ = [
     "hookimpl",
     "load_config",
     "open",
+    "open_msv4",
     "open_target",
     "set_config",
     "step",
     "xds_from_ms",
-    "open_msv4",
 ]
 
 

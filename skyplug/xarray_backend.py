@@ -28,10 +28,12 @@ def _uri(filename_or_obj: Any) -> str:
     raise PluginError(f"engine='skyplug' opens URIs and paths, not {type(filename_or_obj).__name__} objects")
 
 
-def _format(uri: str, site: str | None) -> str:
+def _open(uri: str, site: str | None) -> tuple[Any, str]:
+    """(the opened skyplug Dataset, its format name)."""
     from skyplug.core.dataset import open as open_dataset
 
-    return str(open_dataset(uri, site=site).format.name)
+    ds = open_dataset(uri, site=site)
+    return ds, str(ds.format.name)
 
 
 def _other(uri: str, fmt: str) -> Any:
@@ -76,7 +78,7 @@ class SkyplugBackendEntrypoint(BackendEntrypoint):
     ) -> Any:
         """One MSv4 partition (``partition``: its number or name) of an MS, or a FITS/h5parm view."""
         uri = _uri(filename_or_obj)
-        fmt = _format(uri, site)
+        _, fmt = _open(uri, site)
         if fmt != "ms":
             return _drop(_other(uri, fmt).open_dataset(uri, site=site, **kwargs), drop_variables)
         tree = self.open_datatree(
@@ -103,7 +105,7 @@ class SkyplugBackendEntrypoint(BackendEntrypoint):
     ) -> Any:
         """The MSv4 processing set of an MS (one child per partition), or a FITS/h5parm tree."""
         uri = _uri(filename_or_obj)
-        fmt = _format(uri, site)
+        ds, fmt = _open(uri, site)
         if fmt != "ms":
             module = _other(uri, fmt)
             if not hasattr(module, "open_datatree"):
@@ -113,7 +115,7 @@ class SkyplugBackendEntrypoint(BackendEntrypoint):
             return module.open_datatree(uri, site=site, **kwargs)
         from skyplug.plugins.formats.ms.msv4 import open_msv4
 
-        tree = open_msv4(uri, site=site, partition_scheme=list(partition_scheme), chunks=partition_chunks)
+        tree = open_msv4(ds, partition_scheme=list(partition_scheme), chunks=partition_chunks)
         if drop_variables is not None:
             tree = tree.map_over_datasets(lambda d: _drop(d, drop_variables))
         return tree

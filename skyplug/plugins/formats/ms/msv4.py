@@ -31,10 +31,41 @@ from skyplug.core.partition import Partition
 UNIX_MJD_OFFSET = 3506716800.0  # MJD seconds of 1970-01-01T00:00:00 UTC
 SCHEMES = ("FIELD_ID", "SCAN_NUMBER", "STATE_ID", "SOURCE_ID", "SUB_SCAN_NUMBER", "ANTENNA1")
 # casacore Stokes enum (CORR_TYPE) -> name
-STOKES = (
-    "Undefined I Q U V RR RL LR LL XX XY YX YY RX RY LX LY XR XL YR YL PP PQ QP QQ RCircular "
-    "LCircular Linear Ptotal Plinear PFtotal PFlinear Pangle"
-).split()
+STOKES = [
+    "Undefined",
+    "I",
+    "Q",
+    "U",
+    "V",
+    "RR",
+    "RL",
+    "LR",
+    "LL",
+    "XX",
+    "XY",
+    "YX",
+    "YY",
+    "RX",
+    "RY",
+    "LX",
+    "LY",
+    "XR",
+    "XL",
+    "YR",
+    "YL",
+    "PP",
+    "PQ",
+    "QP",
+    "QQ",
+    "RCircular",
+    "LCircular",
+    "Linear",
+    "Ptotal",
+    "Plinear",
+    "PFtotal",
+    "PFlinear",
+    "Pangle",
+]
 TIME_ATTRS = {"type": "time", "units": "s", "scale": "utc", "format": "unix"}
 DEFAULT_CHUNKS = {"time": 16, "frequency": None}  # None: a whole spectral window per chunk
 
@@ -108,7 +139,13 @@ class _Msv4Builder:
         self.vars = [
             _Var("VISIBILITY", "DATA", np.nan, np.complex64, True),
             _Var("FLAG", "FLAG", False, np.bool_, True),
-            _Var("WEIGHT", "WEIGHT_SPECTRUM" if "WEIGHT_SPECTRUM" in cols else "WEIGHT", np.nan, np.float32, True),
+            _Var(
+                "WEIGHT",
+                "WEIGHT_SPECTRUM" if "WEIGHT_SPECTRUM" in cols else "WEIGHT",
+                np.nan,
+                np.float32,
+                True,
+            ),
             _Var("UVW", "UVW", np.nan, np.float64, False),
             _Var("TIME_CENTROID", "TIME_CENTROID", np.nan, np.float64, False),
             _Var("EFFECTIVE_INTEGRATION_TIME", "EXPOSURE", np.nan, np.float64, False),
@@ -153,7 +190,9 @@ class _Msv4Builder:
             ok = (state_id >= 0) & (state_id < len(modes))
             mode_code[ok] = codes[state_id[ok]]
         names = ["DATA_DESC_ID", "OBSERVATION_ID", *self.scheme]
-        table = np.stack([self._column(c) for c in names[:2]] + [mode_code] + [self._column(c) for c in names[2:]], axis=1)
+        table = np.stack(
+            [self._column(c) for c in names[:2]] + [mode_code] + [self._column(c) for c in names[2:]], axis=1
+        )
         values, inverse = np.unique(table, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
         keyed = ["DATA_DESC_ID", "OBSERVATION_ID", "OBS_MODE", *self.scheme]
@@ -205,15 +244,22 @@ class _Msv4Builder:
                 else:
                     shape = (b - a, nb, 3) if v.name == "UVW" else (b - a, nb)
                     grid.append(
-                        da.from_delayed(self._task(v, r, t, bl, (b - a, nb), None, ncorr, ddid, dtype), shape, dtype)
+                        da.from_delayed(
+                            self._task(v, r, t, bl, (b - a, nb), None, ncorr, ddid, dtype), shape, dtype
+                        )
                     )
             if v.spectral:
-                data_vars[v.name] = (("time", "baseline_id", "frequency", "polarization"), da.concatenate([da.concatenate(r, axis=2) for r in grid], axis=0))
+                data_vars[v.name] = (
+                    ("time", "baseline_id", "frequency", "polarization"),
+                    da.concatenate([da.concatenate(r, axis=2) for r in grid], axis=0),
+                )
             elif v.name == "UVW":
                 data_vars[v.name] = (("time", "baseline_id", "uvw_label"), da.concatenate(grid, axis=0))
             else:
                 data_vars[v.name] = (("time", "baseline_id"), da.concatenate(grid, axis=0))
-        return xr.Dataset(data_vars, coords=self._coords(key, at, times, ti, bls, spw, pol), attrs=self._attrs())
+        return xr.Dataset(
+            data_vars, coords=self._coords(key, at, times, ti, bls, spw, pol), attrs=self._attrs()
+        )
 
     def _task(
         self,
@@ -233,12 +279,25 @@ class _Msv4Builder:
 
         p = self._partition(v.column, rows, ddid, chan)
         token = hashlib.sha1(
-            f"{p.uri}|{p.version}|{v.name}|{ddid}|{chan}|".encode() + rows.tobytes() + ti.tobytes() + bi.tobytes()
+            f"{p.uri}|{p.version}|{v.name}|{ddid}|{chan}|".encode()
+            + rows.tobytes()
+            + ti.tobytes()
+            + bi.tobytes()
         ).hexdigest()[:16]
         reader = self.ds.__dict__.setdefault("_xds_reader", xds._Reader(self.ds.target))
         nchan = None if chan is None else chan[1] - chan[0]
         return dask.delayed(_grid_chunk)(
-            p, reader, v, rows, ti, bi, grid, nchan, ncorr, dtype, dask_key_name=f"skyplug-msv4-{v.name}-{token}"
+            p,
+            reader,
+            v,
+            rows,
+            ti,
+            bi,
+            grid,
+            nchan,
+            ncorr,
+            dtype,
+            dask_key_name=f"skyplug-msv4-{v.name}-{token}",
         )
 
     def _partition(self, col: str, rows: np.ndarray, ddid: int, chan: tuple[int, int] | None) -> Partition:
@@ -262,7 +321,14 @@ class _Msv4Builder:
         return dataclasses.replace(p, site=site, container=container)
 
     def _coords(
-        self, key: dict[str, int], at: np.ndarray, times: np.ndarray, ti: np.ndarray, bls: np.ndarray, spw: int, pol: int
+        self,
+        key: dict[str, int],
+        at: np.ndarray,
+        times: np.ndarray,
+        ti: np.ndarray,
+        bls: np.ndarray,
+        spw: int,
+        pol: int,
     ) -> dict[str, Any]:
         index, keys = self.index, self.keys
         ant = index["antennas"]["names"]
@@ -354,7 +420,10 @@ class _Msv4Builder:
             )
         }
         if "DISH_DIAMETER" in ant:
-            data_vars["ANTENNA_DISH_DIAMETER"] = ("antenna_name", np.asarray(ant["DISH_DIAMETER"], np.float64))
+            data_vars["ANTENNA_DISH_DIAMETER"] = (
+                "antenna_name",
+                np.asarray(ant["DISH_DIAMETER"], np.float64),
+            )
         return xr.Dataset(
             data_vars, coords=coords, attrs={"type": "antenna", "overall_telescope_name": str(tel[0])}
         )
@@ -435,13 +504,14 @@ def _grid_chunk(
 
 
 def open_msv4(
-    uri: str,
+    uri: Any,
     *,
     site: str | None = None,
     partition_scheme: Sequence[str] = (),
     chunks: dict[str, Any] | None = None,
 ) -> Any:
-    """An xarray DataTree of the MSv4 partitions of the MS at ``uri`` (path, ``s3://``, ``.ms.zip``).
+    """An xarray DataTree of the MSv4 partitions of the MS at ``uri`` (path, ``s3://``, ``.ms.zip``,
+    or an opened :class:`skyplug.Dataset`).
 
     Children are named ``<ms name>_<i>`` as xradio names them, each with its ``antenna_xds`` and
     ``field_and_source_base_xds``. ``chunks={"time": T, "frequency": F}`` sets the dask chunks
@@ -449,9 +519,11 @@ def open_msv4(
     """
     import xarray as xr
 
+    from skyplug.core.dataset import Dataset
     from skyplug.core.dataset import open as open_dataset
 
-    builder = _Msv4Builder(open_dataset(uri, site=site), partition_scheme, chunks or {})
+    ds = uri if isinstance(uri, Dataset) else open_dataset(uri, site=site)
+    builder = _Msv4Builder(ds, partition_scheme, chunks or {})
     stem = _stem(builder.uri)
     antenna, field = builder.antenna_xds(), builder.field_and_source_xds()
     nodes: dict[str, Any] = {"/": xr.Dataset(attrs={"type": "processing_set"})}
