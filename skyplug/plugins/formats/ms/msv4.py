@@ -257,9 +257,14 @@ class _Msv4Builder:
                 data_vars[v.name] = (("time", "baseline_id", "uvw_label"), da.concatenate(grid, axis=0))
             else:
                 data_vars[v.name] = (("time", "baseline_id"), da.concatenate(grid, axis=0))
-        return xr.Dataset(
+        out = xr.Dataset(
             data_vars, coords=self._coords(key, at, times, ti, bls, spw, pol), attrs=self._attrs()
         )
+        for var in out.data_vars.values():  # xarray's chunks={} keeps the partitions as dask chunks
+            var.encoding["preferred_chunks"] = {
+                d: n for d, n in {"time": tstep, "frequency": fstep}.items() if d in var.dims
+            }
+        return out
 
     def _task(
         self,
