@@ -176,6 +176,16 @@ class _Msv4Builder:
             if v.column != "WEIGHT_SPECTRUM" or "WEIGHT" in self.index["columns"]
         ]
 
+    def antenna_names(self) -> list[str]:
+        """Antenna names as xradio gives them: ``NAME_STATION`` for ALMA, VLA, EVLA and NOEMA."""
+        names = [str(n) for n in self.index["antennas"]["names"]]
+        tel = str(((self.index.get("observation") or {}).get("TELESCOPE_NAME") or [""])[0])
+        if tel in ("ALMA", "VLA", "NOEMA", "EVLA"):
+            stations = (_subtable(self.small, "ANTENNA", self.uri) or {}).get("STATION")
+            if stations is not None and len(stations) == len(names):
+                names = [f"{n}_{st}" for n, st in zip(names, stations, strict=True)]
+        return names
+
     def _column(self, name: str) -> np.ndarray:
         return self.keys[name] if name in self.keys else np.zeros(len(self.keys["ROWID"]), np.int64)
 
@@ -208,7 +218,13 @@ class _Msv4Builder:
 
         index, keys = self.index, self.keys
         ddid = key["DATA_DESC_ID"]
+        if ddid >= len(index.get("ddids", [])):
+            raise FormatError(self.uri, f"DATA_DESC_ID {ddid} has no row in the DATA_DESCRIPTION table")
         spw, pol = index["ddids"][ddid]
+        if spw >= len(index.get("spws", [])) or pol >= len(index.get("pols", [])):
+            raise FormatError(
+                self.uri, f"DATA_DESC_ID {ddid} names spectral window {spw} / polarization {pol}, absent"
+            )
         rows, time = keys["ROWID"][at], keys["TIME"][at]
         times, ti = np.unique(time, return_inverse=True)
         pairs = np.stack([keys["ANTENNA1"][at], keys["ANTENNA2"][at]], axis=1)
@@ -336,7 +352,7 @@ class _Msv4Builder:
         pol: int,
     ) -> dict[str, Any]:
         index, keys = self.index, self.keys
-        ant = index["antennas"]["names"]
+        ant = self.antenna_names()
         spwt = _subtable(self.small, "SPECTRAL_WINDOW", self.uri) or {}
         field = _subtable(self.small, "FIELD", self.uri) or {}
         fnames = _names(field.get("NAME"), len(index["fields"]), "field_")
@@ -401,12 +417,13 @@ class _Msv4Builder:
             },
         }
 
-    def antenna_xds(self) -> Any:
+    def antenna_xds(self, used: np.ndarray) -> Any:
+        """The antennas of a partition's baselines (``used``: their ids), as xradio's antenna_xds."""
         import xarray as xr
 
         ants = self.index["antennas"]
-        ant = _subtable(self.small, "ANTENNA", self.uri) or {}
-        names = list(ants["names"])
+        ant = {k: np.asarray(v)[used] for k, v in (_subtable(self.small, "ANTENNA", self.uri) or {}).items()}
+        names = [self.antenna_names()[i] for i in used]
         n = len(names)
         coords: dict[str, Any] = {
             "antenna_name": ("antenna_name", np.asarray(names)),
@@ -420,7 +437,7 @@ class _Msv4Builder:
         data_vars: dict[str, Any] = {
             "ANTENNA_POSITION": (
                 ("antenna_name", "cartesian_pos_label"),
-                np.asarray(ants["positions"], np.float64),
+                np.asarray(ants["positions"], np.float64)[used],
                 {"type": "location", "units": "m", "frame": "ITRS"},
             )
         }
@@ -530,14 +547,15 @@ def open_msv4(
     ds = uri if isinstance(uri, Dataset) else open_dataset(uri, site=site)
     builder = _Msv4Builder(ds, partition_scheme, chunks or {})
     stem = _stem(builder.uri)
-    antenna, field = builder.antenna_xds(), builder.field_and_source_xds()
+    field = builder.field_and_source_xds()
     nodes: dict[str, Any] = {"/": xr.Dataset(attrs={"type": "processing_set"})}
     for i, (key, at) in enumerate(builder.partitions()):
         name = f"{stem}_{i}"
         xds = builder.dataset(key, at)
         xds.attrs["partition_info"] = key
         nodes[name] = xds
-        nodes[f"{name}/antenna_xds"] = antenna
+        used = np.unique(np.concatenate([builder.keys["ANTENNA1"][at], builder.keys["ANTENNA2"][at]]))
+        nodes[f"{name}/antenna_xds"] = builder.antenna_xds(used)
         nodes[f"{name}/field_and_source_base_xds"] = field
     return xr.DataTree.from_dict(nodes)
 
@@ -545,7 +563,7 @@ def open_msv4(
 def _stem(uri: str) -> str:
     """``SB226`` of ``s3://b/SB226.ms.zip`` (xradio names partitions after the MS folder)."""
     name = uri.rstrip("/").rsplit("/", 1)[-1]
-    for suffix in (".zip", ".ms", ".MS"):
+    for suffix in (".zip", ".ms"):  # xradio keeps ".MS"
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return name or "ms"
