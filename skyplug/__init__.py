@@ -60,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "step": "skyplug.core.provenance",
     "xds_from_ms": "skyplug.plugins.formats.ms.xds",
     "open_msv4": "skyplug.plugins.formats.ms.msv4",
+    "open_ms": "skyplug.plugins.formats.ms.subbands",
 }
 
 __all__ = [
