@@ -61,6 +61,8 @@ _EXPORTS: dict[str, str] = {
     "show": "skyplug.quicklook",
     "step": "skyplug.core.provenance",
     "xds_from_ms": "skyplug.plugins.formats.ms.xds",
+    "open_msv4": "skyplug.plugins.formats.ms.msv4",
+    "open_ms": "skyplug.plugins.formats.ms.subbands",
 }
 
 __all__ = [
@@ -85,6 +87,7 @@ __all__ = [
     "hookimpl",
     "load_config",
     "open",
+    "open_msv4",
     "open_target",
     "set_config",
     "show",
