@@ -15,7 +15,19 @@ from tests.ms.msv4_compare import MAIN, assert_same_as_xradio, xradio_tree
 
 pytest.importorskip("xradio")
 
-LAYOUTS = ["tcsm", "chansplit", "tssm", "ssm", "twospw", "unsorted", "bda", "flagged", "casa", "bda4"]
+LAYOUTS = [
+    "tcsm",
+    "chansplit",
+    "tssm",
+    "ssm",
+    "twospw",
+    "unsorted",
+    "bda",
+    "flagged",
+    "casa",
+    "bda4",
+    "dysco",
+]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -11,13 +11,7 @@ from tests.real.conftest import MS
 pytest.importorskip("xradio")
 
 
-# skyplug's row loads of these Dysco MSs fail through the small-file mirror ("compressed file
-# has file format version 0.0"): a known gap of this branch, strict so that a fix shows here
-DYSCO = ("lofar_dysco", "lofar_dysco_partial")
-KEYS = [
-    pytest.param(k, marks=pytest.mark.xfail(raises=skyplug.FormatError, strict=True)) if k in DYSCO else k
-    for k in sorted(MS)
-]
+KEYS = sorted(MS)  # the Dysco MSs too: the small-file mirror carries their Dysco headers
 
 
 @pytest.mark.parametrize("key", KEYS)

@@ -24,15 +24,11 @@ FULL_RES = (
     "'chan', skyplug names it 'LOFAR_FULL_RES_FLAG-N'"
 )
 KNOWN = {
-    "lofar_bda": "dataset order: dask-ms orders the (FIELD_ID, DATA_DESC_ID) groups by first row "
-    "(DDIDs 0, 1, 3, 2 here), skyplug sorts them (0, 1, 2, 3)",
     "lofar_generic": FULL_RES,
     "oskar_sim": FULL_RES,
 }
-DYSCO = {  # this machine's Dysco storage manager cannot open these files (format version 0.0)
-    "lofar_dysco": "dask-ms fails to open (old Dysco format); skyplug fails too, but its FormatError "
-    "carries casacore's two-line message (mirror.open_table), not one line",
-    "lofar_dysco_partial": "same as lofar_dysco",
+DYSCO = {  # python-casacore's Dysco here cannot open this one (file format version 0.0): no reference
+    "lofar_dysco_partial": "dask-ms fails to open it (old Dysco format)",
 }
 
 

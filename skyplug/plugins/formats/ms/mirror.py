@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,7 @@ def ensure_small(
     root: str,
     big: Sequence[str],
     subtables: Sequence[str] | None = None,
+    heads: Mapping[str, int] | None = None,
 ) -> tuple[Path, int]:
     """The cached small files of this version, fetched if absent; (folder, bytes fetched).
 
@@ -108,11 +109,11 @@ def ensure_small(
         _bulk_name(name, root, uri)
     path = cache_dir(uri, version)
     if path.is_dir():
-        return path, 0
+        return path, _write_heads(path, tree, root, heads)
     if subtables is not None:
         path = path.with_name(path.name + "-" + "-".join(sorted(subtables)).lower())
         if path.is_dir():
-            return path, 0
+            return path, _write_heads(path, tree, root, heads)
     members = tree.members()
     missing = [b for b in big if root + b not in members]
     if missing:
@@ -124,7 +125,34 @@ def ensure_small(
         names = [m for m in names if "/" not in m[len(root) :] or m[len(root) :].startswith(wanted)]
     datas = tree.read_ranges([(m, 0, members[m]) for m in names])
     store(path, root, dict(zip(names, datas, strict=True)), {b: members[root + b] for b in big}, obj=uri)
-    return path, sum(map(len, datas))
+    return path, sum(map(len, datas)) + _write_heads(path, tree, root, heads)
+
+
+def dysco_heads(index: Mapping[str, Any]) -> dict[str, int]:
+    """The header bytes of each Dysco file (casacore reads them whenever it opens the table)."""
+    return {dm["file"]: int(dm["header_size"]) for dm in index["managers"] if dm["type"] == "DyscoStMan"}
+
+
+def _write_heads(path: Path, tree: Tree, root: str, heads: Mapping[str, int] | None) -> int:
+    """Fill the first bytes of sparse bulk files that casacore reads on open (a Dysco file's
+    header): without them a cached folder opens as "file format version 0.0". Bytes fetched."""
+    todo = []
+    for name, size in (heads or {}).items():
+        local = path / _bulk_name(name, root, tree.uri)
+        if local.is_file():
+            with local.open("rb") as fh:
+                if not fh.read(size).strip(b"\0"):  # still a hole
+                    todo.append((name, size))
+    if not todo:
+        return 0
+    datas = tree.read_ranges([(root + name, 0, size) for name, size in todo])
+    for (name, _), data in zip(todo, datas, strict=True):
+        fd = os.open(path / _bulk_name(name, root, tree.uri), os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)  # idempotent: another process writes the same bytes
+        finally:
+            os.close(fd)
+    return sum(map(len, datas))
 
 
 @contextlib.contextmanager
@@ -161,7 +189,8 @@ def open_table(path: Path, obj: str) -> Any:
     try:
         return tables.table(str(path), readonly=True, ack=False)
     except RuntimeError as exc:
-        raise FormatError(obj, f"casacore cannot open the table: {exc}") from exc
+        cause = " ".join(str(exc).split())  # casacore's messages span lines: one line here
+        raise FormatError(obj, f"casacore cannot open the table: {cause}") from exc
 
 
 _MIRROR_PATH = re.compile(r"/\S*?/(?:mirror\.ms|ms-small/[0-9a-f]+)/")

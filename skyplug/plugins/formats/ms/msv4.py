@@ -134,7 +134,12 @@ class _Msv4Builder:
         self.keys = xds._key_columns(self.ds, [*dict.fromkeys(c for c in wanted if c in cols)])
         tree = ds.target
         self.small, _ = mirror.ensure_small(
-            tree, tree.uri, tree.version, self.index["root"], list(self.index["big"])
+            tree,
+            tree.uri,
+            tree.version,
+            self.index["root"],
+            list(self.index["big"]),
+            heads=mirror.dysco_heads(self.index),
         )
         self.vars = [
             _Var("VISIBILITY", "DATA", np.nan, np.complex64, True),

@@ -139,8 +139,11 @@ def xds_from_ms(
     rowid = keys["ROWID"]
     if group_cols:
         table = np.stack([keys[c] for c in group_cols], axis=1)
-        values, inverse = np.unique(table, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        values, first, inverse = np.unique(table, axis=0, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # groups in the order of their first row, as dask-ms
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        values, inverse = values[order], rank[inverse.reshape(-1)]
     else:
         values, inverse = np.zeros((1, 0), np.int64), np.zeros(len(rowid), np.int64)
     meta = _column_meta(ds, index, wanted)
@@ -187,7 +190,9 @@ def _keywords(ds: Any, index: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     from skyplug.plugins.formats.ms import mirror
 
     tree = ds.target
-    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, index["root"], list(index["big"]))
+    small, _ = mirror.ensure_small(
+        tree, tree.uri, tree.version, index["root"], list(index["big"]), heads=mirror.dysco_heads(index)
+    )
     cached = mirror.cached_table(small, tree.uri)
     with cached.lock, mirror.casacore_errors(tree.uri):
         tab = cached.table
@@ -227,7 +232,9 @@ def _column_meta(ds: Any, index: dict[str, Any], cols: list[str]) -> Any:
     from skyplug.plugins.formats.ms import mirror
 
     tree = ds.target
-    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, index["root"], list(index["big"]))
+    small, _ = mirror.ensure_small(
+        tree, tree.uri, tree.version, index["root"], list(index["big"]), heads=mirror.dysco_heads(index)
+    )
     cached = mirror.cached_table(small, tree.uri)
     memo: dict[tuple[str, int], tuple[tuple[int, ...], np.dtype] | None] = {}
 
