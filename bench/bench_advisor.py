@@ -47,7 +47,7 @@ def run(backend: str, ntime: int, repeat: int) -> dict[str, Any]:
         options = probe_mod.plans(ds, "time", sorted({p for p, _ in CONFIGS}))
         memory = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20)
         for engine in ("local", "dask"):
-            probe = probe_mod.measure(ds, options, engine=engine)
+            probe = probe_mod.measure(ds, "time", engine=engine)
             here = model.here(probe, memory)
             rows = []
             for p, w in CONFIGS:

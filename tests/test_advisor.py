@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import skyplug
 from skyplug.advisor import model
 from skyplug.advisor.model import Estimate, PlanShape, Probe, Worker
 from skyplug.cli import cli
@@ -132,7 +133,9 @@ def test_cli_advise_json_plot_and_config_prices(
     rec = report["recommendation"]
     assert rec["pareto"] and rec["memory_mb"] == 2048 and rec["seconds"] >= 5
     probe = report["probe"]
-    assert 0 < probe["probe_bytes"] <= 8 << 20 and probe["rate_bps"] > 0  # the 8 MiB floor of the cap
+    # a small object: the cap is the object itself; the loads of the probe stay within a few times it
+    whole = sum(p.fetch_bytes for p in skyplug.open(str(ms)).plan("time", 1))
+    assert 0 < probe["probe_bytes"] <= 3 * whole and probe["rate_bps"] > 0
     assert {e["partitions"] for e in report["here"]} >= {1, 2, 4, 8, 16, 32, 64}
     assert out.read_bytes().startswith(b"\x89PNG")
 

@@ -125,7 +125,7 @@ def advise(
     kinds = model.workers_from_prices(prices)
     ds = Dataset(uri, site=site)
     options = probe_mod.plans(ds, by, counts or probe_mod.COUNTS, **plan_options)
-    measured = probe_mod.measure(ds, options, engine=engine, cap_bytes=cap_bytes)
+    measured = probe_mod.measure(ds, by, engine=engine, cap_bytes=cap_bytes, **plan_options)
     shapes = [probe_mod.shape_of(parts) for parts in options.values()]
     estimates = model.candidates(measured, shapes, kinds, max_workers=max_workers, get_price=get_price)
     best, reason = model.recommend(estimates, budget, deadline)

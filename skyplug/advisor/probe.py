@@ -1,7 +1,7 @@
 """The short measured probe the advisor's model stands on, and the plans it weighs.
 
-It reads a bounded share of the object (``cap_bytes``, by default 5% of the data, at least 8 MiB and at
-most 64 MiB): the latency of one small ranged GET, two partition loads of different
+It reads a bounded share of the object (``cap_bytes``, by default 5% of the data, at least 32 MiB and at
+most 64 MiB, at most the data itself): the latency of one small ranged GET, two partition loads of different
 sizes in this process (a task's fixed cost and its byte rate, solved from the two), and two runs
 on the engine: two tiny tasks on one and on two workers (the engine's start-up per worker) and
 two partitions on one and on two workers (how much two concurrent tasks slow each other).
@@ -25,7 +25,7 @@ from skyplug.core.source import Tree
 COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PROBE_CAP = 64 << 20
 PROBE_SHARE = 0.05
-PROBE_FLOOR = 8 << 20  # below this share, the two sizes would be too close to tell rate from cost
+PROBE_FLOOR = 32 << 20  # below this share, the two sizes would be too close to tell rate from cost
 
 
 def partition_bytes(p: Partition) -> int:
@@ -94,14 +94,22 @@ def timed(fn: Callable[[], Any]) -> float:
 
 def measure(
     ds: Dataset,
-    options: dict[int, list[Partition]],
+    by: str,
     engine: str = "local",
     cap_bytes: int | None = None,
-    repeat: int = 2,
+    repeat: int = 3,
+    **plan_options: Any,
 ) -> Probe:
-    """Measure the figures of ``Probe`` on ``ds`` (planned as ``options``) and ``engine``."""
+    """Measure the figures of ``Probe`` on ``ds`` cut along ``by``, and ``engine``. The probe
+    plans its own partitions (the smallest the axis gives, and the biggest the cap allows), so
+    that the two loads differ enough in size to tell a task's fixed cost from its byte rate."""
+    options = plans(ds, by, COUNTS, **plan_options)
     total = max(sum(partition_bytes(p) for p in next(iter(options.values()))), 1)
-    cap = cap_bytes if cap_bytes is not None else min(PROBE_CAP, max(int(total * PROBE_SHARE), PROBE_FLOOR))
+    cap = (
+        cap_bytes
+        if cap_bytes is not None
+        else min(PROBE_CAP, total, max(int(total * PROBE_SHARE), PROBE_FLOOR))
+    )
     target = ds.target
     before, t_start = bytes_read(target), time.perf_counter()
     latency = _latency(target)
@@ -109,7 +117,7 @@ def measure(
     # the smallest partitions, and the biggest whose loads keep the probe within the cap
     by_size = sorted(options.items(), key=lambda kv: max(map(partition_bytes, kv[1])))
     small = by_size[0][1]
-    fits = [parts for _, parts in by_size if partition_bytes(parts[0]) * repeat <= cap / 2]
+    fits = [parts for _, parts in by_size if partition_bytes(parts[0]) * repeat <= cap * 0.6]
     big = fits[-1] if fits else small
     p_small, p_big = small[0], big[0]
     _load(p_small)  # warm: the small files a worker caches once
