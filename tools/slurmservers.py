@@ -108,8 +108,8 @@ class SlurmService:
 
 def job_processes(workdir: str, conf: str) -> list[int]:
     """Processes of this cluster's jobs: a batch script in its spool dir, or a process of a job
-    (``SLURM_JOB_ID`` set) whose environment has this cluster's SLURM_CONF (inherited from the
-    submitter)."""
+    (``SLURM_JOB_ID`` set, or a job step's ``slurmstepd``) whose environment has this cluster's
+    SLURM_CONF (inherited from the submitter; a step outlives a controller killed under it)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -121,7 +121,7 @@ def job_processes(workdir: str, conf: str) -> list[int]:
                 environ = fh.read().split(b"\0")
         except OSError:
             continue
-        in_job = any(v.startswith(b"SLURM_JOB_ID=") for v in environ)
+        in_job = any(v.startswith(b"SLURM_JOB_ID=") for v in environ) or cmdline.startswith("slurmstepd")
         if (workdir and workdir + "/" in cmdline) or (in_job and f"SLURM_CONF={conf}".encode() in environ):
             found.append(int(entry))
     return found
