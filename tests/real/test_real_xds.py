@@ -1,8 +1,8 @@
 """``skyplug.xds_from_ms`` on every MS of the real corpus equals ``daskms.xds_from_ms`` on the local
 MS (datasets in order, attrs, dims, chunks, ROWID, dtypes and values; where dask-ms cannot compute
 a column, python-casacore's values), from the local folder and from a zipped MS on a real S3 server
-(moto), and its column keywords are dask-ms's. Differences found are kept as strict xfails naming
-the cause (skyplug/plugins/formats/ms/xds.py is fixed elsewhere)."""
+(moto), and its column keywords are dask-ms's. Differences found would be kept as strict xfails
+naming the cause; none is left."""
 
 from __future__ import annotations
 
@@ -19,17 +19,7 @@ from tests.real.conftest import MS
 daskms = pytest.importorskip("daskms")
 
 CHUNKS = {"row": 5000}  # several chunks on the larger MSs, as a dask-ms user would ask
-FULL_RES = (
-    "LOFAR_FULL_RES_FLAG (uChar, cells (n, chan)): dask-ms names the axis of the channel count "
-    "'chan', skyplug names it 'LOFAR_FULL_RES_FLAG-N'"
-)
-KNOWN = {
-    "lofar_generic": FULL_RES,
-    "oskar_sim": FULL_RES,
-}
-DYSCO = {  # python-casacore's Dysco here cannot open this one (file format version 0.0): no reference
-    "lofar_dysco_partial": "dask-ms fails to open it (old Dysco format)",
-}
+DYSCO: dict[str, str] = {}  # every MS of the corpus now equals dask-ms (Dysco ones included)
 
 
 def keys(extra: dict[str, str]) -> list[Any]:
@@ -73,7 +63,7 @@ def check(ours_uri: str, ms: str) -> None:
     assert_same(skyplug.xds_from_ms(ours_uri, chunks=CHUNKS), theirs, ms)
 
 
-@pytest.mark.parametrize("key", keys({**KNOWN, **DYSCO}))
+@pytest.mark.parametrize("key", keys(DYSCO))
 def test_local_equals_daskms(real_ms, key: str) -> None:
     ms = str(real_ms(key))
     check(ms, ms)
@@ -83,7 +73,7 @@ def test_local_equals_daskms(real_ms, key: str) -> None:
 
 
 @pytest.mark.s3
-@pytest.mark.parametrize("key", keys({**KNOWN, **DYSCO}))
+@pytest.mark.parametrize("key", keys(DYSCO))
 def test_zipped_in_s3_equals_daskms(real_ms, real_ms_zip, s3env: Any, key: str) -> None:
     ms = str(real_ms(key))
     uri = s3env.upload(real_ms_zip(key), f"{key}.ms.zip")

@@ -54,6 +54,26 @@ def dims_of(name: str, ndim: int) -> tuple[str, ...]:
     return ("row", *cell)
 
 
+def chan_corr_dims(data_vars: dict[str, Any]) -> dict[str, Any]:
+    """Non-standard columns with automatic dims (``COL-1``, ``COL-2``) of the channel or the
+    correlation count get ``chan`` / ``corr`` instead, each at most once per column, as dask-ms
+    names them (LOFAR_FULL_RES_FLAG's channel axis, for one)."""
+    sizes = {d: n for dims, arr in data_vars.values() for d, n in zip(dims, arr.shape, strict=True)}
+    if "chan" not in sizes or "corr" not in sizes:
+        return data_vars
+    out = {}
+    for name, (dims, arr) in data_vars.items():
+        free, new = ["chan", "corr"], list(dims)
+        for i, d in enumerate(dims[1:], start=1):
+            if d == f"{name}-{i}":
+                match = next((f for f in free if sizes[f] == arr.shape[i]), None)
+                if match:
+                    new[i] = match
+                    free.remove(match)
+        out[name] = (tuple(new), arr)
+    return out
+
+
 def row_dataset(arrs: dict[str, np.ndarray]) -> Any:
     """Loaded arrays (``load.arrays``) as an eager xarray Dataset in the row schema.
 
@@ -172,6 +192,7 @@ def xds_from_ms(
                 for k, (a, b) in enumerate(bounds)
             ]
             data_vars[col] = (dims_of(col, 1 + len(shape)), da.concatenate(blocks, axis=0))
+        data_vars = chan_corr_dims(data_vars)
         attrs: dict[str, Any] = {
             PARTITION_KEY: tuple((c, str(keys[c].dtype)) for c in group_cols),
             **{c: int(v) for c, v in zip(group_cols, gvalues, strict=True)},
