@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("casacore")
 
-from bench.routes import dataplug, fuse
+from bench.routes import dataplug, fuse, skyplug_xarray
 from bench.routes.base import RouteContext, RouteResult
 from bench.routes.standalone import contexts
 
@@ -69,6 +69,15 @@ def test_every_fuse_reader_and_the_conversion_are_exact(fuse_results: dict[str, 
     conv = fuse_results["xradio conversion route, to first partition"]
     assert conv.correct is True, conv.note
     assert "disk used" in conv.note and (conv.bytes or 0) > 0
+
+
+def test_skyplug_reads_plain_and_zipped_in_place_exactly(ctxs: dict[str, RouteContext]) -> None:
+    """skyplug's xarray backend on the same partition: exact on the prefix and on the zip (where
+    every FUSE reader cannot go)."""
+    for kind in ("plain", "zip"):
+        (res,) = skyplug_xarray.run(ctxs[kind])
+        assert res.correct is True, f"{kind}: {res.note}"
+        assert res.requests and res.bytes and len(res.seconds) == ctxs[kind].repeat
 
 
 def test_zip_over_fuse_is_not_possible(ctxs: dict[str, RouteContext]) -> None:

@@ -6,7 +6,8 @@
 (``open_processing_set`` on a converted store). ``T0:T1`` indexes the sorted unique TIME values.
 Writes DATA, FLAG, UVW and the row keys (time, antenna1, antenna2; names for the MSv4 readers) to
 ``OUT.npz`` and prints one JSON line: ``op`` (seconds to open and read, after imports), ``rss``
-(peak resident bytes of this process). Standalone on purpose: it imports no skyplug.
+(peak resident bytes of this process). ``skyplug`` (its xarray backend, ``engine="skyplug"``)
+reads the object where it is, an ``s3://`` URI; the other tools import no skyplug.
 """
 
 from __future__ import annotations
@@ -107,12 +108,22 @@ def read_xradio_ps(store: str, t0: int, t1: int) -> dict[str, Any]:
     return _msv4_rows(_visibility_nodes(open_processing_set(store)), t0, t1)
 
 
+def read_skyplug(uri: str, t0: int, t1: int) -> dict[str, Any]:
+    """skyplug's xarray backend on the object in S3: ``open_datatree(engine="skyplug")`` + ``isel(time)``
+    (``chunks={}``: the dask chunks stay skyplug partitions, only the selected ones are fetched)."""
+    import xarray as xr
+
+    tree = xr.open_datatree(uri, engine="skyplug", chunks={})
+    return _msv4_rows(_visibility_nodes(tree), t0, t1)
+
+
 IMPORTS = {
     "casacore": ("casacore.tables",),
     "dask-ms": ("casacore.tables", "dask", "daskms"),
     "xarray-ms": ("casacore.tables", "xarray", "xarray_ms"),
     "xradio": ("xarray", "xradio.measurement_set"),
     "xradio-ps": ("xarray", "xradio.measurement_set"),
+    "skyplug": ("xarray", "dask.array", "boto3", "skyplug.xarray_backend", "skyplug.plugins.formats.ms.msv4"),
 }
 READERS = {
     "casacore": read_casacore,
@@ -120,6 +131,7 @@ READERS = {
     "xarray-ms": read_xarray_ms,
     "xradio": read_xradio,
     "xradio-ps": read_xradio_ps,
+    "skyplug": read_skyplug,
 }
 
 
