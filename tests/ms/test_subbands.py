@@ -66,3 +66,20 @@ def test_mismatched_subbands_name_both(subbands: Path, tmp_path: Path) -> None:
     assert "\n" not in msg and "SB999" in msg and "SB100" in msg and "differ" in msg
     with pytest.raises(SkyplugError, match="no object matches"):
         skyplug.open_ms(str(tmp_path / "nothing*.ms"))
+
+
+@pytest.mark.s3
+def test_glob_over_s3_equals_the_local_concatenation(subbands: Path, s3env) -> None:  # type: ignore[no-untyped-def]
+    """``s3://bucket/obs/SB*.ms.zip``: the listing is globbed, other objects are left out, and the
+    lazy concatenation equals the one of the same zips on local disk."""
+    for z in sorted((subbands / "zips").glob("SB*.ms.zip")):
+        s3env.upload(z, f"obs/{z.name}")
+    s3env.upload(next((subbands / "zips").glob("SB*.ms.zip")), "obs/other/SB000.ms.zip")  # not matched
+    s3env.upload(next((subbands / "zips").glob("SB*.ms.zip")), "obs/notes-SB1.txt")
+    remote = skyplug.open_ms(f"s3://{s3env.bucket}/obs/SB*.ms.zip", chunks={"time": 4})
+    local = skyplug.open_ms(str(subbands / "zips" / "SB*.ms.zip"), chunks={"time": 4})
+    assert dict(remote.sizes) == dict(local.sizes) and remote.VISIBILITY.data.numblocks[2] == 4
+    for v in MAIN:
+        assert np.array_equal(remote[v].values, local[v].values, equal_nan=True), v
+    with pytest.raises(SkyplugError, match="no object matches"):
+        skyplug.open_ms(f"s3://{s3env.bucket}/obs/XX*.ms.zip")
