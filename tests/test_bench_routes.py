@@ -106,6 +106,7 @@ def test_a_broken_reader_is_reported_incorrect(ctxs: dict[str, RouteContext], tm
 def test_dataplug_is_checked_before_it_is_timed(ctxs: dict[str, RouteContext]) -> None:
     """Its happy path (whole-cell tiles, exploded MS) is exact, so timed; a zip is not possible."""
     got = _by_route(dataplug.run(ctxs["plain"]))
+    assert "Dataplug 1.0.2 slice.get()" in got, {k: v.note for k, v in got.items()}
     res = got["Dataplug 1.0.2 slice.get()"]
     assert res.correct is True and len(res.seconds) == 1, res.note
     assert (res.requests or 0) > 0 and "disk left" in res.note

@@ -50,6 +50,15 @@ def _unshare_ok() -> bool:
     return False
 
 
+def _inside(path: Path) -> str:
+    """``path`` as the worker sees it once its /tmp is replaced (host /tmp under /tmp/_host_tmp)."""
+    resolved = Path(path).resolve() if not Path(path).is_symlink() else Path(path).absolute()
+    parts = resolved.parts
+    if len(parts) > 1 and parts[1] == "tmp":
+        return str(Path("/tmp/_host_tmp", *parts[2:]))
+    return str(path)
+
+
 def _step(ctx: RouteContext, python: Path, job: dict[str, Any], tmp: Path) -> dict[str, Any]:
     """One fresh worker process; its result, with ``wall`` seconds."""
     # the worker sees ``tmp`` as its /tmp (which hides ctx.workdir when that is under /tmp)
@@ -64,7 +73,10 @@ def _step(ctx: RouteContext, python: Path, job: dict[str, Any], tmp: Path) -> di
         "AWS_SECRET_ACCESS_KEY": str(svc.secret_key),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    script = 'mount --bind "$0" /tmp && exec "$@"'
+    # the host's /tmp stays reachable as /tmp/_host_tmp: the venv or this checkout may live there
+    script = (
+        'mkdir -p "$0/_host_tmp" && mount --bind /tmp "$0/_host_tmp" && mount --rbind "$0" /tmp && exec "$@"'
+    )
     cmd = [
         "unshare",
         "--mount",
@@ -74,9 +86,9 @@ def _step(ctx: RouteContext, python: Path, job: dict[str, Any], tmp: Path) -> di
         "-c",
         script,
         str(tmp),
-        str(python),
+        _inside(python),
         "-I",
-        str(WORKER),
+        _inside(WORKER),
     ]  # -I: not bench/routes/dataplug.py as dataplug
     t0 = time.perf_counter()
     try:
