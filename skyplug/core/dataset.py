@@ -186,7 +186,11 @@ class Dataset:
             return Plan(dataclasses.replace(p, site=site, size=target.size) for p in parts)
         return Plan(
             dataclasses.replace(
-                p, site=site, container=target.container(sorted({m for m, _, _ in p.ranges if m}))
+                p,
+                site=site,
+                container=target.container(
+                    sorted({m for m, _, _ in p.ranges if m} | set(p.meta.get("members", ())))
+                ),
             )
             for p in parts
         )

@@ -22,7 +22,8 @@ class Partition:
     straight away: no HEAD, no second pass over the zip's central directory. The core reads the
     zip keys of ``container`` itself; ``container["hint"]`` is opaque, owned by the locator whose
     tree made it (e.g. the sizes and ETags of S3 members, so a worker needs no LIST) and handed back
-    to that locator's ``open`` on the worker.
+    to that locator's ``open`` on the worker. The members named are those of ``ranges`` and of
+    ``meta["members"]`` (what else of a tree the format reads on the worker).
     """
 
     uri: str

@@ -26,8 +26,9 @@ class MsFormat(Format):
 
     name = "ms"
     kind = "tree"
-    version = 5  # 2: index["big_sizes"], carried by partitions; 3: time slots, subtable health; 4: dishes
+    version = 6  # 2: index["big_sizes"], carried by partitions; 3: time slots, subtable health; 4: dishes
     # 5: per-row key columns (index["keys"]) and STATE intents, for key partitions and where=
+    # 6: the small files a load reads (sizes, the tiny ones inline), carried by partitions
     extensions = (".ms", ".ms.zip")
     axes = plan_mod.AXES
     per_value_axes = tuple(plan_mod.KEYS)  # CLI: with no -n, one partition per key value

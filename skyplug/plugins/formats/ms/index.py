@@ -2,7 +2,9 @@
 
 One round reads ``table.dat``; a second reads every small file whole (SSM, ISM, tiled-storage
 headers, subtables) and the Dysco header. Bulk files (tiles, Dysco blocks) are never read: the
-index opens a sparse mirror with python-casacore, where they are holes of their true size.
+index opens a sparse mirror with python-casacore, where they are holes of their true size. The
+index keeps the tiny files a load reads, compressed (``load_inline``, see
+:mod:`~skyplug.plugins.formats.ms.inline`), for partitions to carry.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from skyplug.core.errors import FormatError, SkyplugWarning
 from skyplug.core.source import Tree
-from skyplug.plugins.formats.ms import dysco, limits, mirror, tsm, where
+from skyplug.plugins.formats.ms import dysco, inline, limits, mirror, tsm, where
 from skyplug.plugins.formats.ms import layout as lay
 from skyplug.plugins.formats.ms.tabledat import Truncated, parse_table_dat
 
@@ -70,9 +72,22 @@ def build_index(tree: Tree) -> dict[str, Any]:
             "big_sizes": {name: sizes[name] for name in sorted(big)},
             "ms_bytes": sum(s for m, s in members.items() if m.startswith(root)),
             "small_bytes": sum(map(len, files.values())),
+            **_load_files(members, root, big, files),
         }
     )
     return index
+
+
+def _load_files(
+    members: dict[str, int], root: str, big: dict[str, int], files: dict[str, bytes]
+) -> dict[str, Any]:
+    """What partitions carry for a cold worker: the size of every small file loading arrays reads
+    (``load_sizes``: no listing needed) and the tiny ones themselves (``load_inline``)."""
+    names = mirror.load_members(members, root, big, lay.LOAD_SUBTABLES)
+    return {
+        "load_sizes": {m: members[m] for m in names},
+        "load_inline": inline.pack({m: files[m] for m in names}),
+    }
 
 
 def parse_main_table_dat(raw: bytes, obj: str) -> Any:

@@ -16,6 +16,7 @@ import numpy as np
 TILED = ("TiledColumnStMan", "TiledShapeStMan")
 SUPPORTED = ("StandardStMan", "IncrementalStMan", "DyscoStMan", *TILED)
 INDEX_COLUMNS = ("TIME", "DATA_DESC_ID", "ANTENNA1", "ANTENNA2")
+LOAD_SUBTABLES = ("ANTENNA", "DATA_DESCRIPTION", "SPECTRAL_WINDOW")  # what loading arrays reads of them
 
 Range = tuple[int, int]
 

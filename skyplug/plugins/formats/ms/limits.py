@@ -13,14 +13,26 @@ from skyplug.core.config import get_config
 from skyplug.core.errors import ConfigError, FormatError
 
 DEFAULT_MAX_SMALL_BYTES = 256 * 1024 * 1024
+DEFAULT_INLINE_BYTES = 48 * 1024
+
+
+def _setting(key: str, default: int, positive: bool = True) -> int:
+    value = get_config().raw.get("formats", {}).get("ms", {}).get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
+        kind = "a positive" if positive else "a non-negative"
+        raise ConfigError(f"[formats.ms] {key} must be {kind} number of bytes, not {value!r}")
+    return value
 
 
 def max_small_bytes() -> int:
     """``[formats.ms] max_small_bytes`` of the configuration, else the default."""
-    value = get_config().raw.get("formats", {}).get("ms", {}).get("max_small_bytes", DEFAULT_MAX_SMALL_BYTES)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"[formats.ms] max_small_bytes must be a positive number of bytes, not {value!r}")
-    return value
+    return _setting("max_small_bytes", DEFAULT_MAX_SMALL_BYTES)
+
+
+def inline_bytes() -> int:
+    """``[formats.ms] inline_bytes``: compressed small files a remote MS's partition may carry
+    (0: none: descriptors stay smaller, a cold worker fetches every small file, still listing nothing)."""
+    return _setting("inline_bytes", DEFAULT_INLINE_BYTES, positive=False)
 
 
 def check_small(obj: str, sizes: Mapping[str, int], names: Sequence[str]) -> None:

@@ -23,7 +23,8 @@ from skyplug.core.errors import FormatError
 from skyplug.core.partition import Partition
 from skyplug.core.source import Tree
 from skyplug.plugins.formats.ms import mirror, tsm, where
-from skyplug.plugins.formats.ms.layout import TILED
+from skyplug.plugins.formats.ms.inline import unpack
+from skyplug.plugins.formats.ms.layout import LOAD_SUBTABLES, TILED
 from skyplug.plugins.formats.ms.plan import KEYS, requests
 
 SHARED = ("ANTENNA_NAME", "ANTENNA_POSITION")  # the same for every DATA_DESC_ID group
@@ -38,9 +39,6 @@ EXTRA_DIMS = {
 }
 
 
-LOAD_SUBTABLES = ("ANTENNA", "DATA_DESCRIPTION", "SPECTRAL_WINDOW")  # what arrays() reads of them
-
-
 def _prepare(
     p: Partition, tree: Tree, whole: bool = True
 ) -> tuple[str, Path, dict[str, int], list[tuple[str, int, int]]]:
@@ -53,7 +51,10 @@ def _prepare(
     """
     root, big = p.meta["root"], p.meta["big"]
     subs = None if whole else LOAD_SUBTABLES
-    small, _ = mirror.ensure_small(tree, tree.uri, tree.version, root, list(big), subtables=subs)
+    known, inline = _carried(p, tree.uri) if not whole and isinstance(big, dict) else (None, None)
+    small, _ = mirror.ensure_small(
+        tree, tree.uri, tree.version, root, big if known else list(big), subs, known=known, inline=inline
+    )
     if isinstance(big, dict):
         sizes = {str(b): int(n) for b, n in big.items()}
     else:
@@ -70,6 +71,18 @@ def _prepare(
                 tree.uri, f"partition range {member}[{start}:{end}] lies outside its bulk files"
             )
     return root, small, sizes, reqs
+
+
+def _carried(p: Partition, uri: str) -> tuple[dict[str, int] | None, dict[str, bytes] | None]:
+    """(small member -> size, inline files) a partition carries for loading arrays, if any."""
+    small = p.meta.get("small")
+    if not isinstance(small, dict) or not isinstance(small.get("sizes"), dict):
+        return None, None
+    try:
+        inline = unpack(small.get("inline") or {}, uri)
+    except ValueError as exc:
+        raise FormatError(uri, str(exc)) from exc
+    return {str(m): int(n) for m, n in small["sizes"].items()}, inline
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ def cache_dir(uri: str, version: str) -> Path:
     return get_config().cache_dir / "ms-small" / key
 
 
-def small_members(members: dict[str, int], root: str, big: Sequence[str]) -> list[str]:
+def small_members(members: Mapping[str, int], root: str, big: Iterable[str]) -> list[str]:
     """Members of the MS that are not bulk data (read whole at index time)."""
     skip = {root + b for b in big}
     return sorted(m for m in members if m.startswith(root) and m not in skip)
@@ -89,21 +89,38 @@ def _bulk_name(name: str, root: str, obj: str) -> str:
     return name
 
 
+def load_members(
+    members: Mapping[str, int], root: str, big: Iterable[str], subtables: Sequence[str]
+) -> list[str]:
+    """The small members loading arrays reads: the main table's and those of ``subtables``."""
+    wanted = tuple(f"{sub}/" for sub in subtables)
+    return [
+        m
+        for m in small_members(members, root, big)
+        if "/" not in m[len(root) :] or m[len(root) :].startswith(wanted)
+    ]
+
+
 def ensure_small(
     tree: Tree,
     uri: str,
     version: str,
     root: str,
-    big: Sequence[str],
+    big: Sequence[str] | Mapping[str, int],
     subtables: Sequence[str] | None = None,
     heads: Mapping[str, int] | None = None,
+    known: Mapping[str, int] | None = None,
+    inline: Mapping[str, bytes] | None = None,
 ) -> tuple[Path, int]:
     """The cached small files of this version, fetched if absent; (folder, bytes fetched).
 
     Only a cold cache lists the tree (for a zip, its whole central directory). ``big`` (from a
-    partition) must name plain main-table files: mirrors create them. ``subtables`` (loading
-    arrays) asks only for the main table's small files and those subtables: a cold worker then
-    fetches a few files, not every subtable (a folder of its own, unless the whole set is cached).
+    partition, with or without sizes) must name plain main-table files: mirrors create them.
+    ``subtables`` (loading arrays) asks only for the main table's small files and those
+    subtables: a cold worker then fetches a few files, not every subtable (a folder of its own,
+    unless the whole set is cached).
+    ``known`` (member -> size, from a partition: exactly those members) spares the listing, and
+    the ``inline`` files it carries are not fetched at all.
     """
     for name in big:
         _bulk_name(name, root, uri)
@@ -114,17 +131,27 @@ def ensure_small(
         path = path.with_name(path.name + "-" + "-".join(sorted(subtables)).lower())
         if path.is_dir():
             return path, _write_heads(path, tree, root, heads)
-    members = tree.members()
-    missing = [b for b in big if root + b not in members]
-    if missing:
-        raise FormatError(tree.uri, f"bulk file {root}{missing[0]} is missing")
-    names = small_members(members, root, big)
+    if known is not None:
+        members, names = dict(known), sorted(known)
+        sizes = {b: int(big[b]) if isinstance(big, Mapping) else tree.source(root + b).size for b in big}
+    else:
+        members = tree.members()
+        missing = [b for b in big if root + b not in members]
+        if missing:
+            raise FormatError(tree.uri, f"bulk file {root}{missing[0]} is missing")
+        names = small_members(members, root, big)
+        sizes = {b: members[root + b] for b in big}
     limits.check_small(uri, members, names)
-    if subtables is not None:
-        wanted = tuple(f"{sub}/" for sub in subtables)
-        names = [m for m in names if "/" not in m[len(root) :] or m[len(root) :].startswith(wanted)]
-    datas = tree.read_ranges([(m, 0, members[m]) for m in names])
-    store(path, root, dict(zip(names, datas, strict=True)), {b: members[root + b] for b in big}, obj=uri)
+    if subtables is not None and known is None:
+        names = load_members(members, root, big, subtables)
+    files = {m: inline[m] for m in names if inline and m in inline}
+    for m, data in files.items():
+        if len(data) != members[m]:
+            raise FormatError(uri, f"inline small file {m} holds {len(data)} bytes, not {members[m]}")
+    todo = [m for m in names if m not in files]
+    datas = tree.read_ranges([(m, 0, members[m]) for m in todo])
+    files.update(zip(todo, datas, strict=True))
+    store(path, root, {m: files[m] for m in names}, sizes, obj=uri)
     return path, sum(map(len, datas)) + _write_heads(path, tree, root, heads)
 
 

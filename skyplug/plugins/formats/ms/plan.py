@@ -29,7 +29,7 @@ from skyplug.core.errors import PluginError
 from skyplug.core.format import make_partition, split_even
 from skyplug.core.partition import Partition
 from skyplug.core.source import Source, plan_ranges
-from skyplug.plugins.formats.ms import dysco, tsm
+from skyplug.plugins.formats.ms import dysco, limits, tsm
 from skyplug.plugins.formats.ms import layout as lay
 from skyplug.plugins.formats.ms import where as where_mod
 from skyplug.plugins.formats.ms.index import unpack
@@ -304,6 +304,7 @@ def _partition(
         "small_bytes": index["small_bytes"],
         "casacore_bulk": casacore_bulk,
     }
+    meta.update(_carried(index, requests))
     if not explicit:
         meta["strided"] = lay.compress(requests)
         meta["range_count"] = len(requests)
@@ -314,6 +315,22 @@ def _partition(
     if chan is not None and nchan:
         meta["nchan"] = nchan  # the window's channels: a block cuts only cells of (corr, nchan)
     return make_partition(index, i, count, selection, explicit, expected_bytes=total, **meta)
+
+
+def _carried(index: dict[str, Any], reqs: Sequence[tuple[str, int, int]]) -> dict[str, Any]:
+    """What a partition of a remote MS carries for a cold worker (see ``index._load_files``): the
+    sizes of the small files a load reads and, within ``[formats.ms] inline_bytes``, the tiny ones;
+    ``members`` names what else it fetches, so its container spares the worker a listing. Nothing
+    for a local MS: its small files are read in place."""
+    uri = str(index.get("uri", ""))
+    if "load_sizes" not in index or "://" not in uri or uri.startswith("file://"):
+        return {}
+    packed = index["load_inline"]
+    if len(packed["z"]) > limits.inline_bytes() * 4 // 3 + 4:  # base64 of the configured budget
+        packed = {"files": [], "z": ""}
+    carried = {name for name, _ in packed["files"]}
+    fetched = {m for m, _, _ in reqs} | {m for m in index["load_sizes"] if m not in carried}
+    return {"small": {"sizes": index["load_sizes"], "inline": packed}, "members": sorted(fetched)}
 
 
 def requests(p: Partition) -> list[tuple[str, int, int]]:
