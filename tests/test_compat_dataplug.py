@@ -236,8 +236,9 @@ def _get_in_worker(blob: bytes) -> tuple[str, int]:
 
 @pytest.mark.s3
 def test_slices_pickle_small_without_credentials(local_ms, s3env, tmp_path) -> None:
-    """Slices pickle with the standard library (Dataplug's need cloudpickle), under 2 KB, without
-    the secret; a spawned process pool (a fresh interpreter) reads one from S3."""
+    """Slices pickle with the standard library (Dataplug's need cloudpickle), small (the MS's tiny
+    small files travel inline, see docs/ms.md), without the secret; a spawned process pool (a fresh
+    interpreter) reads one from S3."""
     from skyplug.compat.dataplug import (
         MS,
         CloudObject,
@@ -251,7 +252,7 @@ def test_slices_pickle_small_without_credentials(local_ms, s3env, tmp_path) -> N
     slices = co.partition(ms_partitioning_strategy_time, num_chunks=3)
     blobs = [pickle.dumps(s) for s in slices]
     for blob in blobs:
-        assert len(blob) < 2048, len(blob)
+        assert len(blob) < 16384, len(blob)
         assert svc.secret_key.encode() not in blob and svc.access_key.encode() not in blob
     assert svc.secret_key not in repr(co) + repr(slices) + str(co.attributes)
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
