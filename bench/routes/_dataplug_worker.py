@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,13 @@ def _du(path: Path, skip: str = "_bench") -> int:
     return sum(
         p.stat().st_size for p in path.rglob("*") if p.is_file() and skip not in p.relative_to(path).parts
     )
+
+
+def _peak_rss() -> int:
+    """VmHWM (bench.worker.peak_rss, which this isolated script cannot import): ``ru_maxrss``
+    would carry over the peak of the process that started it."""
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmHWM:"))
 
 
 def main() -> int:
@@ -60,7 +66,7 @@ def main() -> int:
         result["disk_left"] = _du(Path("/tmp"))
     except BaseException as exc:  # reported as one line by the route
         result["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-    result["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result["rss"] = _peak_rss()
     Path(job["result"]).write_text(json.dumps(result))
     return 0 if "error" not in result else 1
 
