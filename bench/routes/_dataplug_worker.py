@@ -19,11 +19,15 @@ import time
 from pathlib import Path
 
 
-def _du(path: Path, skip: str = "_bench") -> int:
-    """Bytes under ``path`` but not in its ``skip`` folder (the benchmark's own files)."""
-    return sum(
-        p.stat().st_size for p in path.rglob("*") if p.is_file() and skip not in p.relative_to(path).parts
-    )
+def _du(path: Path, skip: tuple[str, ...] = ("_bench", "_host_tmp")) -> int:
+    """Bytes under ``path`` but not in its ``skip`` folders (the benchmark's own files, the host's
+    /tmp mounted inside), which are not walked."""
+    total = 0
+    for top, dirs, files in os.walk(path):
+        if Path(top) == path:
+            dirs[:] = [d for d in dirs if d not in skip]
+        total += sum((Path(top) / f).stat().st_size for f in files if not (Path(top) / f).is_symlink())
+    return total
 
 
 def _peak_rss() -> int:
