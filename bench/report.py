@@ -348,11 +348,11 @@ def plots(res: dict[str, Any], img: Path) -> list[Path]:
     mb = [res["data_sizes"][s] / MB for s in sizes]
 
     fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
-    colours, markers = plt.get_cmap("tab10").colors, "osD^vPX"  # 7 and 10: 70 routes before a repeat
+    colours, markers = plt.get_cmap("tab10"), "osD^vPX"  # 10 and 7: 70 routes before a repeat
     for i, (route, by_size) in enumerate(sorted(first_partition(res).items())):
         xs = [m for s, m in zip(sizes, mb, strict=True) if s in by_size]
         ys = [by_size[s] for s in sizes if s in by_size]
-        ax.plot(xs, ys, marker=markers[i % len(markers)], color=colours[i % len(colours)], label=route)
+        ax.plot(xs, ys, marker=markers[i % len(markers)], color=colours(i % 10), label=route)
     ax.set_xscale("log")
     ax.set_yscale("log")
     plain_log(ax.xaxis)

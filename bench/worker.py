@@ -79,7 +79,7 @@ def _ready_for(part: object) -> None:
     plugins.find("formats", part.format)  # type: ignore[attr-defined]
     # a zip's S3 object makes its client when opened; a prefix's tree makes it at its first GET
     site = getattr(_partition_target(part), "site", None)  # type: ignore[arg-type]
-    if getattr(site, "type", None) == "s3":
+    if site is not None and site.type == "s3":
         from skyplug.plugins.locators.s3 import client_for
 
         client_for(site)
