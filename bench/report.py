@@ -286,8 +286,9 @@ def findings(res: dict[str, Any]) -> list[str]:
     if fuse:
         worst = min(fuse, key=lambda f: f["cold"])
         out.append(
-            f"- FUSE: the slowest comparison is {worst['tool']} on {worst['size']}, {worst['seconds']:.2f} s "
-            f"to open and read the partition after its imports, {worst['cold']:.1f}x a cold skyplug worker "
+            f"- FUSE: the least favourable comparison is {worst['tool']} on {worst['size']}, "
+            f"{worst['seconds']:.2f} s to open and read the partition after its imports, "
+            f"{worst['cold']:.1f}x a cold skyplug worker "
             f"(wall) and {worst['warm']:.1f}x a warm load."
         )
     sc = res.get("scaling")
