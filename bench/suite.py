@@ -11,9 +11,16 @@ from a real S3 server behind the counting proxy and measures, interleaved round 
   one (a fresh ``bench/worker.py load`` that unpickles the partition, empty cache), requests and
   bytes seen by the proxy, peak RSS; each partition checked against casacore on the local MS;
 - the TASKA whole-file route (download the zip, unzip, casacore select + copy);
+- the link: time to the first 1/8 time partition of the largest MS, skyplug (the driver's index + a
+  cold worker's load) against the whole-file route, on loopback and through the proxy's shaped link
+  (1 Gbit/s for the full size), with the bound the link sets on their ratio;
 - scaling: 1, 2, 4, 8 worker processes on the 8 time partitions; bytes left on local disk after;
 - the import cost of a worker (``python -X importtime``);
 - every competitor route in ``bench/routes/`` (a module with ``run(ctx)``), a failure reported as such.
+
+The repository's packages are byte-compiled first, as ``pip install`` does, so that fresh processes
+read skyplug's ``.pyc`` as they read boto3's (``PYTHONDONTWRITEBYTECODE=1`` would otherwise make every
+worker compile skyplug from source while boto3 comes precompiled from site-packages).
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ from bench.common import ROOT, Server, machine, s3_server
 WORKER = ROOT / "bench" / "worker.py"
 NCHAN, NCORR, NANT = 64, 4, 24
 ROUTES_PKG = "bench.routes"
-BUILTIN = ("skyplug", "taska", "scaling", "imports")
+BUILTIN = ("skyplug", "taska", "link", "scaling", "imports")
+PACKAGES = ("skyplug", "bench")  # byte-compiled at the start of a run
 TIMEOUT = 600  # seconds for any one fresh process
 
 
@@ -72,6 +80,9 @@ class Size:
     repeat: int
     parts: int
     scaling_size: str
+    link_size: str  # the MS of the link section (the largest)
+    link_rate: float  # bytes/s of the shaped link, all connections together
+    link_latency: float = 0.0  # seconds the shaped link adds to each request
     workers: tuple[int, ...] = (1, 2, 4, 8)
     taska_repeat: int = 3
 
@@ -89,6 +100,8 @@ SIZES: dict[str, Size] = {
         repeat=3,
         parts=1,
         scaling_size="13MB",
+        link_size="13MB",
+        link_rate=20e6,  # 160 Mbit/s: the smoke MS's zip takes about 0.7 s through it
         workers=(1, 2),
     ),
     "full": Size(
@@ -107,6 +120,8 @@ SIZES: dict[str, Size] = {
         repeat=3,
         parts=2,
         scaling_size="200MB",
+        link_size="1GB",
+        link_rate=125e6,  # 1 Gbit/s
     ),
 }
 
@@ -118,7 +133,23 @@ def stats(values: Sequence[float]) -> dict[str, float]:
 
 def apparent(path: Path) -> int:
     """Bytes of the files under ``path`` as their sizes say (an MS's size)."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def bytecode() -> dict[str, Any]:
+    """Byte-compile :data:`PACKAGES` in place (as ``pip install`` does); what was compiled."""
+    import compileall
+
+    t0 = time.perf_counter()
+    ok = all([compileall.compile_dir(ROOT / pkg, quiet=1) for pkg in PACKAGES])
+    return {
+        "packages": list(PACKAGES),
+        "files": sum(1 for pkg in PACKAGES for _ in (ROOT / pkg).rglob("*.py")),
+        "ok": bool(ok),
+        "cache_tag": sys.implementation.cache_tag,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
+    }
 
 
 def du(path: Path) -> int:
@@ -210,11 +241,11 @@ class Run:
         svc = self.server.service
         return self.env(AWS_ACCESS_KEY_ID=svc.access_key, AWS_SECRET_ACCESS_KEY=svc.secret_key)
 
-    def cold_env(self) -> dict[str, str]:
-        """A fresh worker: its own empty cache and temp folders (a new machine)."""
+    def cold_env(self) -> tuple[dict[str, str], Path]:
+        """A fresh worker: its own empty cache and temp folders (a new machine), and their folder."""
         base = Path(tempfile.mkdtemp(dir=self.workdir, prefix="cold-"))
         (base / "tmp").mkdir()
-        return self.env(SKYPLUG_CACHE_DIR=str(base / "cache"), TMPDIR=str(base / "tmp"))
+        return self.env(SKYPLUG_CACHE_DIR=str(base / "cache"), TMPDIR=str(base / "tmp")), base
 
     def dataset(self, spec: DataSpec) -> dict[str, Any]:
         """Index and partitions of one MS, each against the floor."""
@@ -276,6 +307,7 @@ class Run:
         cold: dict[str, Any] = {}
         floor_fresh: dict[str, Any] = {}
         arrays: Any = None
+        cold_disk = 0
         for _ in range(self.size.repeat):
             with Counted(self.server) as cnt["floor"]:
                 t["floor_warm"].append(floor_get(self.server, reqs))
@@ -286,9 +318,12 @@ class Run:
             with Counted(self.server) as cnt["floor_fresh"]:
                 wall, floor_fresh = fresh(["floor", str(spec_path)], self.floor_env())
                 t["floor_fresh"].append(wall)
+            env, base = self.cold_env()
             with Counted(self.server) as cnt["cold"]:
-                wall, cold = fresh(["load", str(pkl)], self.cold_env())
+                wall, cold = fresh(["load", str(pkl)], env)
                 t["cold"].append(wall)
+            cold_disk = du(base)
+            shutil.rmtree(base)
         nbytes = sum(getattr(a, "nbytes", 0) for a in arrays.values())
         correct = check(local, p, arrays, by)
         del arrays
@@ -307,7 +342,10 @@ class Run:
                 "bytes": cnt["cold"].bytes,
                 "peak_rss": cold["peak_rss"],
                 "rss_before": cold["rss_before"],
+                "peak_rss_startup": cold["peak_rss_startup"],
+                "peak_reset": cold["peak_reset"],
                 "work_seconds": round(cold["work_seconds"], 4),
+                "disk_bytes": cold_disk,
             },
             "floor_fresh": {
                 "peak_rss": floor_fresh["peak_rss"],
@@ -326,44 +364,130 @@ class Run:
 
     # ------------------------------------------------------------------ the TASKA whole-file route
 
+    def whole_file(
+        self, key: str, time_range: tuple[float, float], reference: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Once: download the zip, unzip, casacore select + deep copy of the partition; the seconds of
+        each step, the disk it took and whether the copy's DATA is the reference's."""
+        from casacore import tables as ct
+
+        where = Path(tempfile.mkdtemp(dir=self.workdir, prefix="taska-"))
+        try:
+            t0 = time.perf_counter()
+            self.server.client().download_file(self.server.bucket, key, str(where / "SB226.ms.zip"))
+            t1 = time.perf_counter()
+            with zipfile.ZipFile(where / "SB226.ms.zip") as zf:
+                zf.extractall(where)
+            t2 = time.perf_counter()
+            with ct.table(str(where / "SB226.ms"), ack=False) as tab:
+                sel = tab.query(f"TIME >= {time_range[0]!r} && TIME <= {time_range[1]!r}")
+                sel.copy(str(where / "part0.ms"), deep=True).close()
+                sel.close()
+            t3 = time.perf_counter()
+            disk = du(where)
+            with ct.table(str(where / "part0.ms"), ack=False) as part:
+                correct = bool(np.array_equal(part.getcol("DATA"), reference["DATA"], equal_nan=True))
+        finally:
+            shutil.rmtree(where)
+        return {
+            "seconds": t3 - t0,
+            "download": t1 - t0,
+            "unzip": t2 - t1,
+            "copy": t3 - t2,
+            "disk": disk,
+            "correct": correct,
+        }
+
     def taska(
         self, spec: DataSpec, time_range: tuple[float, float], reference: dict[str, np.ndarray]
     ) -> dict[str, Any]:
-        """Download the zip, unzip, casacore select + copy of the 1/8 partition: time to it."""
-        from casacore import tables as ct
-
-        key = self.keys[spec.label]
-        secs, disk, correct = [], 0, True
-        cli = self.server.client()
+        """The whole-file route to the 1/8 partition, ``taska_repeat`` times."""
+        runs = []
         c = Counted(self.server)
         for _ in range(self.size.taska_repeat):
-            where = Path(tempfile.mkdtemp(dir=self.workdir, prefix="taska-"))
             with c:
-                t0 = time.perf_counter()
-                cli.download_file(self.server.bucket, key, str(where / "SB226.ms.zip"))
-                with zipfile.ZipFile(where / "SB226.ms.zip") as zf:
-                    zf.extractall(where)
-                with ct.table(str(where / "SB226.ms"), ack=False) as tab:
-                    sel = tab.query(f"TIME >= {time_range[0]!r} && TIME <= {time_range[1]!r}")
-                    sel.copy(str(where / "part0.ms"), deep=True).close()
-                    sel.close()
-                secs.append(time.perf_counter() - t0)
-            disk = du(where)
-            with ct.table(str(where / "part0.ms"), ack=False) as part:
-                correct = correct and bool(
-                    np.array_equal(part.getcol("DATA"), reference["DATA"], equal_nan=True)
-                )
-            shutil.rmtree(where)
+                runs.append(self.whole_file(self.keys[spec.label], time_range, reference))
         return {
             "route": "taska whole file",
             "label": spec.label,
             "size": spec.size,
-            "seconds": stats(secs),
+            "seconds": stats([r["seconds"] for r in runs]),
+            "steps": {k: stats([r[k] for r in runs]) for k in ("download", "unzip", "copy")},
             "requests": c.requests,
             "bytes": c.bytes,
-            "disk_bytes": disk,
-            "correct": correct,
+            "disk_bytes": runs[-1]["disk"],
+            "correct": all(r["correct"] for r in runs),
+            "note": "in the benchmark's process; disk: the zip, the MS unzipped and the copy",
         }
+
+    # ------------------------------------------------------------------ the link
+
+    def first_partition(self, key: str) -> dict[str, Any]:
+        """Once: the driver opens and indexes the MS (``refresh``) and plans 8 time partitions; a cold
+        worker loads the first. Seconds of each; the arrays' bytes."""
+        import skyplug
+
+        t0 = time.perf_counter()
+        ds = skyplug.open(self.server.uri(key))
+        ds.index(refresh=True)
+        part = ds.plan("time", 8)[0]
+        driver = time.perf_counter() - t0
+        pkl = self.workdir / f"link-{uuid_hex()}.pkl"
+        pkl.write_bytes(pickle.dumps(part))
+        env, base = self.cold_env()
+        try:
+            wall, out = fresh(["load", str(pkl)], env)
+        finally:
+            shutil.rmtree(base)
+            pkl.unlink()
+        return {"seconds": driver + wall, "driver": driver, "cold": wall, "partition_bytes": out["bytes"]}
+
+    def link(self, size: str, time_range: tuple[float, float], reference: dict[str, Any]) -> dict[str, Any]:
+        """Time to the first 1/8 time partition of ``size``'s MS: skyplug (zip and prefix) and the
+        whole-file route, on loopback and through the proxy's shaped link, interleaved round by round."""
+        proxy = self.server.proxy
+        rate, latency = self.size.link_rate, self.size.link_latency
+        shaped = _rate_label(rate) + (f" + {latency * 1000:g} ms a request" if latency else "")
+        links = {"loopback": (None, 0.0), shaped: (rate, latency)}
+        keys = {c: self.keys[DataSpec(size, "tcsm", c, ()).label] for c in ("zip", "plain")}
+        routes = [*(f"skyplug ({c})" for c in keys), TASKA]
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {r: {ln: [] for ln in links} for r in routes}
+        counts: dict[str, dict[str, tuple[int, int]]] = {r: {} for r in routes}
+        for _ in range(self.size.repeat):
+            for name, (r, lat) in links.items():
+                proxy.set_link(r, lat)
+                try:
+                    for container, key in keys.items():
+                        with Counted(self.server) as c:
+                            runs[f"skyplug ({container})"][name].append(self.first_partition(key))
+                        counts[f"skyplug ({container})"][name] = (c.requests, c.bytes)
+                    with Counted(self.server) as c:
+                        runs[TASKA][name].append(self.whole_file(keys["zip"], time_range, reference))
+                    counts[TASKA][name] = (c.requests, c.bytes)
+                finally:
+                    proxy.set_link()
+        out: dict[str, Any] = {
+            "size": size,
+            "links": {name: {"rate": r, "latency": lat} for name, (r, lat) in links.items()},
+            "routes": {
+                route: {name: _link_summary(got, counts[route][name]) for name, got in by.items()}
+                for route, by in runs.items()
+            },
+        }
+        whole = out["routes"][TASKA]
+        out["ratios"] = {
+            name: {
+                c: round(
+                    whole[name]["seconds"]["median"]
+                    / out["routes"][f"skyplug ({c})"][name]["seconds"]["median"],
+                    3,
+                )
+                for c in keys
+            }
+            for name in links
+        }
+        out["bound"] = _link_bound(out["routes"]["skyplug (zip)"][shaped], whole[shaped], rate, shaped)
+        return out
 
     # ------------------------------------------------------------------ scaling
 
@@ -403,7 +527,7 @@ class Run:
                                 f"scaling worker failed: {err.decode().strip().splitlines()[-1:]}"
                             )
                     rows[k].append(time.perf_counter() - t0)
-        left = du(cache) + du(tmp)
+        left, left_apparent = du(cache) + du(tmp), apparent(cache) + apparent(tmp)
         one = statistics.median(rows[self.size.workers[0]])
         return {
             "label": spec.label,
@@ -413,6 +537,7 @@ class Run:
             },
             "bytes_last_round": c.bytes,
             "bytes_left_on_disk": left,
+            "bytes_left_apparent": left_apparent,
         }
 
     # ------------------------------------------------------------------ imports
@@ -469,6 +594,48 @@ class Run:
                     traceback.print_exc()
                 print(f"  route {mod} on {size}: {time.perf_counter() - t0:.1f} s", flush=True)
         return out
+
+
+TASKA = "taska whole file"
+
+
+def _link_summary(got: list[dict[str, Any]], counted: tuple[int, int]) -> dict[str, Any]:
+    """One route on one link: min/median of its seconds and of each step; requests and bytes (last
+    round); the whole-file route's disk, correctness and download rate, skyplug's arrays' bytes."""
+    steps = ("download", "unzip", "copy") if "download" in got[0] else ("driver", "cold")
+    out: dict[str, Any] = {
+        "seconds": stats([x["seconds"] for x in got]),
+        **{k: stats([x[k] for x in got]) for k in steps},
+        "requests": counted[0],
+        "bytes": counted[1],
+    }
+    if "download" in got[0]:
+        out["disk_bytes"] = got[-1]["disk"]
+        out["correct"] = all(x["correct"] for x in got)
+        out["download_rate"] = round(counted[1] / out["download"]["median"])
+    else:
+        out["partition_bytes"] = got[-1]["partition_bytes"]
+    return out
+
+
+def _link_bound(ours: dict[str, Any], whole: dict[str, Any], rate: float, link: str) -> dict[str, Any]:
+    """What the link alone allows: were skyplug's only cost its bytes over the link, the whole-file
+    route would be at most ``ceiling`` times slower (its bytes over the link, then its unzip and copy)."""
+    rest = whole["unzip"]["median"] + whole["copy"]["median"]
+    return {
+        "link": link,
+        "bytes_ratio": round(whole["bytes"] / ours["bytes"], 3),
+        "whole_file_transfer_seconds": round(whole["bytes"] / rate, 4),
+        "skyplug_transfer_seconds": round(ours["bytes"] / rate, 4),
+        "unzip_copy_seconds": round(rest, 4),
+        "ceiling": round((whole["bytes"] / rate + rest) / (ours["bytes"] / rate), 3),
+    }
+
+
+def _rate_label(rate: float) -> str:
+    """Bytes/s as a link's bit rate: ``1 Gbit/s``, ``160 Mbit/s``."""
+    bits = rate * 8
+    return f"{bits / 1e9:g} Gbit/s" if bits >= 1e9 else f"{bits / 1e6:g} Mbit/s"
 
 
 def uuid_hex() -> str:
@@ -550,6 +717,7 @@ def run(
 
     size = SIZES[size_name]
     t_start = time.perf_counter()
+    compiled = bytecode()  # before any fresh process
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skyplug-bench-")))
@@ -566,6 +734,8 @@ def run(
             "machine": machine(),
             "repeat": size.repeat,
             "peak_rss_source": "VmHWM",
+            "peak_rss_baseline": "after the imports, the target and its S3 client (VmHWM reset there)",
+            "bytecode": compiled,
             "data": bench.build(),
             "datasets": [],
             "routes": [],
@@ -601,6 +771,14 @@ def run(
                     tr = _time_range(local, *_time_slice(local, 8))
                     results["routes"].append(bench.taska(spec, tr, reference_part(local, tr)))
                     print(f"  taska {spec.size}: {results['routes'][-1]['seconds']}", flush=True)
+        if bench.wanted("link"):
+            local = bench.local[(size.link_size, "tcsm")]
+            tr = _time_range(local, *_time_slice(local, 8))
+            results["link"] = bench.link(size.link_size, tr, reference_part(local, tr))
+            print(
+                f"link {size.link_size}: {results['link']['ratios']}, bound {results['link']['bound']}",
+                flush=True,
+            )
         results["routes"] += bench.routes(ctx_for)
         if bench.wanted("scaling"):
             spec = DataSpec(size.scaling_size, "tcsm", "plain", ())

@@ -3,7 +3,9 @@
     python bench/worker.py floor SPEC.json      # boto3 client + concurrent ranged GETs of SPEC's ranges
     python bench/worker.py load P1.pkl [P2...]  # unpickle skyplug partitions and load them (arrays)
 
-Prints one JSON line: peak RSS (VmHWM), RSS before the work, bytes got, seconds of the work.
+Prints one JSON line: RSS before the work (``rss_before``, once the worker holds its imports and
+its S3 client), the peak RSS after it (``peak_rss``: VmHWM, reset at that baseline when Linux allows,
+``peak_reset``), the peak of the start-up (``peak_rss_startup``), bytes got, seconds of the work.
 Imports only what such a worker needs, so that the parent's wall clock is interpreter start +
 imports + work. Credentials come from the environment (AWS_* for the floor, SKYPLUG_SITE_* for skyplug).
 """
@@ -21,7 +23,7 @@ def _rss() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def _peak_rss() -> int:
+def peak_rss() -> int:
     """This process's peak RSS: VmHWM, which starts afresh at exec (Linux's ``ru_maxrss`` is
     inherited across fork and exec: a child of a big parent reports the parent's peak)."""
     with open("/proc/self/status") as f:
@@ -31,7 +33,19 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def floor(spec_path: str) -> dict[str, float]:
+def _baseline() -> dict[str, int | bool]:
+    """RSS now and the peak so far; then VmHWM is reset to the current RSS (``clear_refs`` 5), so
+    that the peak read after the work is the work's own, not an earlier moment of the start-up."""
+    out: dict[str, int | bool] = {"rss_before": _rss(), "peak_rss_startup": peak_rss(), "peak_reset": True}
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        out["peak_reset"] = False
+    return out
+
+
+def floor(spec_path: str) -> dict[str, object]:
     """Plain boto3 ranged GETs of exactly the spec's (key, start, end), 8 at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -43,7 +57,7 @@ def floor(spec_path: str) -> dict[str, float]:
     t0 = time.perf_counter()
     cfg = Config(max_pool_connections=16, s3={"addressing_style": "path"}, retries={"max_attempts": 2})
     cli = boto3.client("s3", endpoint_url=spec["endpoint"], region_name=spec["region"], config=cfg)
-    before = _rss()  # after the imports and the client
+    before = _baseline()  # after the imports and the client
 
     def one(req: list) -> int:
         key, s, e = req
@@ -52,29 +66,36 @@ def floor(spec_path: str) -> dict[str, float]:
 
     with ThreadPoolExecutor(max(1, min(8, len(spec["requests"])))) as pool:
         got = sum(pool.map(one, spec["requests"]))
-    return {"bytes": got, "rss_before": before, "work_seconds": time.perf_counter() - t0}
+    return {"bytes": got, **before, "work_seconds": time.perf_counter() - t0}
 
 
-def _import_for(part: object) -> None:
-    """Import what loading ``part`` imports (its format, locator, numpy, casacore), loading nothing."""
+def _ready_for(part: object) -> None:
+    """What a worker holds before any data, as the floor holds its client: the imports loading
+    ``part`` needs (its format, locator, numpy, casacore), its target opened and the target's S3
+    client made (on a prefix it is otherwise made by the first GET). Loads nothing."""
     from skyplug.core import plugins
     from skyplug.core.load import _partition_target
 
     plugins.find("formats", part.format)  # type: ignore[attr-defined]
-    _partition_target(part)  # type: ignore[arg-type]
+    # a zip's S3 object makes its client when opened; a prefix's tree makes it at its first GET
+    site = getattr(_partition_target(part), "site", None)  # type: ignore[arg-type]
+    if site is not None and site.type == "s3":
+        from skyplug.plugins.locators.s3 import client_for
+
+        client_for(site)
     import casacore.tables  # noqa: F401
     import numpy  # noqa: F401
 
 
-def load(paths: list[str]) -> dict[str, float]:
+def load(paths: list[str]) -> dict[str, object]:
     """Unpickle each partition and load it as arrays, in turn."""
     import pickle
 
     t0 = time.perf_counter()
     with open(paths[0], "rb") as f:
         first = pickle.load(f)
-    _import_for(first)
-    before = _rss()  # after the imports: the peak above it is the load's own memory
+    _ready_for(first)
+    before = _baseline()  # the peak above it is the load's own memory
     nbytes = 0
     for path in paths:
         with open(path, "rb") as f:
@@ -82,13 +103,13 @@ def load(paths: list[str]) -> dict[str, float]:
         arrays = part.load()
         nbytes = max(nbytes, sum(getattr(a, "nbytes", 0) for a in arrays.values()))
         del arrays
-    return {"bytes": nbytes, "rss_before": before, "work_seconds": time.perf_counter() - t0}
+    return {"bytes": nbytes, **before, "work_seconds": time.perf_counter() - t0}
 
 
 def main() -> None:
     mode, args = sys.argv[1], sys.argv[2:]
     out = floor(args[0]) if mode == "floor" else load(args)
-    out["peak_rss"] = _peak_rss()
+    out["peak_rss"] = peak_rss()
     print(json.dumps(out))
 
 

@@ -31,7 +31,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "TMPDIR": str(tmp),
     }
     cmd = [sys.executable, "-m", "bench", "--size", "smoke", "--server", BACKEND, "--out", str(out)]
-    cmd += ["--only", "skyplug,taska,scaling,imports"]
+    cmd += ["--only", "skyplug,taska,link,scaling,imports"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     leftovers = [p.name for p in tmp.iterdir() if p.name.startswith("skyplug-bench-")]
@@ -45,6 +45,9 @@ def test_setup_is_named(smoke: dict) -> None:
     assert {"skyplug", "python-casacore", "boto3"} <= set(smoke["versions"])
     assert smoke["repeat"] >= 3
     assert smoke["data_sizes"]["13MB"] > 5_000_000
+    # skyplug and bench byte-compiled first, so that fresh workers read .pyc as they read boto3's
+    assert smoke["bytecode"]["ok"] is True and smoke["bytecode"]["files"] > 50
+    assert smoke["peak_rss_source"] == "VmHWM"
 
 
 def test_every_partition_is_correct_and_counted(smoke: dict) -> None:
@@ -65,6 +68,7 @@ def test_every_partition_is_correct_and_counted(smoke: dict) -> None:
             assert p["floor"]["bytes"] > 0 and p["warm"]["bytes"] >= p["floor"]["bytes"] * 0.99
             assert p["cold"]["requests"] >= p["warm"]["requests"] >= 1
             assert p["cold"]["peak_rss"] > p["cold"]["rss_before"] > 0
+            assert p["cold"]["disk_bytes"] > 0 and isinstance(p["cold"]["peak_reset"], bool)
             assert set(p["ratios"]) == {
                 "warm",
                 "cold",
@@ -86,6 +90,31 @@ def test_whole_file_route_scaling_and_imports(smoke: dict) -> None:
     assert sc["bytes_left_on_disk"] >= 0
     imp = smoke["imports"]
     assert imp["worker_top_imports_ms"] and imp["worker_top_imports_ms"][0][0] in {"skyplug", "numpy", "site"}
+
+
+def test_the_link_section(smoke: dict) -> None:
+    """skyplug and the whole-file route on loopback and through the shaped link: counted alike on
+    both (shaping changes no request or byte), the whole-file copy exact, the bound computed."""
+    lk = smoke["link"]
+    shaped = lk["bound"]["link"]
+    assert list(lk["links"]) == ["loopback", shaped] and lk["links"][shaped]["rate"] > 0
+    assert set(lk["routes"]) == {"skyplug (zip)", "skyplug (plain)", "taska whole file"}
+    for route, by in lk["routes"].items():
+        loop, capped = by["loopback"], by[shaped]
+        steps = ("download", "unzip", "copy") if route.startswith("taska") else ("driver", "cold")
+        for got in (loop, capped):
+            assert 0 < got["seconds"]["min"] <= got["seconds"]["median"]
+            assert all(got[k]["median"] > 0 for k in steps) and got["requests"] > 0
+        assert capped["requests"] == loop["requests"]
+        assert abs(capped["bytes"] - loop["bytes"]) <= 0.01 * loop["bytes"]
+    taska = lk["routes"]["taska whole file"]
+    assert taska["loopback"]["correct"] is True and taska[shaped]["correct"] is True
+    assert taska[shaped]["bytes"] >= smoke["data"]["tcsm/13MB"]["bytes"]
+    # the token bucket holds the whole-file download under the cap (its burst aside)
+    assert taska[shaped]["download_rate"] <= lk["links"][shaped]["rate"] * 1.05
+    assert lk["routes"]["skyplug (zip)"][shaped]["bytes"] < taska[shaped]["bytes"]
+    assert lk["bound"]["bytes_ratio"] > 1 and lk["bound"]["ceiling"] > lk["bound"]["bytes_ratio"]
+    assert set(lk["ratios"]) == {"loopback", shaped}
 
 
 def test_a_failing_route_is_reported_and_the_run_goes_on(

@@ -8,7 +8,9 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import (
@@ -19,6 +21,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
+
+from tests.servers.s3_services import faultproxy
 
 pytestmark = pytest.mark.s3
 
@@ -279,3 +283,61 @@ def test_proxy_stall(fault_proxy: Any, proxied: Callable[..., Any], bucket: str)
     with pytest.raises(ReadTimeoutError):
         impatient.get_object(Bucket=bucket, Key="k")
     assert fault_proxy.stats()["faults_applied"]["stall"] == 2
+
+
+def test_proxy_link_caps_all_connections_together(
+    fault_proxy: Any, proxied: Callable[..., Any], bucket: str
+) -> None:
+    """Two concurrent GETs through a capped link take at least their bytes over the rate (less the
+    bucket's burst), and the proxy counts them as it does on an uncapped link."""
+    c = proxied()
+    data = os.urandom(MiB)
+    c.put_object(Bucket=bucket, Key="k", Body=data)
+
+    def two_gets() -> tuple[int, int]:
+        r0, b0 = fault_proxy.counts()
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda _: c.get_object(Bucket=bucket, Key="k")["Body"].read(), range(2)))
+        assert got == [data, data]
+        r1, b1 = fault_proxy.counts()
+        return r1 - r0, b1 - b0
+
+    free = two_gets()
+    rate = 2 * MiB
+    fault_proxy.set_link(rate=rate)
+    assert fault_proxy.link == {"rate": rate, "latency": 0.0, "burst": faultproxy.LINK_BURST}
+    t0 = time.monotonic()
+    capped = two_gets()
+    assert time.monotonic() - t0 >= (2 * MiB - faultproxy.LINK_BURST) / rate
+    assert capped[0] == free[0] == 2
+    assert abs(capped[1] - free[1]) < 1024  # the same bodies; heads may differ by a few bytes
+    assert 2 * MiB < capped[1] < 2 * MiB + 4096
+    fault_proxy.set_link()
+    assert fault_proxy.link["rate"] is None and two_gets()[0] == 2
+    with pytest.raises(ValueError, match="rate"):
+        fault_proxy.set_link(rate=0)
+
+
+def test_proxy_link_latency_per_request(
+    s3_site: Any,
+    s3_client_factory: Callable[..., Any],
+    fault_proxy: Any,
+    proxied: Callable[..., Any],
+    bucket: str,
+) -> None:
+    """Latency is added to every request, set at run time or when the proxy starts."""
+    c = proxied()
+    c.put_object(Bucket=bucket, Key="k", Body=b"abc")
+    fault_proxy.set_link(latency=0.2)
+    t0 = time.monotonic()
+    for _ in range(3):
+        c.head_object(Bucket=bucket, Key="k")
+    assert time.monotonic() - t0 >= 3 * 0.2
+    assert fault_proxy.counts()[0] == 4
+    url = urlsplit(s3_site.endpoint)
+    with faultproxy.FaultProxy(url.hostname or "127.0.0.1", url.port or 80, latency=0.3) as slow:
+        assert slow.link["latency"] == 0.3 and slow.link["rate"] is None
+        c2 = s3_client_factory(s3_site, endpoint_url=slow.endpoint, max_attempts=1)
+        t0 = time.monotonic()
+        assert c2.get_object(Bucket=bucket, Key="k")["Body"].read() == b"abc"
+        assert time.monotonic() - t0 >= 0.3

@@ -13,6 +13,11 @@ Fault modes (``set_fault(mode, count=1, ...)``; ``count=None`` means until clear
 - ``"cut"``: forward the request, close the connection after ``cut_after`` bytes
   of the response (head included).
 - ``"stall"``: wait ``seconds`` before handling the request, then pass it through.
+
+A shaped link (``FaultProxy(..., rate=, latency=)`` at start, ``set_link(rate, latency)`` at run
+time): ``rate`` caps the response bytes (upstream -> client) of all connections together, in
+bytes/s, with a token bucket shared by every connection; ``latency`` seconds are added before each
+request is handled. Counters are unchanged by shaping.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 MODES = (None, "reset", "status", "cut", "stall")
 _BUF = 65536
 _MAX_HEAD = 65536
+LINK_BURST = 2 * _BUF  # bytes a shaped link lets through at once after it was idle
 _SLOWDOWN = "Please reduce your request rate."
 
 
@@ -41,6 +48,37 @@ class _Fault:
     message: str
 
 
+class _Link:
+    """The link's shape: a token bucket of ``rate`` bytes/s on response bytes, ``latency`` per request.
+
+    The bucket starts empty and holds at most ``burst`` bytes; a sender may take more than it holds
+    and waits off the debt, which later senders wait off too, so over any interval the bytes sent by
+    all connections together stay under ``burst + rate * seconds``.
+    """
+
+    def __init__(self, rate: float | None, latency: float, burst: int) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError(f"link rate must be positive bytes/s or None, not {rate!r}")
+        if latency < 0:
+            raise ValueError(f"link latency must be >= 0 seconds, not {latency!r}")
+        self.rate, self.latency, self.burst = rate, latency, burst
+        self._lock = threading.Lock()
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+
+    def take(self, n: int, stopping: threading.Event) -> None:
+        """Wait until ``n`` more response bytes may go out (at once when the rate is not capped)."""
+        if self.rate is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate) - n
+            self._stamp = now
+            wait = -self._tokens / self.rate
+        if wait > 0:
+            stopping.wait(wait)
+
+
 class _Closed(Exception):
     """The client closed its side."""
 
@@ -48,12 +86,22 @@ class _Closed(Exception):
 class FaultProxy:
     """Threaded fault-injecting proxy to ``upstream_host:upstream_port`` on 127.0.0.1."""
 
-    def __init__(self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        host: str = "127.0.0.1",
+        *,
+        rate: float | None = None,
+        latency: float = 0.0,
+    ) -> None:
+        """``rate`` (bytes/s, all connections together) and ``latency`` (s per request) shape the link."""
         self.upstream = (upstream_host, upstream_port)
         self.host = host
         self.port = 0
         self._lock = threading.Lock()
         self._fault = _Fault(None, None, 0, 0.0, 503, "SlowDown", _SLOWDOWN)
+        self._link = _Link(rate, latency, LINK_BURST)
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._socks: set[socket.socket] = set()
@@ -127,6 +175,19 @@ class FaultProxy:
     def clear(self) -> None:
         """Back to pass-through."""
         self.set_fault(None)
+
+    def set_link(self, rate: float | None = None, latency: float = 0.0, burst: int = LINK_BURST) -> None:
+        """Shape the link from now on: ``rate`` bytes/s of responses, all connections together (None:
+        uncapped), ``latency`` seconds added before each request. ``set_link()`` is loopback again."""
+        link = _Link(rate, latency, burst)
+        with self._lock:
+            self._link = link
+
+    @property
+    def link(self) -> dict[str, float | None]:
+        """The link's current shape: ``rate`` (bytes/s or None), ``latency`` (s), ``burst`` (bytes)."""
+        link = self._link
+        return {"rate": link.rate, "latency": link.latency, "burst": link.burst}
 
     def stats(self) -> dict[str, object]:
         """Counters of client connections, requests, upstream ones, faults applied."""
@@ -295,6 +356,7 @@ class _Conn:
                 data = up.recv(_BUF)
                 if not data:
                     break
+                self.proxy._link.take(len(data), self.proxy._stopping)
                 with self.cut_lock:
                     if self.cut_left is not None:
                         if len(data) >= self.cut_left:
@@ -322,6 +384,9 @@ class _Conn:
             expect = headers.get("expect", "").lower() == "100-continue"
             fault = self.proxy._take_fault()
             mode = fault.mode if fault else None
+            latency = self.proxy._link.latency
+            if latency:
+                self.proxy._stopping.wait(latency)
             if fault and mode == "stall":
                 self.proxy._stopping.wait(fault.seconds)
             if fault and mode == "reset":

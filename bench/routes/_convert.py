@@ -9,10 +9,11 @@ Prints one JSON line: ``op`` (seconds of ``convert_msv2_to_processing_set``, aft
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
+
+from bench.worker import peak_rss
 
 
 def main(argv: list[str]) -> int:
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
     if not Path(out).exists():  # xradio logs a failed partition and goes on
         print(json.dumps({"error": "convert_msv2_to_processing_set wrote no store (see its log on stderr)"}))
         return 1
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss()  # VmHWM: ru_maxrss would carry over the parent's peak
     print(json.dumps({"op": op, "rss": rss}))
     return 0
 

@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 
 
-def _du(path: Path, skip: str = "_bench") -> int:
-    """Bytes under ``path`` but not in its ``skip`` folder (the benchmark's own files)."""
-    return sum(
-        p.stat().st_size for p in path.rglob("*") if p.is_file() and skip not in p.relative_to(path).parts
-    )
+def _du(path: Path, skip: tuple[str, ...] = ("_bench", "_host_tmp")) -> int:
+    """Bytes under ``path`` but not in its ``skip`` folders (the benchmark's own files, the host's
+    /tmp mounted inside), which are not walked."""
+    total = 0
+    for top, dirs, files in os.walk(path):
+        if Path(top) == path:
+            dirs[:] = [d for d in dirs if d not in skip]
+        total += sum((Path(top) / f).stat().st_size for f in files if not (Path(top) / f).is_symlink())
+    return total
+
+
+def _peak_rss() -> int:
+    """VmHWM (bench.worker.peak_rss, which this isolated script cannot import): ``ru_maxrss``
+    would carry over the peak of the process that started it."""
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmHWM:"))
 
 
 def main() -> int:
@@ -60,7 +70,7 @@ def main() -> int:
         result["disk_left"] = _du(Path("/tmp"))
     except BaseException as exc:  # reported as one line by the route
         result["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-    result["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result["rss"] = _peak_rss()
     Path(job["result"]).write_text(json.dumps(result))
     return 0 if "error" not in result else 1
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import resource
 import sys
 import time
 from typing import Any
 
 import numpy as np
+
+from bench.worker import peak_rss
 
 COLUMNS = ("DATA", "FLAG", "UVW")
 
@@ -148,7 +149,7 @@ def main(argv: list[str]) -> int:
         return 1
     op = time.perf_counter() - start
     np.savez(out, **got)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss()  # VmHWM: ru_maxrss would carry over the parent's peak
     print(json.dumps({"op": op, "rss": rss, "rows": len(got["TIME"])}))
     return 0
 
