@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.machinery import PathFinder
@@ -59,6 +59,17 @@ class Spec:
         except ImportError as exc:
             hint = f" ({self.err})" if self.err else ""
             raise PluginError(f"plugin {self.name!r} needs a missing dependency: {exc}{hint}") from exc
+
+
+def implemented_in(module: str) -> Callable[[str], Any]:
+    """A plugin module's ``__getattr__`` (PEP 562): the names of its implementation ``module``,
+    imported on first use. The plugin module then holds only its hook implementations, so building
+    the manager imports no implementation, while ``plugin:Name`` targets and imports still work."""
+
+    def __getattr__(name: str) -> Any:
+        return getattr(importlib.import_module(module), name)
+
+    return __getattr__
 
 
 def _may_declare(group: str) -> bool:
