@@ -358,7 +358,7 @@ def test_a_controller_that_dies_mid_map_is_an_error_not_a_hang(
     """slurmctld killed while a job runs: squeue fails; after SQUEUE_GRACE the map raises one line."""
     import signal
 
-    from skyplug.plugins.engines import slurm as slurm_engine
+    from skyplug.plugins.engines.slurm import engine as slurm_engine
     from tests.servers.s3_services import services
 
     cluster = services.start_slurm(str(tmp_path / "own-cluster"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,6 +275,8 @@ def load_config(path: Path | str | None = None) -> Config:
     path = Path(path) if path else config_path()
     if path is None:
         return Config.from_dict({})
+    import tomllib  # only with a file to read (a worker often has none)
+
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -11,15 +11,19 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
-from typing import Any
+from importlib.machinery import PathFinder
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from skyplug.core import hookspecs
 from skyplug.core.errors import PluginError, SkyplugWarning
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 log = logging.getLogger("skyplug.plugins")
 
@@ -57,6 +61,58 @@ class Spec:
             raise PluginError(f"plugin {self.name!r} needs a missing dependency: {exc}{hint}") from exc
 
 
+def implemented_in(module: str) -> Callable[[str], Any]:
+    """A plugin module's ``__getattr__`` (PEP 562): the names of its implementation ``module``,
+    imported on first use. The plugin module then holds only its hook implementations, so building
+    the manager imports no implementation, while ``plugin:Name`` targets and imports still work."""
+
+    def __getattr__(name: str) -> Any:
+        return getattr(importlib.import_module(module), name)
+
+    return __getattr__
+
+
+def _may_declare(group: str) -> bool:
+    """False only when no distribution can declare entry points of ``group``: each metadata
+    folder on ``sys.path`` is looked at as ``importlib.metadata`` finds them, and its
+    ``entry_points.txt`` read for the group's header. Anything this look cannot rule out (a zip on
+    the path, another distribution finder) counts as a maybe. It spares a process without
+    third-party plugins (a worker) importing and parsing every distribution's metadata."""
+    if any(f is not PathFinder and hasattr(f, "find_distributions") for f in sys.meta_path):
+        return True
+    header = f"[{group}]"
+    for entry in sys.path:
+        if not isinstance(entry, str):
+            return True
+        try:
+            names = os.listdir(entry or ".")
+        except NotADirectoryError:  # a zip archive: importlib.metadata looks inside
+            return True
+        except OSError:
+            continue
+        egg = entry.lower().endswith(".egg")  # an egg folder keeps its metadata in EGG-INFO
+        for name in names:
+            low = name.lower()
+            if not (low.endswith((".dist-info", ".egg-info")) or (egg and low == "egg-info")):
+                continue
+            try:
+                with open(os.path.join(entry or ".", name, "entry_points.txt"), encoding="utf-8") as f:
+                    if header in f.read():
+                        return True
+            except OSError:  # no entry points, or an egg-info file rather than a folder
+                continue
+    return False
+
+
+def _entry_points(group: str) -> Iterable[EntryPoint]:
+    """The installed entry points of ``group`` (importlib.metadata, when any may exist)."""
+    if not _may_declare(group):
+        return ()
+    from importlib.metadata import entry_points
+
+    return entry_points(group=group)
+
+
 def _make_manager() -> tuple[pluggy.PluginManager, dict[str, str], dict[str, str]]:
     pm = pluggy.PluginManager("skyplug")
     pm.add_hookspecs(hookspecs)
@@ -66,7 +122,7 @@ def _make_manager() -> tuple[pluggy.PluginManager, dict[str, str], dict[str, str
     for name in _builtins():
         pm.register(importlib.import_module(name), name)
     if not os.environ.get("SKYPLUG_DISABLE_PLUGIN_AUTOLOAD"):
-        for ep in entry_points(group="skyplug"):
+        for ep in _entry_points("skyplug"):
             if wanted is not None and ep.name not in wanted.split(","):
                 continue
             try:

@@ -15,7 +15,6 @@ import datetime as dt
 import functools
 import getpass
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -25,14 +24,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skyplug.core import plugins
 from skyplug.core.config import get_config, is_secret_key
 from skyplug.core.engine import DEFAULT_ENGINE, current_engine
 from skyplug.core.logs import redact, redact_url, secret_values
+
+if TYPE_CHECKING:
+    from importlib.metadata import Distribution
 
 VOPROV_URI = "http://www.ivoa.net/documents/ProvenanceDM/voprov#"
 SKY_URI = "https://skyplug.readthedocs.io/prov#"
@@ -184,11 +185,23 @@ def software() -> dict[str, str]:
     dists = ["skyplug", "prov"]
     for spec in plugins.registered("formats"):
         dists += [d for d in getattr(spec, "info", {}).get("software", ()) if d not in dists]
+    from importlib import metadata
+
     out = {}
     for dist in dists:
         with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
+            out[dist] = _version(metadata.distribution(dist))
     return out
+
+
+def _version(dist: Distribution) -> str:
+    """A distribution's version from the headers of its metadata: ``Distribution.version`` parses
+    the whole file, long description included (milliseconds a distribution on a fresh worker)."""
+    from email.parser import HeaderParser
+
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    version = HeaderParser().parsestr(text)["Version"] if text else None
+    return str(version or dist.version)
 
 
 def _engine() -> str:
@@ -322,6 +335,8 @@ def event_activity(
 
 def code_version(fn: Callable[..., Any]) -> str:
     """sha256 of a function's source: a changed body is a new version."""
+    import inspect
+
     try:
         return content_id(inspect.getsource(fn))
     except (OSError, TypeError):
@@ -336,6 +351,8 @@ def step(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     too. ``skyplug replay`` reruns the steps whose inputs, parameters or code changed and reuses
     the outputs of the others.
     """
+
+    import inspect
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn)

@@ -21,8 +21,8 @@ from skyplug.catalog.service import open_configured
 from skyplug.cli import cli
 from skyplug.core import config
 from skyplug.core.errors import ConfigError, SiteError
-from skyplug.plugins.publishers import nuvla
 from skyplug.plugins.publishers.nuvla import NuvlaPublisher, cimi_eq, cimi_quote
+from skyplug.plugins.publishers.nuvla import publisher as nuvla
 from tests.nuvla.conftest import ADMIN_KEY, SECRETS, USER_KEY, login
 
 TYPES = (

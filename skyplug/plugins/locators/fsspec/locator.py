@@ -14,20 +14,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from skyplug.core.config import Config, Site
+from skyplug.core.config import Site
 from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError, StaleObjectError
-from skyplug.core.hookspecs import hookimpl
 from skyplug.core.locator import NO_SITE, Locator
-from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, Tree
 from skyplug.core.uri import URI
-
-# fsspec storage protocols served here (file, s3 and http(s) have their own locators).
-PROTOCOLS = (
-    "memory", "gs", "gcs", "az", "abfs", "abfss", "adl", "ftp", "sftp", "ssh", "smb", "webdav",
-    "hdfs", "webhdfs", "dbfs", "oci", "oss", "hf", "github", "lakefs", "box", "dropbox", "gdrive",
-    "root",
-)  # fmt: skip
+from skyplug.plugins.locators.fsspec import PROTOCOLS
 
 
 def filesystem(uri: URI) -> tuple[Any, str]:
@@ -159,15 +151,3 @@ class FsspecLocator(Locator):
         if version is None:
             src.size  # noqa: B018 - a missing object fails here
         return src
-
-
-@hookimpl
-def skyplug_register_locators(config: Config) -> list[Spec]:
-    return [
-        Spec(
-            "fsspec",
-            "skyplug.plugins.locators.fsspec:FsspecLocator",
-            err="pip install 'skyplug[fsspec]' and the protocol's package (gcsfs, adlfs, ...)",
-            keys=PROTOCOLS,
-        )
-    ]

@@ -20,11 +20,9 @@ import re
 import threading
 from typing import Any
 
-from skyplug.core.config import Config, Site
+from skyplug.core.config import Site
 from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError, StaleObjectError
-from skyplug.core.hookspecs import hookimpl
 from skyplug.core.locator import NO_SITE, Locator
-from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, TransientError, Tree
 from skyplug.core.uri import URI, display_uri
 
@@ -168,15 +166,3 @@ class HTTPLocator(Locator):
         if version is None:
             src.size  # noqa: B018 - fails now (404, no Range) rather than at the first read
         return src
-
-
-@hookimpl
-def skyplug_register_locators(config: Config) -> list[Spec]:
-    return [
-        Spec(
-            "http",
-            "skyplug.plugins.locators.http:HTTPLocator",
-            err="pip install 'skyplug[http]' (urllib3)",
-            keys=("http", "https"),
-        )
-    ]

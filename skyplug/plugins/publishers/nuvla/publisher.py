@@ -35,16 +35,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from skyplug.core.errors import ConfigError, NotFound, PluginError, SiteError, SkyplugError
-from skyplug.core.hookspecs import hookimpl
 from skyplug.core.logs import redact
 from skyplug.core.publisher import Publisher, Rows
+from skyplug.plugins.publishers.nuvla import INSTALL
 
 log = logging.getLogger("skyplug.publishers.nuvla")
 
 KEY_ENV = "SKYPLUG_NUVLA_API_KEY"
 SECRET_ENV = "SKYPLUG_NUVLA_API_SECRET"
 CREDENTIALS_ENV = "SKYPLUG_NUVLA_CREDENTIALS"
-INSTALL = "pip install 'skyplug[nuvla]' (nuvla-api)"
 PREFIX = "skyplug"  # the data-record key prefix of every catalogue field
 PREFIX_URI = "https://skyplug.readthedocs.io/ns#"
 TAG = "skyplug"  # on every resource this publisher owns
@@ -780,18 +779,8 @@ def configured(config: Any) -> dict[str, Mapping[str, Any]]:
     }
 
 
-@hookimpl
-def skyplug_register_publishers(config: Any) -> list[Any]:
-    from skyplug.core.plugins import Spec
-
-    return [Spec("nuvla", "skyplug.plugins.publishers.nuvla:NuvlaPublisher", err=INSTALL)]
-
-
-@hookimpl
-def skyplug_catalog_added(config: Any, records: list[dict[str, Any]], url: str) -> None:
+def publish_added(config: Any, records: list[dict[str, Any]]) -> None:
     """Publish added records to every configured Nuvla ``[publishers.NAME]``; a failure warns."""
-    if not (config.raw.get("publishers") or {}):
-        return
     from skyplug.core.publisher import auto_publishes
 
     for name, options in configured(config).items():

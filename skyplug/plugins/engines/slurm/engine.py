@@ -22,17 +22,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from skyplug.core.config import get_config, refuse_secrets
 from skyplug.core.engine import Engine, ordered_map, task
 from skyplug.core.errors import ConfigError, SkyplugError
-from skyplug.core.hookspecs import hookimpl
-from skyplug.core.plugins import Spec
 from skyplug.plugins.engines import engine_options
-
-if TYPE_CHECKING:
-    from skyplug.core.config import Config
 
 T = TypeVar("T")
 
@@ -346,8 +341,3 @@ class SlurmEngine(Engine):
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-@hookimpl
-def skyplug_register_engines(config: Config) -> list[Spec]:
-    return [Spec("slurm", "skyplug.plugins.engines.slurm:SlurmEngine", err="pip install 'skyplug[slurm]'")]

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyplug.core.config import Config, Site
+from skyplug.core.config import Site
 from skyplug.core.errors import ConfigError, NotFound, SiteError, StaleObjectError
-from skyplug.core.hookspecs import hookimpl
 from skyplug.core.locator import NO_SITE, Locator
 from skyplug.core.paths import site_join
-from skyplug.core.plugins import Spec
 from skyplug.core.source import Source, Tree
 from skyplug.core.uri import URI
 
@@ -159,15 +157,3 @@ class LocalLocator(Locator):
             where = f" on site {site.name!r}" if site else ""
             raise NotFound(f"{uri}{where}: no such file or folder")
         return LocalSource(path, expected_version=version)
-
-
-@hookimpl
-def skyplug_register_locators(config: Config) -> list[Spec]:
-    return [
-        Spec(
-            "local",
-            "skyplug.plugins.locators.local:LocalLocator",
-            keys=("file", "local"),
-            info={"site_types": ("local",)},  # not a URI scheme
-        )
-    ]

@@ -13,17 +13,12 @@ import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from skyplug.core.config import refuse_secrets
 from skyplug.core.engine import ENGINE_ENV, Engine, ordered_map
 from skyplug.core.errors import ConfigError
-from skyplug.core.hookspecs import hookimpl
-from skyplug.core.plugins import Spec
 from skyplug.plugins.engines import engine_options
-
-if TYPE_CHECKING:
-    from skyplug.core.config import Config
 
 T = TypeVar("T")
 log = logging.getLogger("skyplug.engines.lithops")
@@ -165,10 +160,3 @@ def _clean(fexec: Any) -> None:
     for job_key in {f"{eid}-{f.job_id}" for f in fexec.futures}:
         shutil.rmtree(Path(JOBS_DIR, job_key), ignore_errors=True)
         Path(LOGS_DIR, f"{job_key}.log").unlink(missing_ok=True)
-
-
-@hookimpl
-def skyplug_register_engines(config: Config) -> list[Spec]:
-    return [
-        Spec("lithops", "skyplug.plugins.engines.lithops:LithopsEngine", err="pip install 'skyplug[lithops]'")
-    ]

@@ -10,16 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from skyplug.core.engine import Engine, ordered_map, task
 from skyplug.core.errors import ConfigError
-from skyplug.core.hookspecs import hookimpl
-from skyplug.core.plugins import Spec
 from skyplug.plugins.engines import engine_options
-
-if TYPE_CHECKING:
-    from skyplug.core.config import Config
 
 T = TypeVar("T")
 
@@ -87,8 +82,3 @@ class DaskEngine(Engine):
                 progress=progress,
                 desc=desc,
             )
-
-
-@hookimpl
-def skyplug_register_engines(config: Config) -> list[Spec]:
-    return [Spec("dask", "skyplug.plugins.engines.dask:DaskEngine", err="pip install 'skyplug[dask]'")]

@@ -21,14 +21,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from skyplug.core.errors import ConfigError, PluginError, SkyplugError
-from skyplug.core.hookspecs import hookimpl
 from skyplug.core.logs import redact_url
 from skyplug.core.publisher import Publisher, Rows
+from skyplug.plugins.publishers.sparql import INSTALL
 
 log = logging.getLogger("skyplug.publishers.sparql")
 
 PASSWORD_ENV = "SKYPLUG_SPARQL_PASSWORD"
-INSTALL = "pip install 'skyplug[sparql]' (rdflib, SPARQLWrapper, pyoxigraph)"
 TRANSIENT = frozenset({502, 503, 504})
 # Virtuoso 7.2.5 compiles INSERT DATA in time growing faster than its size (measured: 200 triples
 # 0.07 s, 400 0.36 s, 1 000 2.1 s) and refuses 2 000 short triples (400, SP030 memory exhausted)
@@ -517,18 +516,8 @@ def configured(config: Any) -> dict[str, SparqlPublisher]:
     return out
 
 
-@hookimpl
-def skyplug_register_publishers(config: Any) -> list[Any]:
-    from skyplug.core.plugins import Spec
-
-    return [Spec("sparql", "skyplug.plugins.publishers.sparql:SparqlPublisher", err=INSTALL, keys=("rdf",))]
-
-
-@hookimpl
-def skyplug_catalog_added(config: Any, records: list[dict[str, Any]], url: str) -> None:
+def publish_added(config: Any, records: list[dict[str, Any]]) -> None:
     """Publish added records to every configured ``[publishers.NAME]``; a failure only warns."""
-    if not (config.raw.get("publishers") or {}):
-        return
     from skyplug.core.publisher import auto_publishes
 
     for name, pub in configured(config).items():

@@ -5,14 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from skyplug.core.engine import Engine, ordered_map, task
-from skyplug.core.hookspecs import hookimpl
-from skyplug.core.plugins import Spec
-
-if TYPE_CHECKING:
-    from skyplug.core.config import Config
 
 T = TypeVar("T")
 
@@ -47,8 +42,3 @@ class LocalEngine(Engine):
                 progress=progress,
                 desc=desc,
             )
-
-
-@hookimpl
-def skyplug_register_engines(config: Config) -> list[Spec]:
-    return [Spec("local", "skyplug.plugins.engines.local:LocalEngine")]

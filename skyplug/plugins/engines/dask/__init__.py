@@ -1,0 +1,21 @@
+"""The Dask engine, in ``engine.py``.
+
+Only the registration lives here: building the plugin manager imports no engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from skyplug.core.hookspecs import hookimpl
+from skyplug.core.plugins import Spec, implemented_in
+
+if TYPE_CHECKING:
+    from skyplug.core.config import Config
+
+__getattr__ = implemented_in("skyplug.plugins.engines.dask.engine")
+
+
+@hookimpl
+def skyplug_register_engines(config: Config) -> list[Spec]:
+    return [Spec("dask", "skyplug.plugins.engines.dask:DaskEngine", err="pip install 'skyplug[dask]'")]
