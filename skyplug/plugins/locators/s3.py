@@ -53,6 +53,7 @@ _clients_lock = threading.Lock()
 PUBLIC_OPTIONS = ("connect_timeout", "read_timeout", "max_pool_connections")
 _FIELDS = ("endpoint", "region", "bucket", "profile", "addressing")
 _ENV_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+READ_PIECE = 256 * 1024  # bytes of a GET's body read into a caller's buffer at a time
 
 
 @dataclass(frozen=True)
@@ -263,13 +264,33 @@ class S3Source(Source):
 
     def _fetch(self, start: int, end: int, version: str) -> bytes:
         try:
-            resp = self.client.get_object(
-                Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", IfMatch=version
-            )
-            with resp["Body"] as body:
+            with self._get(start, end, version) as body:
                 return body.read()
         except Exception as exc:
             raise translate(exc, f"{self.uri} bytes {start}-{end}", self.site) from None
+
+    def _fetch_into(self, start: int, end: int, version: str, out: memoryview) -> int:
+        """The body read into ``out`` piece by piece (urllib3 copies each piece it reads: a
+        piece, not the whole range, is the transient copy), then to its end. botocore's body,
+        not the urllib3 stream it wraps, checks the length: a cut connection is an error."""
+        try:
+            with contextlib.closing(self._get(start, end, version)) as body:
+                n = 0
+                while n < len(out):
+                    got = body.readinto(out[n : n + READ_PIECE])
+                    if not got:
+                        return n
+                    n += got
+                return n + len(body.read())
+        except Exception as exc:
+            raise translate(exc, f"{self.uri} bytes {start}-{end}", self.site) from None
+
+    def _get(self, start: int, end: int, version: str) -> Any:
+        """The body of a ranged GET conditional on ``version`` (botocore's StreamingBody)."""
+        resp = self.client.get_object(
+            Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", IfMatch=version
+        )
+        return resp["Body"]
 
 
 class S3Tree(Tree):
