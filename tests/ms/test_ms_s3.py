@@ -10,7 +10,7 @@ from skyplug.core.load import load_partition
 from skyplug.core.partition import Partition
 from skyplug.core.source import Source
 from skyplug.plugins.formats.ms.load import groups
-from tests.ms.conftest import assert_equal_columns, reference
+from tests.ms.conftest import assert_equal_columns, fetched_buffer, reference
 
 pytestmark = pytest.mark.s3
 
@@ -62,3 +62,14 @@ def test_s3_zip_as_ms_reads_its_tiles_once(ms_factory, s3env, tmp_path, monkeypa
     assert first >= parts[0].expected_bytes + parts[0].meta["small_bytes"]
     for p in parts[1:]:
         assert fetch_partition(p, tmp_path / "cold", as_="ms")["bytes_fetched"] == p.expected_bytes
+
+
+def test_s3_whole_cell_tiles_are_views_of_the_fetched_buffers(ms_factory, s3env) -> None:
+    """From S3 too (prefix and zip): the arrays of whole-cell tiles are the buffers the GETs were
+    read into, exact and writable."""
+    ms = ms_factory("tcsm")
+    for uri in (s3env.upload(ms, "zc.ms"), s3env.upload(ms_factory("tcsm", zip="stored"), "zc.ms.zip")):
+        p = Partition.from_json(skyplug.open(uri).plan("time", 3)[2].to_json())
+        got = p.load()
+        assert_equal_columns(got, reference(ms, got["ROWID"]))
+        assert isinstance(fetched_buffer(got["DATA"]), bytearray) and got["DATA"].flags.writeable

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -163,18 +164,24 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
     futures = {m: fetch_pool.submit(_fetch, tree, rs, arrived) for m, rs in groups.items()}
     t_started = time.perf_counter()
 
-    def fetched(names: Iterable[str]) -> list[tuple[str, int, bytes]]:
-        return [
-            (m, s, d)
-            for name in names
-            if name in futures
-            for (m, s, _), d in zip(groups[name], futures[name].result(), strict=True)
-        ]
+    def fetched(names: Iterable[str], release: bool = False) -> list[tuple[str, int, memoryview]]:
+        """(member, start, buffer) of the named bulk files' ranges; ``release``: the files' last
+        reader, after which they stay in memory only as far as the arrays view them."""
+        out = []
+        for name in names:
+            if name in futures:
+                datas = futures[name].result()
+                out.extend((m, s, d) for (m, s, _), d in zip(groups[name], datas, strict=True))
+                if release:
+                    datas.clear()
+        return out
 
     def read(cached: mirror.CachedTable) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        for suffix, q in _ddid_groups(p):
-            got = _read(q, tree.uri, root, cached, fetched, decode_pool)
+        parts = _ddid_groups(p)
+        for n, (suffix, q) in enumerate(parts):
+            take = functools.partial(fetched, release=n == len(parts) - 1)  # the last group frees
+            got = _read(q, tree.uri, root, cached, take, decode_pool)
             out.update({k if k in SHARED else k + suffix: v for k, v in got.items()})
         return out
 
@@ -274,13 +281,15 @@ def _fetch_per_file(tree: Tree, reqs: list[tuple[str, int, int]]) -> list[tuple[
     ]
 
 
-def _fetch(tree: Tree, reqs: list[tuple[str, int, int]], arrived: list[float]) -> list[bytes]:
-    datas = tree.read_ranges(reqs)
+def _fetch(tree: Tree, reqs: list[tuple[str, int, int]], arrived: list[float]) -> list[memoryview]:
+    """The requests' bytes, each range a writable view into the buffer its request was read into:
+    a decoded array may be a view of it (see ``tsm.decode``)."""
+    datas = tree.read_buffers(reqs)
     arrived.append(time.perf_counter())
     return datas
 
 
-Fetched = Callable[[Iterable[str]], list[tuple[str, int, bytes]]]
+Fetched = Callable[[Iterable[str]], list[tuple[str, int, memoryview]]]
 
 
 def _read(
