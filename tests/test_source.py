@@ -253,9 +253,15 @@ def test_s3_server_faults_are_retried_then_reported(s3env, fault_proxy, monkeypa
 
 
 @pytest.mark.s3
-def test_s3_body_cut_mid_buffer_is_read_again_whole(s3env, fault_proxy, monkeypatch) -> None:
-    """A connection cut while a part is read into its buffer: the part is fetched again, whole."""
+@pytest.mark.parametrize("reader", ["socket", "botocore body"])
+def test_s3_body_cut_mid_buffer_is_read_again_whole(s3env, fault_proxy, monkeypatch, reader: str) -> None:
+    """A connection cut while a part is read into its buffer: the part is fetched again, whole,
+    whether read from the socket or through botocore's body."""
+    from skyplug.plugins.locators import s3 as s3loc
+
     monkeypatch.setattr("skyplug.core.source.BACKOFF", 0.01)
+    if reader != "socket":
+        monkeypatch.setattr(s3loc, "_wire", lambda body: None)
     data = os.urandom(600_000)
     s3env.client().put_object(Bucket=s3env.bucket, Key="cut.bin", Body=data)
     site = s3env.config.site("edge")
