@@ -153,8 +153,11 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
 
     Each bulk file's ranges are fetched concurrently while casacore reads, from the process's
     open table on the cached small files, the columns they hold; each tiled column is decoded
-    with numpy as soon as its tiles arrive. When casacore must decode bulk bytes (Dysco,
-    multi-column hypercubes), the fetched ranges go into a per-call sparse mirror first.
+    with numpy as soon as its tiles arrive: where the file holds the very array asked for
+    (whole-cell tiles, native order), the array is a writable view of the buffer its tiles were
+    fetched into, no copy; a file's buffers are dropped once its column is decoded. When casacore
+    must decode bulk bytes (Dysco, multi-column hypercubes), the fetched ranges go into a
+    per-call sparse mirror first.
     """
     t0 = time.perf_counter()
     root, small, sizes, reqs = _prepare(p, tree, whole=False)
