@@ -73,3 +73,16 @@ def test_s3_whole_cell_tiles_are_views_of_the_fetched_buffers(ms_factory, s3env)
         got = p.load()
         assert_equal_columns(got, reference(ms, got["ROWID"]))
         assert fetched_buffer(got["DATA"]) is not None and got["DATA"].flags.writeable
+
+
+def test_s3_ranges_split_in_parts_load_exact_into_one_buffer(ms_factory, s3env, monkeypatch) -> None:
+    """Ranges longer than ``max_part`` (a 1 GB MS's partition) are fetched in parts into one
+    buffer: the arrays are exact, and still views of it."""
+    ms = ms_factory("tcsm")
+    p = Partition.from_json(skyplug.open(s3env.upload(ms, "split.ms")).plan("time", 2)[0].to_json())
+    monkeypatch.setattr(Source, "max_part", 5000)  # DATA: 64 KiB, WEIGHT_SPECTRUM: 32 KiB here
+    t = open_target(p.uri, s3env.config.site("edge"), version=p.version)
+    got = load_partition(p, target=t)
+    assert_equal_columns(got, reference(ms, got["ROWID"]))
+    assert sum(s.stats.requests for s in t._sources()) > len(p.ranges)  # split indeed
+    assert fetched_buffer(got["DATA"]) is not None
