@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -137,6 +138,47 @@ def test_transient_failures_are_retried(blob: tuple[Path, bytes], monkeypatch: p
         src.read(0, 10)
 
 
+class TearingSource(LocalSource):
+    """Its first ``fails`` reads into a buffer write garbage into half of it, then fail."""
+
+    def __init__(self, path: Path, fails: int) -> None:
+        super().__init__(path)
+        self.fails, self.lock = fails, threading.Lock()
+
+    def _fetch_into(self, start: int, end: int, version: str, out: memoryview) -> int:
+        with self.lock:
+            tear, self.fails = self.fails > 0, self.fails - 1
+        if tear:
+            out[: len(out) // 2] = b"\xff" * (len(out) // 2)
+            raise TransientError("injected reset mid-body")
+        return super()._fetch_into(start, end, version, out)
+
+
+def test_retried_parts_leave_no_torn_bytes(blob: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("skyplug.core.source.BACKOFF", 0.001)
+    src = TearingSource(blob[0], fails=3)
+    src.max_part = 1 << 20
+    (got,) = src.read_buffers([(5, SIZE)])
+    assert got == blob[1][5:]
+    assert (src.stats.requests, src.stats.retries, src.stats.bytes) == (4, 3, SIZE - 5)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ranges=ranges_strategy, cached=st.integers(0, 300_000))
+def test_local_buffers_exact(blob: tuple[Path, bytes], ranges: list[tuple[int, int]], cached: int) -> None:
+    """Split, merged and partly cached (the bytes first read from offset 0) ranges: exact, and
+    fetched with the requests read_ranges makes."""
+    src = LocalSource(blob[0])
+    src.max_part = 700_000
+    src.read(0, cached)
+    before = src.stats.as_dict()
+    assert src.read_buffers(ranges) == [blob[1][s:e] for s, e in ranges]
+    between = src.stats.as_dict()
+    src.read_ranges(ranges)
+    after = src.stats.as_dict()
+    assert {k: between[k] - before[k] for k in before} == {k: after[k] - between[k] for k in before}
+
+
 # --- S3 (moto by default; --s3-backends moto,swift,seaweedfs for real servers) -----------------
 
 
@@ -207,6 +249,30 @@ def test_s3_server_faults_are_retried_then_reported(s3env, fault_proxy, monkeypa
     with pytest.raises(SiteError, match=r"s3://.*f\.bin.*failed after 5 attempts.*503|SlowDown"):
         src.read(512, 600)
     assert time.monotonic() - t0 < 30
+    fault_proxy.set_fault(None)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("reader", ["socket", "botocore body"])
+def test_s3_body_cut_mid_buffer_is_read_again_whole(s3env, fault_proxy, monkeypatch, reader: str) -> None:
+    """A connection cut while a part is read into its buffer: the part is fetched again, whole,
+    whether read from the socket or through botocore's body."""
+    from skyplug.plugins.locators import s3 as s3loc
+
+    monkeypatch.setattr("skyplug.core.source.BACKOFF", 0.01)
+    if reader != "socket":
+        monkeypatch.setattr(s3loc, "_wire", lambda body: None)
+    data = os.urandom(600_000)
+    s3env.client().put_object(Bucket=s3env.bucket, Key="cut.bin", Body=data)
+    site = s3env.config.site("edge")
+    proxied = skyplug.Site.from_dict("edge", {**site.public(), "endpoint": fault_proxy.endpoint})
+    src = skyplug.open_target(f"s3://{s3env.bucket}/cut.bin", proxied)
+    assert src.size == len(data)
+    src.max_part = 250_000
+    fault_proxy.set_fault("cut", count=1, cut_after=100_000)
+    (got,) = src.read_buffers([(0, len(data))])
+    assert got == data
+    assert (src.stats.requests, src.stats.retries, src.stats.bytes) == (3, 1, len(data))
     fault_proxy.set_fault(None)
 
 

@@ -84,6 +84,39 @@ class SourceContract:
             src.read(SIZE - 100, SIZE)
         assert len(str(err.value).splitlines()) == 1
 
+    def test_read_buffers_are_writable_and_cost_what_read_ranges_costs(self, make: Make, data: bytes) -> None:
+        src, _ = make(data)
+        ranges = [(200_000, 200_100), (10, 20), (15, 40_000), (SIZE - 1, SIZE), (7, 7)]
+        before = src.stats.as_dict()
+        bufs = src.read_buffers(ranges)
+        between = src.stats.as_dict()
+        assert [bytes(b) for b in bufs] == [data[s:e] for s, e in ranges]
+        assert src.read_ranges(ranges) == [data[s:e] for s, e in ranges]
+        after = src.stats.as_dict()
+        for key in ("requests", "bytes"):  # the same requests, counted alike
+            assert between[key] - before[key] == after[key] - between[key] > 0
+        assert all(isinstance(b, memoryview) and not b.readonly for b in bufs)
+        bufs[0][:] = bytes(100)  # the caller's own: writing changes no later read
+        assert src.read_buffers([(200_000, 200_100)])[0] == data[200_000:200_100]
+        assert src.read_buffers([]) == []
+
+    def test_a_split_range_lands_in_one_buffer(self, make: Make, data: bytes) -> None:
+        src, _ = make(data)
+        planner = getattr(src, "parent", src)  # a window (zip member) reads through its parent's plan
+        planner.max_part = 70_000
+        before = src.stats.requests
+        (got,) = src.read_buffers([(1000, SIZE)])
+        assert src.stats.requests - before == 5  # fetched in parts ...
+        assert got == data[1000:]  # ... exactly, into one buffer: no joined copy
+        assert memoryview(got.obj).nbytes == SIZE - 1000  # the buffer behind the view: the range
+
+    def test_read_buffers_of_a_changed_object_are_stale(self, make: Make, data: bytes) -> None:
+        src, change = make(data)
+        assert src.read_buffers([(0, 10)]) == [data[:10]]
+        change()
+        with pytest.raises(StaleObjectError):
+            src.read_buffers([(SIZE - 100, SIZE)])
+
 
 class TestLocalSource(SourceContract):
     @pytest.fixture

@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from abc import ABC, abstractmethod
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -105,6 +106,7 @@ class Source(ABC):
     bytes in the order asked, merging requests only across gaps up to ``max_gap``; empty ranges
     give ``b""`` and no ranges ``[]``; a range outside ``[0, size]`` is one FormatError naming the
     object and offset; bytes of a changed object are never returned: StaleObjectError instead.
+    ``read_buffers`` keeps the same promises with writable memoryviews in place of bytes.
     """
 
     max_gap = MAX_GAP
@@ -127,6 +129,16 @@ class Source(ABC):
     @abstractmethod
     def _fetch(self, start: int, end: int, version: str) -> bytes:
         """Bytes [start, end) of the object if it still has ``version`` (else StaleObjectError)."""
+
+    def _fetch_into(self, start: int, end: int, version: str, out: memoryview) -> int:
+        """Bytes [start, end) read into ``out`` (writable, ``end - start`` long), as ``_fetch``;
+        returns how many bytes the response held. Backends that can read into a buffer override
+        this; here ``_fetch``'s bytes are copied in. A failed attempt may leave ``out`` half
+        written: the retry rewrites all of it, and only a complete fill is ever returned."""
+        data = self._fetch(start, end, version)
+        n = min(len(data), len(out))
+        out[:n] = memoryview(data)[:n]
+        return len(data)
 
     # --- the contract ----------------------------------------------------------------------
     def _stat(self) -> None:
@@ -168,12 +180,7 @@ class Source(ABC):
         """
         if not ranges:
             return []
-        size, version = self.size, self.version
-        for start, end in ranges:
-            if not 0 <= start <= end <= size:
-                raise FormatError(
-                    self.uri, f"range [{start}, {end}) is outside the object ({size} bytes)", offset=start
-                )
+        version = self._checked(ranges)
         first = self._first
         cut = len(first)
         todo = [(max(s, cut) if s < cut else s, e) for s, e in ranges if e > cut]
@@ -186,21 +193,81 @@ class Source(ABC):
             for s, e in ranges
         ]
 
-    def _fetch_all(self, plan: list[Range], version: str) -> list[bytes]:
-        def one(rng: Range) -> bytes:
-            log.debug("%s: GET bytes %d-%d", self.uri, rng[0], rng[1])
-            data = self._with_retries(
-                lambda: self._fetch(rng[0], rng[1], version), f"bytes {rng[0]}-{rng[1]}"
-            )
-            if len(data) != rng[1] - rng[0]:
+    def read_buffers(self, ranges: Sequence[Range], max_gap: int | None = None) -> list[memoryview]:
+        """As :meth:`read_ranges` (same requests, same accounting), each range's bytes as a
+        writable memoryview into a buffer the fetch filled in place.
+
+        Ranges merged into one request share its buffer, and a request split into parts
+        (``max_part``) has its parts read into one buffer: nothing is joined or copied after the
+        fetch where the backend reads into buffers (:meth:`_fetch_into`). The caller owns the
+        buffers (bytes already cached from offset 0 are copied in; none are added to that cache).
+        """
+        if not ranges:
+            return []
+        version = self._checked(ranges)
+        first, cut = self._first, len(self._first)
+        spans = plan_ranges(ranges, self.max_gap if max_gap is None else max_gap, max(self.size, 1))
+        starts = [s for s, _ in spans]
+        bufs = [new_buffer(e - s) for s, e in spans]
+        fetch_from: dict[int, int] = {}  # span -> its first byte to fetch: those below ``cut`` are cached
+        for s, e in ranges:
+            if e > max(s, cut):
+                i = bisect_right(starts, s) - 1
+                fetch_from[i] = min(fetch_from.get(i, e), max(s, cut))
+        plan, into = [], []
+        for i, (s, e) in enumerate(spans):
+            if s < cut:
+                bufs[i][: min(cut, e) - s] = first[s : min(cut, e)]
+            if i in fetch_from:
+                for ps, pe in plan_ranges([(fetch_from[i], e)], 0, self.max_part):
+                    plan.append((ps, pe))
+                    into.append(bufs[i][ps - s : pe - s])
+        if plan:
+            self._fetch_all(plan, version, into)
+        out = []
+        for s, e in ranges:
+            if e == s:
+                out.append(memoryview(bytearray()))
+                continue
+            i = bisect_right(starts, s) - 1
+            out.append(bufs[i][s - starts[i] : e - starts[i]])
+        return out
+
+    def _checked(self, ranges: Sequence[Range]) -> str:
+        """The version reads are conditional on, once every range lies inside the object."""
+        size, version = self.size, self.version
+        for start, end in ranges:
+            if not 0 <= start <= end <= size:
                 raise FormatError(
-                    self.uri, f"short read: {len(data)} of {rng[1] - rng[0]} bytes", offset=rng[0]
+                    self.uri, f"range [{start}, {end}) is outside the object ({size} bytes)", offset=start
                 )
+        return version
+
+    def _fetch_all(
+        self, plan: list[Range], version: str, into: Sequence[memoryview] | None = None
+    ) -> list[bytes]:
+        """The bytes of each planned request, fetched concurrently; with ``into`` (one writable
+        buffer per request) each request is read into its buffer instead and nothing is returned."""
+
+        def one(i: int) -> bytes:
+            start, end = plan[i]
+            log.debug("%s: GET bytes %d-%d", self.uri, start, end)
+            what = f"bytes {start}-{end}"
+            if into is None:
+                data = self._with_retries(lambda: self._fetch(start, end, version), what)
+                got = len(data)
+            else:
+                data = b""
+                got = self._with_retries(lambda: self._fetch_into(start, end, version, into[i]), what)
+            if got != end - start:
+                raise FormatError(self.uri, f"short read: {got} of {end - start} bytes", offset=start)
             return data
 
         if len(plan) == 1 or threading.current_thread().name.startswith("skyplug-read"):
-            return [one(rng) for rng in plan]  # nested in a read: never wait on the pool itself
-        return list(shared_pool("read", READ_THREADS).map(one, plan))
+            fetched = [one(i) for i in range(len(plan))]  # nested in a read: never wait on the pool
+        else:
+            fetched = list(shared_pool("read", READ_THREADS).map(one, range(len(plan))))
+        return fetched if into is None else []
 
     def _with_retries(self, call, what: str):  # type: ignore[no-untyped-def]
         for attempt in range(self.retries + 1):
@@ -213,13 +280,21 @@ class Source(ABC):
                 log.info("%s: %s: %s; retrying in %.2fs", self.uri, what, exc, delay)
                 time.sleep(delay)
                 continue
-            if isinstance(result, bytes):
-                self.stats.add(len(result), attempt)
+            if isinstance(result, bytes | int):  # a fetch: its bytes, or how many it read into a buffer
+                self.stats.add(result if isinstance(result, int) else len(result), attempt)
             return result
         raise AssertionError("unreachable")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.uri}>"
+
+
+def new_buffer(size: int) -> memoryview:
+    """A writable buffer of ``size`` bytes for a fetch to fill: numpy's, left uninitialised
+    (``bytearray`` zeroes it first, a pass over every byte that the fetch overwrites anyway)."""
+    import numpy as np
+
+    return np.empty(size, np.uint8).data
 
 
 def _slice(plan: list[Range], fetched: list[bytes], start: int, end: int) -> bytes:
@@ -250,6 +325,13 @@ class WindowSource(Source):
         raise AssertionError("WindowSource reads through its parent")
 
     def read_ranges(self, ranges: Sequence[Range], max_gap: int | None = None) -> list[bytes]:
+        return self.parent.read_ranges(self._in_parent(ranges), max_gap)
+
+    def read_buffers(self, ranges: Sequence[Range], max_gap: int | None = None) -> list[memoryview]:
+        return self.parent.read_buffers(self._in_parent(ranges), max_gap)
+
+    def _in_parent(self, ranges: Sequence[Range]) -> list[Range]:
+        """The ranges as ranges of the parent, once each lies inside the window."""
         for start, end in ranges:
             if not 0 <= start <= end <= self.size:
                 raise FormatError(
@@ -257,7 +339,7 @@ class WindowSource(Source):
                     f"range [{start}, {end}) is outside the member ({self.size} bytes)",
                     offset=start,
                 )
-        return self.parent.read_ranges([(s + self.offset, e + self.offset) for s, e in ranges], max_gap)
+        return [(s + self.offset, e + self.offset) for s, e in ranges]
 
 
 class BytesSource(Source):
@@ -368,14 +450,23 @@ class Tree(ABC):
 
     def read_ranges(self, requests: Sequence[tuple[str, int, int]]) -> list[bytes]:
         """Bytes of (member, start, end) requests, members fetched concurrently."""
+        return self._read_members(requests, writable=False)
+
+    def read_buffers(self, requests: Sequence[tuple[str, int, int]]) -> list[memoryview]:
+        """As :meth:`read_ranges`, each request's bytes as a writable memoryview
+        (:meth:`Source.read_buffers`)."""
+        return self._read_members(requests, writable=True)
+
+    def _read_members(self, requests: Sequence[tuple[str, int, int]], writable: bool) -> list[Any]:
         by_member: dict[str, list[int]] = {}
         for i, (member, _, _) in enumerate(requests):
             by_member.setdefault(member, []).append(i)
-        out: list[bytes] = [b""] * len(requests)
+        out: list[Any] = [b""] * len(requests)
 
         def one(member: str) -> None:
-            idx = by_member[member]
-            datas = self.source(member).read_ranges([requests[i][1:] for i in idx])
+            idx, src = by_member[member], self.source(member)
+            ranges = [requests[i][1:] for i in idx]
+            datas = src.read_buffers(ranges) if writable else src.read_ranges(ranges)
             for i, data in zip(idx, datas, strict=True):
                 out[i] = data
 

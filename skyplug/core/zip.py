@@ -356,7 +356,7 @@ def _check_overlaps(uri: str, members: list[Member]) -> None:
             raise FormatError(uri, f"members {name!r} and {other!r} overlap", offset=start)
 
 
-def _check_crc(uri: str, m: Member, data: bytes | bytearray, at: int) -> None:
+def _check_crc(uri: str, m: Member, data: bytes | bytearray | memoryview, at: int) -> None:
     if zlib.crc32(data) != m.crc:
         raise FormatError(
             uri, f"member {m.name!r}: CRC-32 {zlib.crc32(data):#010x}, the zip says {m.crc:#010x}", offset=at
@@ -372,7 +372,13 @@ class _StoredMember(WindowSource):
 
     def read_ranges(self, ranges: Sequence[Range], max_gap: int | None = None) -> list[bytes]:
         self.tree.verify_member(self.m)
-        out = super().read_ranges(ranges, max_gap)
+        return self._crc_checked(ranges, super().read_ranges(ranges, max_gap))
+
+    def read_buffers(self, ranges: Sequence[Range], max_gap: int | None = None) -> list[memoryview]:
+        self.tree.verify_member(self.m)
+        return self._crc_checked(ranges, super().read_buffers(ranges, max_gap))
+
+    def _crc_checked(self, ranges: Sequence[Range], out: list[Any]) -> list[Any]:
         for (start, end), data in zip(ranges, out, strict=True):
             if (start, end) == (0, self.m.size):
                 _check_crc(self.tree.uri, self.m, data, self.m.data_offset)
@@ -563,8 +569,15 @@ class ZipTree(Tree):
 
         A request for a whole member has its CRC-32 checked.
         """
+        return self._read_members(requests, writable=False)
+
+    def read_buffers(self, requests: Sequence[tuple[str, int, int]]) -> list[memoryview]:
+        """As :meth:`read_ranges`, each request's bytes as a writable memoryview."""
+        return self._read_members(requests, writable=True)
+
+    def _read_members(self, requests: Sequence[tuple[str, int, int]], writable: bool) -> list[Any]:
         stored = [i for i, (name, _, _) in enumerate(requests) if self._readable(name).method == STORED]
-        out: list[bytes] = [b""] * len(requests)
+        out: list[Any] = [b""] * len(requests)
         zip_ranges = []
         for i in stored:
             name, start, end = requests[i]
@@ -573,7 +586,8 @@ class ZipTree(Tree):
                 raise FormatError(self.uri, f"member {name!r}: range [{start}, {end}) outside {m.size} bytes")
             self.verify_member(m)
             zip_ranges.append((m.data_offset + start, m.data_offset + end))
-        for i, data in zip(stored, self.zip.read_ranges(zip_ranges), strict=True):
+        got: list[Any] = self.zip.read_buffers(zip_ranges) if writable else self.zip.read_ranges(zip_ranges)
+        for i, data in zip(stored, got, strict=True):
             name, start, end = requests[i]
             m = self._members[name]
             if (start, end) == (0, m.size):
@@ -582,5 +596,6 @@ class ZipTree(Tree):
         done = set(stored)
         for i, (name, start, end) in enumerate(requests):
             if i not in done:
-                out[i] = self.source(name).read(start, end)
+                src = self.source(name)
+                out[i] = src.read_buffers([(start, end)])[0] if writable else src.read(start, end)
         return out

@@ -93,6 +93,15 @@ def assert_equal_columns(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
             assert np.array_equal(got[col], value), f"column {col} differs"
 
 
+def fetched_buffer(value: np.ndarray) -> object:
+    """The buffer a fetch read an array's tiles into when the array is a view of it, else None
+    (the array is a copy, or a view of one)."""
+    owner: object = value
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    return owner.obj if isinstance(owner, memoryview) else None
+
+
 @pytest.fixture(autouse=True)
 def private_tempdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test's temporary mirrors go to a folder of its own, so "nothing left behind" checks

@@ -10,7 +10,7 @@ from skyplug.core.load import load_partition
 from skyplug.core.partition import Partition
 from skyplug.core.source import Source
 from skyplug.plugins.formats.ms.load import groups
-from tests.ms.conftest import assert_equal_columns, reference
+from tests.ms.conftest import assert_equal_columns, fetched_buffer, reference
 
 pytestmark = pytest.mark.s3
 
@@ -62,3 +62,27 @@ def test_s3_zip_as_ms_reads_its_tiles_once(ms_factory, s3env, tmp_path, monkeypa
     assert first >= parts[0].expected_bytes + parts[0].meta["small_bytes"]
     for p in parts[1:]:
         assert fetch_partition(p, tmp_path / "cold", as_="ms")["bytes_fetched"] == p.expected_bytes
+
+
+def test_s3_whole_cell_tiles_are_views_of_the_fetched_buffers(ms_factory, s3env) -> None:
+    """From S3 too (prefix and zip): the arrays of whole-cell tiles are the buffers the GETs were
+    read into, exact and writable."""
+    ms = ms_factory("tcsm")
+    for uri in (s3env.upload(ms, "zc.ms"), s3env.upload(ms_factory("tcsm", zip="stored"), "zc.ms.zip")):
+        p = Partition.from_json(skyplug.open(uri).plan("time", 3)[2].to_json())
+        got = p.load()
+        assert_equal_columns(got, reference(ms, got["ROWID"]))
+        assert fetched_buffer(got["DATA"]) is not None and got["DATA"].flags.writeable
+
+
+def test_s3_ranges_split_in_parts_load_exact_into_one_buffer(ms_factory, s3env, monkeypatch) -> None:
+    """Ranges longer than ``max_part`` (a 1 GB MS's partition) are fetched in parts into one
+    buffer: the arrays are exact, and still views of it."""
+    ms = ms_factory("tcsm")
+    p = Partition.from_json(skyplug.open(s3env.upload(ms, "split.ms")).plan("time", 2)[0].to_json())
+    monkeypatch.setattr(Source, "max_part", 5000)  # DATA: 64 KiB, WEIGHT_SPECTRUM: 32 KiB here
+    t = open_target(p.uri, s3env.config.site("edge"), version=p.version)
+    got = load_partition(p, target=t)
+    assert_equal_columns(got, reference(ms, got["ROWID"]))
+    assert sum(s.stats.requests for s in t._sources()) > len(p.ranges)  # split indeed
+    assert fetched_buffer(got["DATA"]) is not None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import threading
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ _clients_lock = threading.Lock()
 PUBLIC_OPTIONS = ("connect_timeout", "read_timeout", "max_pool_connections")
 _FIELDS = ("endpoint", "region", "bucket", "profile", "addressing")
 _ENV_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+READ_PIECE = 256 * 1024  # bytes of a GET's body read into a caller's buffer at a time
 
 
 @dataclass(frozen=True)
@@ -263,13 +265,66 @@ class S3Source(Source):
 
     def _fetch(self, start: int, end: int, version: str) -> bytes:
         try:
-            resp = self.client.get_object(
-                Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", IfMatch=version
-            )
-            with resp["Body"] as body:
+            with self._get(start, end, version) as body:
                 return body.read()
         except Exception as exc:
             raise translate(exc, f"{self.uri} bytes {start}-{end}", self.site) from None
+
+    def _fetch_into(self, start: int, end: int, version: str, out: memoryview) -> int:
+        """The body read into ``out``: straight from the socket where botocore's body wraps a
+        urllib3 stream over http.client (botocore asks urllib3 not to decode it: the bytes are
+        the wire's), else through botocore's body."""
+        where = f"{self.uri} bytes {start}-{end}"
+        try:
+            with contextlib.closing(self._get(start, end, version)) as body:
+                stream = _wire(body)
+                return _read_body(body, out) if stream is None else _read_wire(stream, out, where, self.site)
+        except TransientError:
+            raise
+        except Exception as exc:
+            raise translate(exc, where, self.site) from None
+
+    def _get(self, start: int, end: int, version: str) -> Any:
+        """The body of a ranged GET conditional on ``version`` (botocore's StreamingBody)."""
+        resp = self.client.get_object(
+            Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", IfMatch=version
+        )
+        return resp["Body"]
+
+
+def _wire(body: Any) -> Any:
+    """The urllib3 response under botocore's body when it reads from http.client, else None."""
+    stream = getattr(body, "_raw_stream", None)
+    return stream if isinstance(getattr(stream, "_fp", None), http.client.HTTPResponse) else None
+
+
+def _read_wire(stream: Any, out: memoryview, where: str, site: Site) -> int:
+    """Read a urllib3 response's body into ``out`` with http.client's ``readinto``: no copy,
+    the GIL released while the socket fills the buffer. A body shorter than its Content-Length
+    is a cut connection (retried); the end is then read through urllib3, which gives the
+    connection back to its pool."""
+    fp, n = stream._fp, 0
+    while n < len(out):
+        got = fp.readinto(out[n:])
+        if not got:
+            break
+        n += got
+    expected = int(stream.headers.get("content-length", n))
+    if n < expected:
+        raise TransientError(f"{where} on site {site.name!r}: connection closed at {n} of {expected} bytes")
+    return n + len(stream.read())
+
+
+def _read_body(body: Any, out: memoryview) -> int:
+    """Read botocore's body into ``out`` piece by piece (urllib3 copies each piece: a piece, not
+    the range, is the transient copy), then to its end; botocore checks the length."""
+    n = 0
+    while n < len(out):
+        got = body.readinto(out[n : n + READ_PIECE])
+        if not got:
+            return n
+        n += got
+    return n + len(body.read())
 
 
 class S3Tree(Tree):

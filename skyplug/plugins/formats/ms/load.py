@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -165,8 +166,11 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
 
     Each bulk file's ranges are fetched concurrently while casacore reads, from the process's
     open table on the cached small files, the columns they hold; each tiled column is decoded
-    with numpy as soon as its tiles arrive. When casacore must decode bulk bytes (Dysco,
-    multi-column hypercubes), the fetched ranges go into a per-call sparse mirror first.
+    with numpy as soon as its tiles arrive: where the file holds the very array asked for
+    (whole-cell tiles, native order), the array is a writable view of the buffer its tiles were
+    fetched into, no copy; a file's buffers are dropped once its column is decoded. When casacore
+    must decode bulk bytes (Dysco, multi-column hypercubes), the fetched ranges go into a
+    per-call sparse mirror first.
     """
     t0 = time.perf_counter()
     root, small, sizes, reqs = _prepare(p, tree, whole=False)
@@ -176,18 +180,24 @@ def arrays(p: Partition, tree: Tree) -> dict[str, np.ndarray]:
     futures = {m: fetch_pool.submit(_fetch, tree, rs, arrived) for m, rs in groups.items()}
     t_started = time.perf_counter()
 
-    def fetched(names: Iterable[str]) -> list[tuple[str, int, bytes]]:
-        return [
-            (m, s, d)
-            for name in names
-            if name in futures
-            for (m, s, _), d in zip(groups[name], futures[name].result(), strict=True)
-        ]
+    def fetched(names: Iterable[str], release: bool = False) -> list[tuple[str, int, memoryview]]:
+        """(member, start, buffer) of the named bulk files' ranges; ``release``: the files' last
+        reader, after which they stay in memory only as far as the arrays view them."""
+        out = []
+        for name in names:
+            if name in futures:
+                datas = futures[name].result()
+                out.extend((m, s, d) for (m, s, _), d in zip(groups[name], datas, strict=True))
+                if release:
+                    datas.clear()
+        return out
 
     def read(cached: mirror.CachedTable) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        for suffix, q in _ddid_groups(p):
-            got = _read(q, tree.uri, root, cached, fetched, decode_pool)
+        parts = _ddid_groups(p)
+        for n, (suffix, q) in enumerate(parts):
+            take = functools.partial(fetched, release=n == len(parts) - 1)  # the last group frees
+            got = _read(q, tree.uri, root, cached, take, decode_pool)
             out.update({k if k in SHARED else k + suffix: v for k, v in got.items()})
         return out
 
@@ -287,13 +297,15 @@ def _fetch_per_file(tree: Tree, reqs: list[tuple[str, int, int]]) -> list[tuple[
     ]
 
 
-def _fetch(tree: Tree, reqs: list[tuple[str, int, int]], arrived: list[float]) -> list[bytes]:
-    datas = tree.read_ranges(reqs)
+def _fetch(tree: Tree, reqs: list[tuple[str, int, int]], arrived: list[float]) -> list[memoryview]:
+    """The requests' bytes, each range a writable view into the buffer its request was read into:
+    a decoded array may be a view of it (see ``tsm.decode``)."""
+    datas = tree.read_buffers(reqs)
     arrived.append(time.perf_counter())
     return datas
 
 
-Fetched = Callable[[Iterable[str]], list[tuple[str, int, bytes]]]
+Fetched = Callable[[Iterable[str]], list[tuple[str, int, memoryview]]]
 
 
 def _read(

@@ -157,19 +157,26 @@ def cube_ranges(cube: dict[str, Any], rows: np.ndarray, chan: Sequence[int] | No
 class Pieces:
     """Fetched byte ranges of members, looked up by (member, start, end)."""
 
-    def __init__(self, pieces: Sequence[tuple[str, int, bytes]]) -> None:
-        self._by: dict[str, tuple[list[int], list[bytes]]] = {}
+    def __init__(self, pieces: Sequence[tuple[str, int, bytes | memoryview]]) -> None:
+        self._by: dict[str, tuple[list[int], list[memoryview]]] = {}
         for member, start, data in sorted(pieces, key=lambda x: (x[0], x[1])):
             starts, datas = self._by.setdefault(member, ([], []))
             starts.append(start)
-            datas.append(data)
+            datas.append(memoryview(data).cast("B"))
 
-    def get(self, member: str, start: int, end: int) -> memoryview:
+    def find(self, member: str, start: int, end: int) -> memoryview | None:
+        """Bytes [start, end) of ``member`` if one fetched piece holds them all, else None."""
         starts, datas = self._by.get(member, ([], []))
         i = bisect_right(starts, start) - 1
-        if i < 0 or start + (end - start) > starts[i] + len(datas[i]):
+        if i < 0 or end > starts[i] + len(datas[i]):
+            return None
+        return datas[i][start - starts[i] : end - starts[i]]
+
+    def get(self, member: str, start: int, end: int) -> memoryview:
+        found = self.find(member, start, end)
+        if found is None:
             raise KeyError(f"{member} bytes [{start}, {end}) were not fetched")
-        return memoryview(datas[i])[start - starts[i] : end - starts[i]]
+        return found
 
 
 def _tile(raw: memoryview, dt: np.dtype, n: int) -> np.ndarray:
@@ -198,6 +205,10 @@ def decode(
     ntile, t_rows, per_slab = int(np.prod(tile)), tile[-1], int(np.prod(grid))
     j0, j1 = _chan_tiles(cube, chan)
     c0, c1 = chan if chan is not None and three else (0, shape[-1] if three else 1)
+    if per_slab == 1 and (c0, c1) == (0, shape[-1] if three else 1):
+        view = _in_place(pieces, member, dt, tile, shape, bucket, pos)
+        if view is not None:
+            return idx, view
     out = np.empty((len(pos), *reversed([shape[0], c1 - c0] if three else [shape[0]])), dt.newbyteorder("="))
     slab_of = pos // t_rows
     for tr in np.unique(slab_of):
@@ -224,3 +235,38 @@ def decode(
         cells = block[: shape[0], c0 - base : c1 - base, at].transpose(2, 1, 0)  # (row, chan, corr)
         out[lo:hi] = cells if three else cells[:, 0, :]
     return idx, out
+
+
+def _in_place(
+    pieces: Pieces,
+    member: str,
+    dt: np.dtype,
+    tile: Sequence[int],
+    shape: Sequence[int],
+    bucket: int,
+    pos: np.ndarray,
+) -> np.ndarray | None:
+    """The values of cube positions ``pos`` as a view of the fetched buffer, no copy, where the
+    file already holds them as the C-ordered array (row, [chan,] corr) a caller gets: tiles of
+    whole cells (each tile's cell shape the cube's), native byte order, values not bit-packed,
+    no padding in a bucket, consecutive positions whose tiles lie in one writable fetched piece.
+    None where any of this does not hold: the caller copies."""
+    t_rows, itemsize = int(tile[-1]), dt.itemsize
+    cells = [int(t) for t in tile[:-1]]
+    if (
+        not len(pos)
+        or dt == np.bool_
+        or not dt.isnative
+        or cells != [int(x) for x in shape]
+        or bucket != int(np.prod(tile)) * itemsize
+        or int(pos[-1]) - int(pos[0]) + 1 != len(pos)
+    ):
+        return None
+    first, last = int(pos[0]) // t_rows, int(pos[-1]) // t_rows
+    raw = pieces.find(member, first * bucket, (last + 1) * bucket)
+    if raw is None or raw.readonly:
+        return None
+    values = np.frombuffer(raw, dt).reshape(-1, *reversed(cells))
+    at = int(pos[0]) - first * t_rows
+    values = values[at : at + len(pos)]
+    return values if values.flags.aligned else None

@@ -77,11 +77,13 @@ class SkySource(Source):
         )
 
     # --- reads ------------------------------------------------------------------------------
-    def _fetch_all(self, plan: list[Range], version: str) -> list[bytes]:
+    def _fetch_all(
+        self, plan: list[Range], version: str, into: Sequence[memoryview] | None = None
+    ) -> list[bytes]:
         """The base class checked and planned the ranges; the first read may fill a local replica."""
         if not self._prepared:
             self._prepare(plan)
-        return super()._fetch_all(plan, version)
+        return super()._fetch_all(plan, version, into)
 
     def _prepare(self, plan: Sequence[Range]) -> None:
         """Before the first read: fill the local replica first, or start filling it in the background."""
