@@ -12,6 +12,7 @@ import pickle
 import subprocess
 import sys
 import zipfile
+from importlib.machinery import PathFinder
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,13 @@ def test_the_entry_point_scan_rules_out_only_what_it_can(
     _dist(site, "plain", None)
     _dist(site, "tool", "[console_scripts]\nskyplug-tool = tool:main\n")  # names skyplug, not the group
     monkeypatch.setattr(sys, "path", [str(site), str(tmp_path / "absent")])
+    # another distribution finder (importlib_metadata's, once e.g. xradio is imported) is a maybe
+    monkeypatch.setattr(
+        sys, "meta_path", [*sys.meta_path, type("Finder", (), {"find_distributions": None})()]
+    )
+    assert plugins._may_declare("skyplug")
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not hasattr(f, "find_distributions")])
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, PathFinder])
     assert not plugins._may_declare("skyplug")
     assert list(plugins._entry_points("skyplug")) == []
     _dist(site, "skyplug_rec", "[skyplug]\nrec = skyplug_rec\n")
