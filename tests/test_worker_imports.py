@@ -6,6 +6,7 @@ Guards the structure (which modules are imported), never a time.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import pickle
@@ -119,13 +120,15 @@ def test_the_entry_point_scan_rules_out_only_what_it_can(
     _dist(site, "plain", None)
     _dist(site, "tool", "[console_scripts]\nskyplug-tool = tool:main\n")  # names skyplug, not the group
     monkeypatch.setattr(sys, "path", [str(site), str(tmp_path / "absent")])
-    # another distribution finder (importlib_metadata's, once e.g. xradio is imported) is a maybe
-    monkeypatch.setattr(
-        sys, "meta_path", [*sys.meta_path, type("Finder", (), {"find_distributions": None})()]
-    )
-    assert plugins._may_declare("skyplug")
-    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not hasattr(f, "find_distributions")])
-    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, PathFinder])
+    # only the standard finder, as in a worker: importlib_metadata (which e.g. xradio imports earlier
+    # in the suite) installs its own finder and takes find_distributions off the standard one
+    monkeypatch.setattr(sys, "meta_path", [PathFinder])
+    if not hasattr(PathFinder, "find_distributions"):
+        found = staticmethod(importlib.metadata.MetadataPathFinder.find_distributions)
+        monkeypatch.setattr(PathFinder, "find_distributions", found, raising=False)
+    monkeypatch.setattr(sys, "meta_path", [PathFinder, type("Finder", (), {"find_distributions": None})()])
+    assert plugins._may_declare("skyplug")  # another distribution finder is a maybe
+    monkeypatch.setattr(sys, "meta_path", [PathFinder])
     assert not plugins._may_declare("skyplug")
     assert list(plugins._entry_points("skyplug")) == []
     _dist(site, "skyplug_rec", "[skyplug]\nrec = skyplug_rec\n")
